@@ -1,0 +1,1 @@
+"""llmwatch: observe LLM calls in production."""

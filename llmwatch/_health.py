@@ -1,0 +1,155 @@
+"""llmwatch's own health: the internal-error guard and the counters behind ``llmwatch.stats()``.
+
+Everything llmwatch does runs inside somebody else's request. An exception in our code must never
+reach the host application: it is caught here, counted, and logged once per place (a bug that fires
+on every call must not flood the host's logs). Our own test-suite flips ``raise_internal_errors`` so
+that a bug in llmwatch fails the test that hit it instead of hiding behind the guard; users' test
+suites keep the production behaviour.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+logger = logging.getLogger("llmwatch")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Set by llmwatch's own tests (never by users): re-raise internal errors instead of swallowing them.
+raise_internal_errors = False
+
+
+class Counter:
+    """A thread-safe monotonic counter without a lock.
+
+    ``next()`` on an ``itertools.count`` is a single C call, atomic under the GIL, so concurrent
+    increments are never lost (``x += 1`` on an attribute can lose them).
+    """
+
+    __slots__ = ("_count", "_base")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self._base = 0
+
+    def add(self) -> None:
+        next(self._count)
+
+    @property
+    def value(self) -> int:
+        # count(n).__reduce__() is (count, (n,)): reading it does not advance the counter.
+        current: int = self._count.__reduce__()[1][0]
+        return current - self._base
+
+    def reset(self) -> None:
+        self._base = self._count.__reduce__()[1][0]
+
+
+class Health:
+    """Process-wide counters. One instance, ``HEALTH``; ``reset()`` is for tests."""
+
+    def __init__(self) -> None:
+        self.spans_started = Counter()
+        self.spans_ended = Counter()
+        self.spans_dropped = Counter()
+        self.exports_succeeded = Counter()
+        self.exports_failed = Counter()
+        self.internal_errors = Counter()
+        self.calls_refused = Counter()
+        self.last_export_error: str | None = None
+        self.last_internal_error: str | None = None
+        self._logged_places: set[str] = set()
+        self._lock = threading.Lock()
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "spans_started": self.spans_started.value,
+            "spans_ended": self.spans_ended.value,
+            "spans_dropped": self.spans_dropped.value,
+            "exports_succeeded": self.exports_succeeded.value,
+            "exports_failed": self.exports_failed.value,
+            "last_export_error": self.last_export_error,
+            "internal_errors": self.internal_errors.value,
+            "last_internal_error": self.last_internal_error,
+            "calls_refused": self.calls_refused.value,
+        }
+
+    def reset(self) -> None:
+        for counter in (
+            self.spans_started,
+            self.spans_ended,
+            self.spans_dropped,
+            self.exports_succeeded,
+            self.exports_failed,
+            self.internal_errors,
+            self.calls_refused,
+        ):
+            counter.reset()
+        self.last_export_error = None
+        self.last_internal_error = None
+        with self._lock:
+            self._logged_places.clear()
+
+    def first_time(self, place: str) -> bool:
+        """True the first time ``place`` is seen: used to log a recurring problem once."""
+        if place in self._logged_places:
+            return False
+        with self._lock:
+            if place in self._logged_places:
+                return False
+            self._logged_places.add(place)
+            return True
+
+
+HEALTH = Health()
+
+
+def record_internal_error(place: str, exc: BaseException) -> None:
+    """Count an exception raised by llmwatch's own code and log it the first time ``place`` fails."""
+    HEALTH.internal_errors.add()
+    HEALTH.last_internal_error = f"{place}: {type(exc).__name__}: {exc}"
+    if HEALTH.first_time(place):
+        logger.warning(
+            "llmwatch internal error in %s (your code still runs; telemetry for this call may be "
+            "incomplete; further errors here are counted in llmwatch.stats() but not logged)",
+            place,
+            exc_info=exc,
+        )
+    if raise_internal_errors:
+        raise exc
+
+
+@contextmanager
+def guard(place: str) -> Iterator[None]:
+    """Run a block of llmwatch code; any exception in it is recorded, never propagated."""
+    try:
+        yield
+    except Exception as exc:
+        record_internal_error(place, exc)
+
+
+def guarded(place: str, default: Any = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator form of :func:`guard`: on an internal error the function returns ``default``.
+
+    Only for llmwatch's own functions; the user's result never passes through one.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                record_internal_error(place, exc)
+                return default  # type: ignore[no-any-return]
+
+        return wrapper
+
+    return decorate
