@@ -1,1 +1,34 @@
-"""llmwatch: observe LLM calls in production."""
+"""llmwatch: observe LLM calls in production.
+
+Every call through the instrumented OpenAI and Anthropic SDKs (or recorded with ``llm_call``)
+becomes an OpenTelemetry span following the GenAI semantic conventions, with tokens, cost in USD,
+latency, time to first token and the user/feature it is attributed to::
+
+    import llmwatch
+
+    llmwatch.configure(service_name="checkout")
+    with llmwatch.attributes(user="u-42", feature="search"):
+        client.chat.completions.create(...)
+
+Only this package root is API; every submodule is private.
+"""
+
+from llmwatch._api import configure, force_flush, instrument, shutdown, stats, uninstrument
+from llmwatch._attribution import attributes, prompt
+from llmwatch._config import ConfigurationError
+from llmwatch._decorators import observe
+from llmwatch._runtime import VERSION as __version__
+
+__all__ = [
+    "ConfigurationError",
+    "__version__",
+    "attributes",
+    "configure",
+    "force_flush",
+    "instrument",
+    "observe",
+    "prompt",
+    "shutdown",
+    "stats",
+    "uninstrument",
+]

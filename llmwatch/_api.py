@@ -1,0 +1,102 @@
+"""The lifecycle API: ``configure``, ``instrument``, ``uninstrument``, ``force_flush``, ``shutdown``, ``stats``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from llmwatch import _config, _health, _pricing, _providers, _runtime, _tokens
+
+ClientT = TypeVar("ClientT")
+_lock = threading.Lock()
+
+
+def configure(
+    service_name: str | None = None,
+    exporter: Any = None,
+    endpoint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    protocol: str | None = None,
+    file_path: str | None = None,
+    capture_content: bool | str | None = None,
+    redact: Callable[[str], str] | None = None,
+    prices: Any = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    sample_rate: float | None = None,
+    metrics_user_dimension: bool | None = None,
+    instrument: bool | None = None,
+    max_content_chars: int | None = None,
+) -> None:
+    """Set llmwatch up (again). Validates everything first; a wrong value raises ``ConfigurationError``.
+
+    Arguments left as ``None`` come from the environment (``OTEL_*``, ``LLMWATCH_*``), else defaults:
+    ``exporter="otlp"``, ``capture_content=False``, ``sample_rate=1.0``, ``instrument=True``,
+    ``max_content_chars=32768``. See docs/configuration.md for the full table.
+
+    Calling it again flushes and shuts down what the previous call created (never a provider you
+    passed or installed), then starts afresh. Providers: with ``tracer_provider=``/``meter_provider=``
+    those are used and never made global; else a real global provider is used; else llmwatch creates
+    its own and installs them as the globals.
+    """
+    arguments = {key: value for key, value in locals().items() if key != "arguments"}
+    settings = _config.resolve(arguments)
+    with _lock:
+        runtime = _runtime.build(settings)  # may raise ConfigurationError: nothing swapped yet
+        previous = _runtime.swap(runtime)
+        _runtime.shutdown_owned(previous, timeout_s=5.0)
+    _pricing.start_background_import()
+    _tokens.start_loading()
+    if settings.instrument:
+        _providers.instrument_all()
+
+
+def instrument(client: ClientT) -> ClientT:
+    """Instrument one client instance (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
+    ``AsyncAnthropic``); returns the same object, usable exactly as before."""
+    return _providers.instrument_client(client)  # type: ignore[no-any-return]
+
+
+def uninstrument() -> None:
+    """Undo global instrumentation (clients given to ``instrument()`` stay instrumented)."""
+    _providers.uninstrument()
+
+
+def force_flush(timeout_s: float = 30.0) -> bool:
+    """Export everything finished so far; returns within ``timeout_s``. True when all was flushed."""
+    return _runtime.flush_owned(_runtime.CURRENT, timeout_s)
+
+
+def shutdown(timeout_s: float = 30.0) -> None:
+    """Flush and stop what llmwatch created; returns within ``timeout_s``. ``configure()`` works after."""
+    with _lock:
+        previous = _runtime.swap(_runtime.default_runtime())
+        _runtime.shutdown_owned(previous, timeout_s)
+
+
+def stats() -> dict[str, Any]:
+    """In-process health: spans, exports, internal errors, budgets, encodings and prices. Never raises."""
+    try:
+        result = _health.HEALTH.counters()
+        result["encodings_ready"] = _tokens.encodings_ready()
+        result["prices"] = _prices_stats()
+        result["budgets"] = _budget_stats()
+        return result
+    except Exception as exc:  # stats() is what you call when things look wrong: it must not fail too
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _prices_stats() -> dict[str, Any]:
+    runtime = _runtime.CURRENT
+    version = _pricing.genai_prices_version()
+    return {
+        "source": "genai-prices" + (" + overrides" if runtime.settings.prices else ""),
+        "version": version,
+        "loaded": _pricing.genai_prices_loaded(),
+        "overrides": sorted(runtime.settings.prices or {}),
+    }
+
+
+def _budget_stats() -> dict[str, Any]:
+    return {}

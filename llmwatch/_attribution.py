@@ -1,0 +1,172 @@
+"""Who and what a call is for: user, feature, session, free-form tags and the prompt template.
+
+One ``ContextVar`` holds one immutable :class:`Attribution`. Entering ``llmwatch.attributes(...)`` or
+``llmwatch.prompt(...)`` sets a new, merged value and resetting the token restores the old one, so
+attribution follows the code's structure: it crosses ``await``, is inherited by asyncio tasks, and
+reaches threads started under ``contextvars.copy_context().run``. The span attributes a value implies
+are computed once when it is created, so the hot path applies them with one ``dict.update``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
+from types import MappingProxyType, TracebackType
+from typing import Any, TypeVar, cast
+
+from llmwatch import _semconv as sc
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+AttributeValue = str | bool | int | float
+
+
+class PromptInfo:
+    """A prompt template in use: name, version and the variables it was rendered with."""
+
+    __slots__ = ("name", "variables", "version")
+
+    def __init__(self, name: str, version: str | None, variables: Mapping[str, Any] | None) -> None:
+        self.name = name
+        self.version = version
+        self.variables = MappingProxyType(dict(variables or {}))
+
+
+class Attribution:
+    """Immutable attribution of the current context. ``span_attributes`` is precomputed."""
+
+    __slots__ = ("feature", "prompt", "session", "span_attributes", "tags", "user")
+
+    def __init__(
+        self,
+        user: str | None = None,
+        feature: str | None = None,
+        session: str | None = None,
+        tags: Mapping[str, AttributeValue] | None = None,
+        prompt: PromptInfo | None = None,
+    ) -> None:
+        self.user = user
+        self.feature = feature
+        self.session = session
+        self.tags: Mapping[str, AttributeValue] = MappingProxyType(dict(tags or {}))
+        self.prompt = prompt
+        self.span_attributes: Mapping[str, AttributeValue] = MappingProxyType(self._span_attributes())
+
+    def _span_attributes(self) -> dict[str, AttributeValue]:
+        attrs: dict[str, AttributeValue] = {}
+        if self.user is not None:
+            attrs[sc.LLMWATCH_USER] = self.user
+        if self.feature is not None:
+            attrs[sc.LLMWATCH_FEATURE] = self.feature
+        if self.session is not None:
+            attrs[sc.LLMWATCH_SESSION] = self.session
+            attrs[sc.GEN_AI_CONVERSATION_ID] = self.session
+        for key, value in self.tags.items():
+            attrs[sc.LLMWATCH_TAG_PREFIX + key] = value
+        if self.prompt is not None:
+            attrs[sc.LLMWATCH_PROMPT_NAME] = self.prompt.name
+            if self.prompt.version is not None:
+                attrs[sc.LLMWATCH_PROMPT_VERSION] = self.prompt.version
+        return attrs
+
+    def merged(
+        self,
+        user: str | None = None,
+        feature: str | None = None,
+        session: str | None = None,
+        tags: Mapping[str, AttributeValue] | None = None,
+        prompt: PromptInfo | None = None,
+    ) -> Attribution:
+        """A new value: given fields override, tags are merged (inner tags win)."""
+        return Attribution(
+            user=self.user if user is None else user,
+            feature=self.feature if feature is None else feature,
+            session=self.session if session is None else session,
+            tags={**self.tags, **(tags or {})},
+            prompt=self.prompt if prompt is None else prompt,
+        )
+
+
+EMPTY = Attribution()
+_CURRENT: ContextVar[Attribution] = ContextVar("llmwatch_attribution", default=EMPTY)
+
+
+def current() -> Attribution:
+    """The attribution in force here (the hot path's one read)."""
+    return _CURRENT.get()
+
+
+def set_current(value: Attribution) -> Token[Attribution]:
+    return _CURRENT.set(value)
+
+
+class _ScopedAttribution:
+    """Context manager and decorator that sets attribution for a block or a function.
+
+    Each use (each ``with``, each decorated call) pushes its own token, so one object can be reused,
+    nested and shared between tasks safely.
+    """
+
+    def __init__(self, **fields: Any) -> None:
+        self._fields = fields
+        self._tokens: list[Token[Attribution]] = []
+
+    def _push(self) -> Token[Attribution]:
+        return _CURRENT.set(_CURRENT.get().merged(**self._fields))
+
+    def __enter__(self) -> Attribution:
+        token = self._push()
+        self._tokens.append(token)
+        return _CURRENT.get()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _CURRENT.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Attribution:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: F) -> F:
+        from llmwatch._decorators import ContextHooks, wrap_function
+
+        return cast(F, wrap_function(fn, ContextHooks(self._push, _CURRENT.reset)))
+
+
+def attributes(
+    *,
+    user: str | None = None,
+    feature: str | None = None,
+    session: str | None = None,
+    **tags: AttributeValue,
+) -> _ScopedAttribution:
+    """Attribute every LLM span and metric below this point to a user, feature and session.
+
+    Use as ``with llmwatch.attributes(user="u-42", feature="search"):`` or as a decorator. Nested
+    uses merge: inner values win, tags accumulate. Extra keyword arguments become
+    ``llmwatch.tag.<name>`` span attributes. Threads do not inherit context by themselves: submit work
+    with ``contextvars.copy_context().run`` (see docs/attribution.md).
+    """
+    for key, value in tags.items():
+        if not isinstance(value, (str, bool, int, float)):
+            raise TypeError(f"llmwatch.attributes(): tag {key!r} must be str, bool, int or float")
+    return _ScopedAttribution(user=user, feature=feature, session=session, tags=tags)
+
+
+def prompt(
+    name: str, *, version: str | int | None = None, variables: Mapping[str, Any] | None = None
+) -> _ScopedAttribution:
+    """Mark the LLM calls below as renderings of prompt template ``name`` (and ``version``).
+
+    Every LLM span inside carries ``llmwatch.prompt.name``/``.version``; the ``variables`` are recorded
+    only when content capture is on. Usable as a context manager or a decorator.
+    """
+    if not name or not isinstance(name, str):
+        raise TypeError("llmwatch.prompt(): name must be a non-empty string")
+    info = PromptInfo(name, None if version is None else str(version), variables)
+    return _ScopedAttribution(prompt=info)

@@ -1,0 +1,221 @@
+"""The per-call record: one LLM call, one span, ended exactly once.
+
+``start_call`` opens the record with every attribute a sampler may read (operation, provider, request
+model, server address, attribution) before the provider call. Then exactly one of
+``finish(response)``, ``record_chunk`` ... ``end_stream(completed)``, or ``fail(exc)`` ends it; later
+calls are no-ops, so the many exit paths of a stream (exhausted, closed, ``with`` exit, error,
+garbage collection) can all say "end" without ending twice.
+
+Everything here is llmwatch's own code and runs under the internal-error guard. The provider call and
+the user's result never pass through it (see the wrappers in ``_providers``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+
+from llmwatch import _attribution
+from llmwatch import _semconv as sc
+from llmwatch._health import HEALTH, record_internal_error
+
+if TYPE_CHECKING:
+    from llmwatch._runtime import Runtime
+
+
+class Handler(Protocol):
+    """What a provider module supplies for one kind of call (see ``_providers/_base.py``)."""
+
+    provider: str
+    operation: str
+
+    def on_response(self, call: LLMCall, response: Any) -> None: ...
+    def on_chunk(self, call: LLMCall, chunk: Any) -> bool: ...
+    def prompt_parts(self, request: Mapping[str, Any]) -> list[str]: ...
+    def count_input_tokens(self, call: LLMCall) -> tuple[int, str]: ...
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None: ...
+
+
+class Choice:
+    """Output of one choice, accumulated from a response or from stream deltas."""
+
+    __slots__ = ("finish_reason", "index", "reasoning", "role", "text", "tool_calls")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.role = "assistant"
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+
+
+class LLMCall:
+    """State of one LLM call between request and end. Slots: this object is made per call."""
+
+    __slots__ = (
+        "attribution",
+        "budget_exceeded",
+        "cache_read_tokens",
+        "cache_write_1h_tokens",
+        "cache_write_tokens",
+        "choices",
+        "chunks",
+        "ended",
+        "error",
+        "first_chunk_ns",
+        "handler",
+        "hide_usage_chunk",
+        "input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "request",
+        "request_model",
+        "response_id",
+        "response_model",
+        "runtime",
+        "span",
+        "start_ns",
+        "stream",
+        "stream_completed",
+        "usage_source",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        handler: Handler,
+        request: Mapping[str, Any],
+        request_model: str,
+        span: Span,
+        stream: bool,
+        attribution: _attribution.Attribution,
+    ) -> None:
+        self.runtime = runtime
+        self.handler = handler
+        self.request = request
+        self.request_model = request_model
+        self.span = span
+        self.stream = stream
+        self.attribution = attribution
+        self.start_ns = time.perf_counter_ns()
+        self.first_chunk_ns: int | None = None
+        self.chunks = 0
+        self.ended = False
+        self.error: BaseException | None = None
+        self.hide_usage_chunk = False
+        self.budget_exceeded = False
+        self.stream_completed: bool | None = None
+        self.response_id: str | None = None
+        self.response_model: str | None = None
+        self.choices: dict[int, Choice] = {}
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.cache_write_1h_tokens = 0
+        self.reasoning_tokens = 0
+        self.usage_source = sc.USAGE_SOURCE_PROVIDER
+
+    # --- accumulation (called by provider handlers) ------------------------------------------------
+    def choice(self, index: int) -> Choice:
+        found = self.choices.get(index)
+        if found is None:
+            found = self.choices[index] = Choice(index)
+        return found
+
+    def mark_first_output(self) -> None:
+        if self.first_chunk_ns is None:
+            self.first_chunk_ns = time.perf_counter_ns()
+
+    @property
+    def model(self) -> str:
+        """The model to price and count by: the response's (a dated snapshot) or the requested."""
+        return self.response_model or self.request_model
+
+    # --- endings -------------------------------------------------------------------------------------
+    def finish(self, response: Any) -> None:
+        """A non-streamed response arrived."""
+        if self.ended:
+            return
+        try:
+            self.handler.on_response(self, response)
+        except Exception as exc:
+            record_internal_error(f"{self.handler.provider} response parsing", exc)
+        self._end()
+
+    def record_chunk(self, chunk: Any) -> bool:
+        """One stream chunk; True when llmwatch asked for it and the user must not see it."""
+        if self.ended:
+            return False
+        self.chunks += 1
+        try:
+            return self.handler.on_chunk(self, chunk)
+        except Exception as exc:
+            record_internal_error(f"{self.handler.provider} chunk parsing", exc)
+            return False
+
+    def end_stream(self, completed: bool) -> None:
+        if self.ended:
+            return
+        self.stream_completed = completed
+        self._end()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.ended:
+            return
+        self.error = exc
+        if self.stream:
+            self.stream_completed = False
+        self._end()
+
+    def _end(self) -> None:
+        self.ended = True
+        end_ns = time.perf_counter_ns()
+        try:
+            self.runtime.pipeline.run(self, end_ns)
+        except Exception as exc:
+            record_internal_error("span end", exc)
+            _end_span_plainly(self.span)
+
+
+def _end_span_plainly(span: Span) -> None:
+    try:
+        if span.is_recording():
+            span.end()
+            HEALTH.spans_ended.add()
+    except Exception as exc:
+        record_internal_error("span end fallback", exc)
+
+
+def start_call(
+    runtime: Runtime,
+    handler: Handler,
+    request: Mapping[str, Any],
+    request_attributes: dict[str, Any],
+    *,
+    stream: bool,
+) -> LLMCall:
+    """Open the span and the record for one call (raises only on an llmwatch bug; callers guard)."""
+    attribution = _attribution.current()
+    request_model = str(request.get("model") or "unknown")
+    attrs = request_attributes
+    attrs[sc.GEN_AI_OPERATION_NAME] = handler.operation
+    attrs[sc.GEN_AI_PROVIDER_NAME] = handler.provider
+    attrs[sc.GEN_AI_REQUEST_MODEL] = request_model
+    if runtime.emit_deprecated_system:
+        attrs[sc.GEN_AI_SYSTEM_DEPRECATED] = handler.provider
+    attrs.update(attribution.span_attributes)
+    span = runtime.tracer.start_span(
+        f"{handler.operation} {request_model}", kind=SpanKind.CLIENT, attributes=attrs
+    )
+    HEALTH.spans_started.add()
+    return LLMCall(runtime, handler, request, request_model, span, stream, attribution)
+
+
+def current_span_is_recording() -> bool:
+    return trace.get_current_span().is_recording()

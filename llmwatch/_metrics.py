@@ -1,0 +1,105 @@
+"""OTel metric instruments for dashboards and symptom alerts.
+
+The GenAI client metrics (v1.41 names, units and bucket advice) plus ``llmwatch.cost``. Metric
+attributes reuse the span attribute names. The user is a metric dimension only on request
+(``metrics_user_dimension=True``) and then capped: users are unbounded, and one attribute value per
+user would explode a backend's cardinality. :class:`UserCap` admits the 100 most active users of the
+previous export interval (the first 100 seen, in the first interval) and folds the rest into
+``other``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.metrics import Meter
+
+from llmwatch import _semconv as sc
+
+OTHER_USERS = "other"
+
+
+class UserCap:
+    """Caps the user dimension at ``limit`` distinct values per interval."""
+
+    def __init__(self, limit: int = 100, interval_s: float = 60.0) -> None:
+        self._limit = limit
+        self._interval_s = interval_s
+        self._rotate_at = time.monotonic() + interval_s
+        self._counts: dict[str, int] = {}
+        self._admitted: set[str] = set()
+        self._first_interval = True  # until the first rotation: first come, first admitted
+
+    def label(self, user: str) -> str:
+        now = time.monotonic()
+        if now >= self._rotate_at:
+            self._rotate(now)
+        self._counts[user] = self._counts.get(user, 0) + 1
+        admitted = self._admitted
+        if self._first_interval and user not in admitted and len(admitted) < self._limit:
+            admitted.add(user)
+        return user if user in admitted else OTHER_USERS
+
+    def _rotate(self, now: float) -> None:
+        ranked = sorted(self._counts.items(), key=lambda item: item[1], reverse=True)
+        self._admitted = {user for user, _ in ranked[: self._limit]}
+        self._first_interval = False
+        self._counts = {}
+        self._rotate_at = now + self._interval_s
+
+
+class Metrics:
+    """The instruments, created once per ``configure()`` from its MeterProvider."""
+
+    def __init__(self, meter: Meter, *, user_dimension: bool) -> None:
+        self.token_usage = meter.create_histogram(
+            sc.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        )
+        self.duration = meter.create_histogram(
+            sc.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            sc.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time from the request to the first output chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.cost = meter.create_counter(
+            sc.METRIC_COST, unit="USD", description="Cost of GenAI operations in US dollars."
+        )
+        self.refusals = meter.create_counter(
+            sc.METRIC_REFUSALS,
+            unit="{call}",
+            description="Calls refused by llmwatch before any I/O (budget exceeded or kill switch).",
+        )
+        self.user_cap = UserCap() if user_dimension else None
+
+    def record_call(
+        self,
+        attributes: dict[str, Any],
+        *,
+        user: str | None,
+        duration_s: float,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cost_usd: float | None,
+        ttfc_s: float | None,
+    ) -> None:
+        if self.user_cap is not None and user is not None:
+            attributes[sc.LLMWATCH_USER] = self.user_cap.label(user)
+        self.duration.record(duration_s, attributes)
+        if input_tokens is not None:
+            self.token_usage.record(input_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"})
+        if output_tokens is not None:
+            self.token_usage.record(output_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"})
+        if ttfc_s is not None:
+            self.time_to_first_chunk.record(ttfc_s, attributes)
+        if cost_usd is not None:
+            self.cost.add(cost_usd, attributes)

@@ -1,0 +1,211 @@
+"""The steps that turn an ended call record into span attributes, metrics and budget totals.
+
+Fixed at ``configure()``: usage -> tokens -> cost -> stream timing -> budget -> content (only when
+capture is on); then the span ends and the metrics record. Each step is guarded on its own, so a
+failing step costs its own attributes (and is counted in ``llmwatch.stats()``), never the span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import Status, StatusCode
+
+from llmwatch import _semconv as sc
+from llmwatch._health import HEALTH, record_internal_error
+from llmwatch._pricing import Usage
+
+if TYPE_CHECKING:
+    from llmwatch._call import LLMCall
+    from llmwatch._content import ContentPolicy
+    from llmwatch._metrics import Metrics
+    from llmwatch._pricing import PriceBook
+
+Step = Callable[["LLMCall", dict[str, Any]], None]
+
+
+def response_step(call: LLMCall, attrs: dict[str, Any]) -> None:
+    if call.response_id is not None:
+        attrs[sc.GEN_AI_RESPONSE_ID] = call.response_id
+    if call.response_model is not None:
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
+    reasons = [c.finish_reason for _, c in sorted(call.choices.items()) if c.finish_reason is not None]
+    if reasons:
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+
+
+def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
+    """Provider usage when reported; else tiktoken, else an estimate (and say which)."""
+    if call.error is not None and call.input_tokens is None and not call.choices:
+        return  # a failed call with no output: nothing was generated and nothing is known
+    if call.input_tokens is None:
+        call.input_tokens, call.usage_source = call.handler.count_input_tokens(call)
+    if call.output_tokens is None:
+        call.output_tokens, source = _count_output_tokens(call)
+        if call.usage_source == sc.USAGE_SOURCE_PROVIDER or source == sc.USAGE_SOURCE_ESTIMATE:
+            call.usage_source = source
+    attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
+    attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
+    if call.cache_read_tokens:
+        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = call.cache_read_tokens
+    if call.cache_write_tokens:
+        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = call.cache_write_tokens
+        attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = call.cache_write_tokens
+    if call.reasoning_tokens:
+        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = call.reasoning_tokens
+    attrs[sc.LLMWATCH_USAGE_SOURCE] = call.usage_source
+
+
+def _count_output_tokens(call: LLMCall) -> tuple[int, str]:
+    from llmwatch._tokens import count_tokens
+
+    text = "".join("".join(choice.text) for choice in call.choices.values())
+    tool_args = "".join(
+        str(tool.get("arguments") or "") for choice in call.choices.values() for tool in choice.tool_calls.values()
+    )
+    if call.handler.operation == sc.OP_EMBEDDINGS:
+        return 0, sc.USAGE_SOURCE_PROVIDER
+    return count_tokens(call.model, text + tool_args)
+
+
+class CostStep:
+    """Prices the call by the response model, falling back to the requested one."""
+
+    def __init__(self, prices: PriceBook) -> None:
+        self._prices = prices
+
+    def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        if call.input_tokens is None:
+            return
+        provider = call.handler.provider
+        price = self._prices.lookup(provider, call.model)
+        if price is None and call.response_model is not None:
+            price = self._prices.lookup(provider, call.request_model)
+        if price is None:
+            attrs[sc.LLMWATCH_COST_UNKNOWN_MODEL] = True
+            return
+        cost = price.cost(
+            Usage(
+                input_tokens=call.input_tokens,
+                cache_read_tokens=call.cache_read_tokens,
+                cache_write_tokens=call.cache_write_tokens,
+                cache_write_1h_tokens=call.cache_write_1h_tokens,
+                output_tokens=call.output_tokens or 0,
+                output_reasoning_tokens=call.reasoning_tokens,
+            )
+        )
+        attrs[sc.LLMWATCH_COST_USD] = cost.total_usd
+        attrs[sc.LLMWATCH_COST_INPUT_USD] = cost.input_usd
+        attrs[sc.LLMWATCH_COST_OUTPUT_USD] = cost.output_usd
+        attrs[sc.LLMWATCH_COST_SOURCE] = price.source
+
+
+def stream_step(call: LLMCall, attrs: dict[str, Any]) -> None:
+    if not call.stream:
+        return
+    attrs[sc.LLMWATCH_STREAM_COMPLETED] = bool(call.stream_completed)
+    attrs[sc.LLMWATCH_STREAM_CHUNKS] = call.chunks
+    if call.first_chunk_ns is not None:
+        ttfc_ns = call.first_chunk_ns - call.start_ns
+        attrs[sc.LLMWATCH_TIME_TO_FIRST_TOKEN_MS] = ttfc_ns / 1e6
+        attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc_ns / 1e9
+
+
+def fingerprint_step(call: LLMCall, attrs: dict[str, Any]) -> None:
+    from llmwatch._content import fingerprint
+
+    attrs[sc.LLMWATCH_PROMPT_FINGERPRINT] = fingerprint(call.handler.prompt_parts(call.request))
+
+
+class ContentStep:
+    """Messages, system instructions and tool definitions, in the semconv JSON shape (opt-in)."""
+
+    def __init__(self, policy: ContentPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        call.handler.content_attributes(call, attrs)
+        prompt = call.attribution.prompt
+        if prompt is not None and prompt.variables:
+            attrs[sc.LLMWATCH_PROMPT_VARIABLES] = self.policy.json(self.policy.any_value(dict(prompt.variables)))
+
+
+class Pipeline:
+    """The ordered steps; ``run`` ends the span and records metrics."""
+
+    def __init__(
+        self,
+        steps: tuple[Step, ...],
+        metrics: Metrics | None,
+        after_end: tuple[Callable[[LLMCall, dict[str, Any]], None], ...] = (),
+    ) -> None:
+        self.steps = steps
+        self.metrics = metrics
+        self.after_end = after_end
+
+    def run(self, call: LLMCall, end_ns: int) -> None:
+        attrs: dict[str, Any] = {}
+        for step in self.steps:
+            try:
+                step(call, attrs)
+            except Exception as exc:
+                record_internal_error(f"pipeline step {getattr(step, '__name__', type(step).__name__)}", exc)
+        if call.budget_exceeded:
+            attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True
+        span = call.span
+        error = call.error
+        if error is not None:
+            attrs[sc.ERROR_TYPE] = error_type(error)
+        span.set_attributes(attrs)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, str(error)[:512]))
+            span.record_exception(error)
+        span.end()
+        HEALTH.spans_ended.add()
+        duration_s = (end_ns - call.start_ns) / 1e9
+        if self.metrics is not None:
+            self._record_metrics(call, attrs, duration_s)
+        for hook in self.after_end:
+            try:
+                hook(call, attrs)
+            except Exception as exc:
+                record_internal_error("after-call hook", exc)
+
+    def _record_metrics(self, call: LLMCall, attrs: dict[str, Any], duration_s: float) -> None:
+        assert self.metrics is not None
+        metric_attrs: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: call.handler.operation,
+            sc.GEN_AI_PROVIDER_NAME: call.handler.provider,
+            sc.GEN_AI_REQUEST_MODEL: call.request_model,
+        }
+        if call.response_model is not None:
+            metric_attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
+        if call.attribution.feature is not None:
+            metric_attrs[sc.LLMWATCH_FEATURE] = call.attribution.feature
+        error = attrs.get(sc.ERROR_TYPE)
+        if error is not None:
+            metric_attrs[sc.ERROR_TYPE] = error
+        ttfc = attrs.get(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+        try:
+            self.metrics.record_call(
+                metric_attrs,
+                user=call.attribution.user,
+                duration_s=duration_s,
+                input_tokens=call.input_tokens,
+                output_tokens=call.output_tokens,
+                cost_usd=attrs.get(sc.LLMWATCH_COST_USD),
+                ttfc_s=ttfc,
+            )
+        except Exception as exc:
+            record_internal_error("metrics", exc)
+
+
+def error_type(error: BaseException) -> str:
+    """The SDK exception's class name; the HTTP status where the class is a generic one."""
+    name = type(error).__name__
+    if name in {"APIStatusError", "APIError"}:
+        status = getattr(error, "status_code", None)
+        if status is not None:
+            return str(status)
+    return name

@@ -1,0 +1,227 @@
+"""Price lookup and cost arithmetic.
+
+Prices come from the ``genai-prices`` package (maintained data: cached and reasoning tokens, tiers),
+overridden by the user's ``prices=``. Importing genai-prices costs a few hundred milliseconds, so it
+is imported in the background at ``configure()`` and never at ``import llmwatch``.
+
+Each (provider, model) is resolved once into a :class:`Price`: a few float coefficients, one per
+usage count we report. genai-prices prices a call as a sum over its priced units, each a linear
+function of the usage counts, so we *measure* the coefficients once by asking genai-prices to price
+small probe usages; after that a call costs a handful of float multiplications and matches
+``genai_prices.calc_price`` exactly (to float rounding). Tiered prices (e.g. above 200k input tokens)
+are only linear within a tier: calls past the first tier threshold are priced by genai-prices itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger("llmwatch")
+
+# The usage counts llmwatch reports, in genai-prices' vocabulary. ``input_tokens`` counts every
+# input token (cached ones included); ``cache_write_tokens`` every cache write (1h ones included);
+# ``output_tokens`` every output token (reasoning included).
+USAGE_KEYS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "output_reasoning_tokens",
+)
+# A base usage whose every leaf stays non-negative when one count is raised by one.
+_PROBE_BASE = {
+    "input_tokens": 8,
+    "cache_read_tokens": 2,
+    "cache_write_tokens": 2,
+    "cache_write_1h_tokens": 1,
+    "output_tokens": 4,
+    "output_reasoning_tokens": 1,
+}
+# Tier-free in any real price list: low enough to stay in the base tier while probing.
+_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "azure.ai.openai": "azure", "aws.bedrock": "aws"}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call (see ``USAGE_KEYS`` for what each includes)."""
+
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    output_reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    total_usd: float
+    input_usd: float
+    output_usd: float
+
+
+class Price:
+    """A resolved price: per-token coefficients (USD) for the input and the output side."""
+
+    __slots__ = ("exact", "input_coefficients", "output_coefficients", "source", "tier_threshold")
+
+    def __init__(
+        self,
+        input_coefficients: tuple[float, ...],
+        output_coefficients: tuple[float, ...],
+        source: str,
+        tier_threshold: int | None = None,
+        exact: Any = None,
+    ) -> None:
+        self.input_coefficients = input_coefficients
+        self.output_coefficients = output_coefficients
+        self.source = source
+        self.tier_threshold = tier_threshold
+        self.exact = exact  # genai-prices ModelPrice, for calls beyond the first tier
+
+    def cost(self, usage: Usage) -> Cost:
+        if self.tier_threshold is not None and usage.input_tokens > self.tier_threshold:
+            return _exact_cost(self.exact, usage)
+        counts = (
+            usage.input_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.cache_write_1h_tokens,
+            usage.output_tokens,
+            usage.output_reasoning_tokens,
+        )
+        input_usd = sum(c * n for c, n in zip(self.input_coefficients, counts, strict=True))
+        output_usd = sum(c * n for c, n in zip(self.output_coefficients, counts, strict=True))
+        return Cost(input_usd + output_usd, input_usd, output_usd)
+
+
+def override_price(rates: Mapping[str, float], source: str) -> Price:
+    """A user's ``{"input", "output", "cache_read", ...}`` (USD per million tokens) as coefficients."""
+    per_token = {key: value / 1_000_000 for key, value in rates.items()}
+    input_rate = per_token["input"]
+    output_rate = per_token["output"]
+    cache_read = per_token.get("cache_read", input_rate)
+    cache_write = per_token.get("cache_write", input_rate)
+    cache_write_1h = per_token.get("cache_write_1h", cache_write)
+    reasoning = per_token.get("reasoning", output_rate)
+    # Each coefficient is the extra a token of that kind costs over its parent count.
+    input_side = (input_rate, cache_read - input_rate, cache_write - input_rate, cache_write_1h - cache_write, 0, 0)
+    output_side = (0.0, 0.0, 0.0, 0.0, output_rate, reasoning - output_rate)
+    return Price(tuple(input_side), output_side, source)
+
+
+class PriceBook:
+    """Prices by (provider, model): user overrides first, then genai-prices; resolved once, cached."""
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        self._overrides = {key: override_price(rates, "override") for key, rates in (overrides or {}).items()}
+        self._cache: dict[tuple[str, str], Price | None] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, provider: str, model: str) -> Price | None:
+        """The price of ``model`` at ``provider``, or None when nobody knows it."""
+        key = (provider, model)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        price = self._resolve(provider, model)
+        with self._lock:  # only on a cache miss: once per (provider, model) per process
+            self._cache[key] = price
+        return price
+
+    def _resolve(self, provider: str, model: str) -> Price | None:
+        override = self._overrides.get(f"{provider}/{model}") or self._overrides.get(model)
+        if override is not None:
+            return override
+        return resolve_from_genai_prices(provider, model)
+
+
+def start_background_import() -> None:
+    """Import genai-prices off the caller's thread so the first priced call does not pay for it."""
+    threading.Thread(target=_import_genai_prices, name="llmwatch-prices", daemon=True).start()
+
+
+def _import_genai_prices() -> None:
+    try:
+        import genai_prices  # noqa: F401
+    except Exception as exc:
+        logger.warning("llmwatch: genai-prices could not be imported; calls get no cost: %s", exc)
+
+
+def genai_prices_version() -> str | None:
+    """The installed genai-prices version (read from metadata: does not import it)."""
+    try:
+        from importlib.metadata import version
+
+        return version("genai-prices")
+    except Exception:
+        return None
+
+
+def genai_prices_loaded() -> bool:
+    import sys
+
+    return "genai_prices" in sys.modules
+
+
+def resolve_from_genai_prices(provider: str, model: str) -> Price | None:
+    """Measure the coefficients of genai-prices' price for this model (None when unknown)."""
+    try:
+        from datetime import datetime, timezone
+
+        import genai_prices
+        from genai_prices import data_snapshot
+    except Exception:
+        return None
+    provider_id = _PROVIDER_IDS.get(provider)
+    if provider_id is None:
+        return None
+    try:
+        _, model_info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
+        model_price = model_info.get_prices(datetime.now(timezone.utc))
+    except LookupError:
+        return None
+    source = f"genai-prices {genai_prices.__version__}"
+    input_side, output_side = _probe_coefficients(model_price)
+    return Price(input_side, output_side, source, _first_tier_threshold(model_price), model_price)
+
+
+def _probe_coefficients(model_price: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    base = _exact_cost(model_price, Usage(**_PROBE_BASE))
+    input_side: list[float] = []
+    output_side: list[float] = []
+    for key in USAGE_KEYS:
+        probe = Usage(**{**_PROBE_BASE, key: _PROBE_BASE[key] + 1})
+        cost = _exact_cost(model_price, probe)
+        input_side.append(cost.input_usd - base.input_usd)
+        output_side.append(cost.output_usd - base.output_usd)
+    return tuple(input_side), tuple(output_side)
+
+
+def _exact_cost(model_price: Any, usage: Usage) -> Cost:
+    from genai_prices import Usage as PricesUsage
+
+    calc = model_price.calc_price(PricesUsage(**_nonzero(usage)))
+    return Cost(float(calc["total_price"]), float(calc["input_price"]), float(calc["output_price"]))
+
+
+def _nonzero(usage: Usage) -> dict[str, int]:
+    return {key: getattr(usage, key) for key in USAGE_KEYS if getattr(usage, key)}
+
+
+def _first_tier_threshold(model_price: Any) -> int | None:
+    from genai_prices.types import TieredPrices
+
+    starts = [
+        tier.start
+        for value in vars(model_price).values()
+        if isinstance(value, TieredPrices)
+        for tier in value.tiers
+    ]
+    return min(starts) if starts else None

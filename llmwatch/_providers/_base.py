@@ -1,0 +1,242 @@
+"""What every provider module shares: the sync/async call wrappers, client marking, and helpers.
+
+Hooking: each SDK method is wrapped once, at class level, with ``wrapt``. A wrapper traces a call
+only when global instrumentation is on or the call's client was marked by
+``llmwatch.instrument(client)``; so one code path serves both forms and a call never gets two spans.
+
+Guarding: llmwatch's own work before the call (``_begin``) and after it (``_after``) is guarded; the
+SDK call itself sits outside any ``try`` that could swallow an error, its exception reaches the caller
+unchanged, and its result is returned as is (or inside a transparent proxy for streams).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from llmwatch import _runtime
+from llmwatch._call import Handler, LLMCall, start_call
+from llmwatch._health import record_internal_error
+from llmwatch._streaming import AsyncStreamProxy, RawResponseProxy, StreamProxy
+
+# OTel's own "do not instrument" switch (set by exporters while they export).
+_SUPPRESS_KEYS = ("suppress_instrumentation", "suppress_language_model_instrumentation")
+_RAW_RESPONSE_TYPES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
+
+
+class Registry:
+    """Which clients are traced: all of them (global instrumentation) or the marked ones."""
+
+    def __init__(self) -> None:
+        self.global_enabled = False
+        self._marked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def mark(self, client: Any) -> None:
+        self._marked.add(client)
+
+    def is_traced(self, client: Any) -> bool:
+        if self.global_enabled:
+            return True
+        try:
+            return client in self._marked
+        except TypeError:  # an unhashable client cannot have been marked
+            return False
+
+    def any_marked(self) -> bool:
+        return len(self._marked) > 0
+
+
+REGISTRY = Registry()
+
+# Prepares one call: returns (handler, request attributes, kwargs to send, stream?, hide usage?).
+Prepare = Callable[[Any, Mapping[str, Any]], tuple[Handler, dict[str, Any], dict[str, Any], bool, bool]]
+
+
+def _suppressed() -> bool:
+    return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
+
+
+def _begin(
+    prepare: Prepare, instance: Any, kwargs: dict[str, Any]
+) -> tuple[LLMCall | None, dict[str, Any]]:
+    """Open a call record, or (None, kwargs) when this call is not ours to trace."""
+    client = getattr(instance, "_client", None)
+    if not REGISTRY.is_traced(client) or _suppressed():
+        return None, kwargs
+    try:
+        rt = _runtime.CURRENT
+        handler, attrs, send_kwargs, stream, hide_usage = prepare(instance, kwargs)
+        call = start_call(rt, handler, kwargs, attrs, stream=stream)
+        call.hide_usage_chunk = hide_usage
+        return call, send_kwargs
+    except Exception as exc:
+        record_internal_error("call start", exc)
+        return None, kwargs
+
+
+def _after(call: LLMCall, result: Any, is_async: bool) -> Any:
+    """End a non-streamed call, or return the proxy that will end it (None: return result as is)."""
+    try:
+        if type(result).__name__ in _RAW_RESPONSE_TYPES:
+            return RawResponseProxy(result, call, is_async)
+        if call.stream:
+            return AsyncStreamProxy(result, call) if is_async else StreamProxy(result, call)
+        call.finish(result)
+    except Exception as exc:
+        record_internal_error("call end", exc)
+    return None
+
+
+def _attach(call: LLMCall) -> object | None:
+    # Attached and detached in the same frame, around the SDK call only, so HTTP-level spans nest
+    # under the LLM span. Never held across stream chunks (see _streaming.py).
+    try:
+        return otel_context.attach(trace.set_span_in_context(call.span))
+    except Exception as exc:
+        record_internal_error("context attach", exc)
+        return None
+
+
+def _detach(token: object | None) -> None:
+    if token is not None:
+        try:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        except Exception as exc:
+            record_internal_error("context detach", exc)
+
+
+def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
+    """A wrapt wrapper for a synchronous SDK method."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call, send_kwargs = _begin(prepare, instance, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = _attach(call)
+        try:
+            result = wrapped(*args, **send_kwargs)
+        except BaseException as exc:
+            _detach(token)
+            call.fail(exc)
+            raise
+        _detach(token)
+        proxy = _after(call, result, is_async=False)
+        return result if proxy is None else proxy
+
+    return wrapper
+
+
+def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
+    """A wrapt wrapper for an ``async def`` SDK method."""
+
+    async def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        call, send_kwargs = _begin(prepare, instance, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        token = _attach(call)
+        try:
+            result = await wrapped(*args, **send_kwargs)
+        except BaseException as exc:
+            _detach(token)
+            call.fail(exc)
+            raise
+        _detach(token)
+        proxy = _after(call, result, is_async=True)
+        return result if proxy is None else proxy
+
+    return wrapper
+
+
+# --- request helpers ------------------------------------------------------------------------------
+def given(value: Any) -> bool:
+    """False for None and the SDKs' ``NOT_GIVEN``/``omit`` sentinels."""
+    return value is not None and type(value).__name__ not in {"NotGiven", "Omit"}
+
+
+def put_number(attrs: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        attrs[key] = value
+
+
+def put_stop_sequences(attrs: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(value, str):
+        attrs[key] = [value]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        attrs[key] = list(value)
+
+
+def server_attributes(client: Any, attrs: dict[str, Any]) -> None:
+    """``server.address``/``server.port`` from the client's base URL (no secrets: host and port only)."""
+    url = getattr(client, "base_url", None)
+    if url is None:
+        return
+    host = getattr(url, "host", None)
+    if host:
+        attrs["server.address"] = host
+        port = getattr(url, "port", None)
+        attrs["server.port"] = port if port else (443 if getattr(url, "scheme", "https") == "https" else 80)
+
+
+def field(obj: Any, name: str, default: Any = None) -> Any:
+    """Read a field from an SDK model or a plain dict (streams and raw JSON both occur)."""
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def text_of(content: Any) -> str:
+    """The text of a message content: a str, or a list of parts with text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        return "".join(str(field(part, "text") or "") for part in content)
+    return ""
+
+
+# --- semconv message shapes (content capture only) ------------------------------------------------
+FINISH_REASONS_ENUM = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "completed": "stop",
+    "pause_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "content_filter": "content_filter",
+    "refusal": "content_filter",
+    "tool_calls": "tool_call",
+    "function_call": "tool_call",
+    "tool_use": "tool_call",
+}
+
+
+def semconv_finish_reason(provider_reason: str | None, failed: bool) -> str:
+    if provider_reason is None:
+        return "error" if failed else "stop"
+    return FINISH_REASONS_ENUM.get(provider_reason, "error" if failed else "stop")
+
+
+def text_part(content: str) -> dict[str, Any]:
+    return {"type": "text", "content": content}
+
+
+def parse_arguments(arguments: Any) -> Any:
+    """Tool-call arguments as an object when they are JSON, else as given."""
+    if isinstance(arguments, str):
+        import json
+
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            return arguments
+    return arguments

@@ -1,0 +1,519 @@
+"""OpenAI: ``chat.completions.create``, ``responses.create`` and ``embeddings.create``, sync and async.
+
+Covers streaming, ``with_raw_response``/``with_streaming_response`` and the
+``chat.completions.stream(...)`` helper (it calls ``create(stream=True)`` on ``__enter__``, so its span
+opens there). Wire facts this module relies on (DESIGN.md, "Provider wire facts"):
+
+- ``prompt_tokens`` already includes ``cached_tokens`` and ``completion_tokens`` includes
+  ``reasoning_tokens``: recorded as is, never added twice.
+- Chat streams report usage only when asked (``stream_options.include_usage``): we ask when the
+  user did not and hide that one extra chunk (``choices == []``); a chunk with choices is never hidden.
+- With ``n > 1`` chunks of different choices interleave; finish reasons are kept per choice.
+- The Responses API reports usage only in ``response.completed`` (or ``.incomplete``/``.failed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llmwatch import _semconv as sc
+from llmwatch._call import Choice, LLMCall
+from llmwatch._providers._base import (
+    async_wrapper,
+    field,
+    given,
+    parse_arguments,
+    put_number,
+    put_stop_sequences,
+    semconv_finish_reason,
+    server_attributes,
+    sync_wrapper,
+    text_of,
+    text_part,
+)
+
+PROVIDER = "openai"
+
+
+class ChatCompletions:
+    """``chat.completions.create``."""
+
+    provider = PROVIDER
+    operation = sc.OP_CHAT
+
+    # --- request ---------------------------------------------------------------------------------
+    def prepare(
+        self, instance: Any, kwargs: Mapping[str, Any]
+    ) -> tuple[ChatCompletions, dict[str, Any], dict[str, Any], bool, bool]:
+        attrs: dict[str, Any] = {}
+        server_attributes(getattr(instance, "_client", None), attrs)
+        max_tokens = kwargs.get("max_completion_tokens")
+        put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, max_tokens if given(max_tokens) else kwargs.get("max_tokens"))
+        put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
+        put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
+        put_number(attrs, sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, kwargs.get("frequency_penalty"))
+        put_number(attrs, sc.GEN_AI_REQUEST_PRESENCE_PENALTY, kwargs.get("presence_penalty"))
+        put_number(attrs, sc.GEN_AI_REQUEST_SEED, kwargs.get("seed"))
+        put_stop_sequences(attrs, sc.GEN_AI_REQUEST_STOP_SEQUENCES, kwargs.get("stop"))
+        n = kwargs.get("n")
+        if isinstance(n, int) and n != 1:
+            attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
+        attrs[sc.GEN_AI_OUTPUT_TYPE] = _output_type(kwargs.get("response_format"))
+        stream = kwargs.get("stream") is True
+        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        attrs[sc.LLMWATCH_STREAM] = stream
+        send_kwargs, hide_usage = _with_stream_usage(kwargs) if stream else (dict(kwargs), False)
+        return self, attrs, send_kwargs, stream, hide_usage
+
+    def prompt_parts(self, request: Mapping[str, Any]) -> list[str]:
+        parts: list[str] = []
+        for message in _messages(request):
+            parts.append(str(field(message, "role") or ""))
+            parts.append(text_of(field(message, "content")))
+        return parts
+
+    def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
+        from llmwatch._tokens import count_message_tokens
+
+        messages = [m for m in _messages(call.request) if isinstance(m, Mapping)]
+        return count_message_tokens(call.model, messages)
+
+    # --- response --------------------------------------------------------------------------------
+    def on_response(self, call: LLMCall, response: Any) -> None:
+        if response is None:
+            return
+        call.response_id = field(response, "id")
+        call.response_model = field(response, "model")
+        for raw in field(response, "choices") or ():
+            choice = call.choice(field(raw, "index", 0) or 0)
+            message = field(raw, "message")
+            content = field(message, "content")
+            if content:
+                choice.text.append(content)
+            refusal = field(message, "refusal")
+            if refusal:
+                choice.text.append(refusal)
+            for position, tool in enumerate(field(message, "tool_calls") or ()):
+                function = field(tool, "function")
+                choice.tool_calls[position] = {
+                    "id": field(tool, "id"),
+                    "name": field(function, "name"),
+                    "arguments": field(function, "arguments") or "",
+                }
+            choice.finish_reason = field(raw, "finish_reason")
+        record_chat_usage(call, field(response, "usage"))
+
+    def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
+        if call.response_id is None:
+            call.response_id = field(chunk, "id")
+        model = field(chunk, "model")
+        if model:
+            call.response_model = model
+        choices = field(chunk, "choices")
+        usage = field(chunk, "usage")
+        if not choices:
+            if usage is not None:
+                record_chat_usage(call, usage)
+                return call.hide_usage_chunk  # hide only the chunk we asked for
+            return False
+        for raw in choices:
+            _record_chat_delta(call, raw)
+        if usage is not None:  # some compatible servers put usage on the last content chunk
+            record_chat_usage(call, usage)
+        return False
+
+    # --- content (opt-in) ------------------------------------------------------------------------
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        policy = call.runtime.content
+        if policy is None:
+            return
+        messages = [_input_message(m, policy.text) for m in _messages(call.request)]
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
+        system = [
+            text_part(policy.text(text_of(field(m, "content"))))
+            for m in _messages(call.request)
+            if field(m, "role") in ("system", "developer")
+        ]
+        if system:
+            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json(system)
+        put_tool_definitions(call, attrs)
+        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
+
+
+def _with_stream_usage(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Ask for the usage chunk when the user did not (and remember to hide it from them)."""
+    send = dict(kwargs)
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping):
+        if "include_usage" in options:
+            return send, False
+        send["stream_options"] = {**options, "include_usage": True}
+    else:
+        send["stream_options"] = {"include_usage": True}
+    return send, True
+
+
+def _record_chat_delta(call: LLMCall, raw: Any) -> None:
+    choice = call.choice(field(raw, "index", 0) or 0)
+    delta = field(raw, "delta")
+    if delta is not None:
+        content = field(delta, "content")
+        if content:
+            call.mark_first_output()
+            choice.text.append(content)
+        reasoning = field(delta, "reasoning_content") or field(delta, "reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            call.mark_first_output()
+            choice.reasoning.append(reasoning)
+        refusal = field(delta, "refusal")
+        if refusal:
+            call.mark_first_output()
+            choice.text.append(refusal)
+        for tool in field(delta, "tool_calls") or ():
+            call.mark_first_output()
+            _merge_tool_delta(choice, tool)
+    reason = field(raw, "finish_reason")
+    if reason:
+        choice.finish_reason = reason
+
+
+def _merge_tool_delta(choice: Choice, tool: Any) -> None:
+    index = field(tool, "index", 0) or 0
+    entry = choice.tool_calls.get(index)
+    if entry is None:
+        entry = choice.tool_calls[index] = {"id": None, "name": None, "arguments": ""}
+    if field(tool, "id"):
+        entry["id"] = field(tool, "id")
+    function = field(tool, "function")
+    if field(function, "name"):
+        entry["name"] = field(function, "name")
+    arguments = field(function, "arguments")
+    if arguments:
+        entry["arguments"] += arguments
+
+
+def record_chat_usage(call: LLMCall, usage: Any) -> None:
+    """Chat Completions usage; ``prompt_tokens`` includes cached, ``completion_tokens`` reasoning."""
+    if usage is None:
+        return
+    call.input_tokens = field(usage, "prompt_tokens") or 0
+    call.output_tokens = field(usage, "completion_tokens") or 0
+    call.cache_read_tokens = field(field(usage, "prompt_tokens_details"), "cached_tokens") or 0
+    call.reasoning_tokens = field(field(usage, "completion_tokens_details"), "reasoning_tokens") or 0
+
+
+def _messages(request: Mapping[str, Any]) -> list[Any]:
+    messages = request.get("messages")
+    return list(messages) if isinstance(messages, (list, tuple)) else []
+
+
+def _output_type(response_format: Any) -> str:
+    kind = field(response_format, "type") if given(response_format) else None
+    if kind in ("json_object", "json_schema"):
+        return sc.OUTPUT_JSON
+    if isinstance(response_format, type):  # a pydantic model passed to .parse()/.stream()
+        return sc.OUTPUT_JSON
+    return sc.OUTPUT_TEXT
+
+
+def _input_message(message: Any, text: Any) -> dict[str, Any]:
+    role = field(message, "role") or "user"
+    parts: list[dict[str, Any]] = []
+    content = field(message, "content")
+    if role == "tool":
+        parts.append({"type": "tool_call_response", "id": field(message, "tool_call_id"), "response": text(text_of(content))})
+    elif isinstance(content, str):
+        parts.append(text_part(text(content)))
+    elif isinstance(content, (list, tuple)):
+        parts.extend(_content_part(part, text) for part in content)
+    for tool in field(message, "tool_calls") or ():
+        function = field(tool, "function")
+        parts.append(
+            {
+                "type": "tool_call",
+                "id": field(tool, "id"),
+                "name": field(function, "name"),
+                "arguments": _redacted_arguments(field(function, "arguments"), text),
+            }
+        )
+    result: dict[str, Any] = {"role": role, "parts": parts}
+    if field(message, "name"):
+        result["name"] = field(message, "name")
+    return result
+
+
+def _content_part(part: Any, text: Any) -> dict[str, Any]:
+    kind = field(part, "type")
+    if kind == "text":
+        return text_part(text(str(field(part, "text") or "")))
+    if kind == "image_url":
+        url = str(field(field(part, "image_url"), "url") or "")
+        if url.startswith("data:"):
+            return {"type": "blob", "modality": "image", "mime_type": url[5:].split(";", 1)[0], "content": "[omitted]"}
+        return {"type": "uri", "modality": "image", "uri": text(url)}
+    if kind == "input_audio":
+        return {"type": "blob", "modality": "audio", "content": "[omitted]"}
+    if kind == "file":
+        return {"type": "file", "modality": "file", "file_id": field(field(part, "file"), "file_id")}
+    return {"type": str(kind or "unknown")}
+
+
+def _redacted_arguments(arguments: Any, text: Any) -> Any:
+    parsed = parse_arguments(arguments)
+    if isinstance(parsed, str):
+        return text(parsed)
+    from llmwatch._runtime import CURRENT
+
+    policy = CURRENT.content
+    return policy.any_value(parsed) if policy is not None else parsed
+
+
+def output_messages(call: LLMCall, text: Any) -> list[dict[str, Any]]:
+    """One semconv output message per choice, partial for an unfinished stream."""
+    messages = []
+    failed = call.error is not None or call.stream_completed is False
+    for index in sorted(call.choices):
+        choice = call.choices[index]
+        parts: list[dict[str, Any]] = []
+        if choice.reasoning:
+            parts.append({"type": "reasoning", "content": text("".join(choice.reasoning))})
+        if choice.text:
+            parts.append(text_part(text("".join(choice.text))))
+        for position in sorted(choice.tool_calls):
+            tool = choice.tool_calls[position]
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": tool.get("id"),
+                    "name": tool.get("name"),
+                    "arguments": _redacted_arguments(tool.get("arguments"), text),
+                }
+            )
+        messages.append(
+            {
+                "role": choice.role,
+                "parts": parts,
+                "finish_reason": semconv_finish_reason(choice.finish_reason, failed),
+            }
+        )
+    return messages
+
+
+def put_tool_definitions(call: LLMCall, attrs: dict[str, Any]) -> None:
+    tools = call.request.get("tools")
+    policy = call.runtime.content
+    if policy is None or not isinstance(tools, (list, tuple)) or not tools:
+        return
+    attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.json(policy.any_value([_tool_definition(t) for t in tools]))
+
+
+def _tool_definition(tool: Any) -> Any:
+    function = field(tool, "function")
+    if function is not None:
+        return {
+            "type": "function",
+            "name": field(function, "name"),
+            "description": field(function, "description"),
+            "parameters": field(function, "parameters"),
+        }
+    if isinstance(tool, Mapping):
+        return dict(tool)
+    return str(tool)
+
+
+class Responses:
+    """``responses.create`` (operation ``chat``, as DESIGN.md fixes)."""
+
+    provider = PROVIDER
+    operation = sc.OP_CHAT
+
+    def prepare(
+        self, instance: Any, kwargs: Mapping[str, Any]
+    ) -> tuple[Responses, dict[str, Any], dict[str, Any], bool, bool]:
+        attrs: dict[str, Any] = {}
+        server_attributes(getattr(instance, "_client", None), attrs)
+        put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_output_tokens"))
+        put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
+        put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
+        text_format = field(kwargs.get("text"), "format") if given(kwargs.get("text")) else None
+        attrs[sc.GEN_AI_OUTPUT_TYPE] = _output_type(text_format)
+        stream = kwargs.get("stream") is True
+        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        attrs[sc.LLMWATCH_STREAM] = stream
+        return self, attrs, dict(kwargs), stream, False
+
+    def prompt_parts(self, request: Mapping[str, Any]) -> list[str]:
+        parts: list[str] = []
+        instructions = request.get("instructions")
+        if isinstance(instructions, str):
+            parts += ["instructions", instructions]
+        for item in _response_input(request):
+            parts.append(str(field(item, "role") or field(item, "type") or ""))
+            parts.append(_item_text(item))
+        return parts
+
+    def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
+        from llmwatch._tokens import count_tokens
+
+        return count_tokens(call.model, "".join(self.prompt_parts(call.request)))
+
+    def on_response(self, call: LLMCall, response: Any) -> None:
+        if response is None:
+            return
+        call.response_id = field(response, "id")
+        call.response_model = field(response, "model")
+        choice = call.choice(0)
+        choice.text.clear()
+        choice.reasoning.clear()
+        choice.tool_calls.clear()
+        for item in field(response, "output") or ():
+            _record_output_item(choice, item)
+        status = field(response, "status")
+        reason = field(field(response, "incomplete_details"), "reason")
+        choice.finish_reason = reason or status
+        usage = field(response, "usage")
+        if usage is not None:
+            call.input_tokens = field(usage, "input_tokens") or 0
+            call.output_tokens = field(usage, "output_tokens") or 0
+            call.cache_read_tokens = field(field(usage, "input_tokens_details"), "cached_tokens") or 0
+            call.reasoning_tokens = field(field(usage, "output_tokens_details"), "reasoning_tokens") or 0
+
+    def on_chunk(self, call: LLMCall, event: Any) -> bool:
+        kind = field(event, "type") or ""
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            self.on_response(call, field(event, "response"))
+        elif kind == "response.output_text.delta":
+            call.mark_first_output()
+            call.choice(0).text.append(field(event, "delta") or "")
+        elif kind.startswith("response.reasoning") and kind.endswith(".delta"):
+            call.mark_first_output()
+            call.choice(0).reasoning.append(str(field(event, "delta") or ""))
+        elif kind == "response.function_call_arguments.delta":
+            call.mark_first_output()
+        elif kind == "response.created":
+            response = field(event, "response")
+            call.response_id = field(response, "id")
+            call.response_model = field(response, "model")
+        return False
+
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        policy = call.runtime.content
+        if policy is None:
+            return
+        instructions = call.request.get("instructions")
+        if isinstance(instructions, str):
+            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json([text_part(policy.text(instructions))])
+        messages = [
+            {"role": str(field(item, "role") or "user"), "parts": [text_part(policy.text(_item_text(item)))]}
+            for item in _response_input(call.request)
+        ]
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
+        put_tool_definitions(call, attrs)
+        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
+
+
+def _response_input(request: Mapping[str, Any]) -> list[Any]:
+    value = request.get("input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _item_text(item: Any) -> str:
+    content = field(item, "content")
+    if isinstance(content, (list, tuple)):
+        return "".join(str(field(part, "text") or "") for part in content)
+    if content is not None:
+        return str(content)
+    return str(field(item, "output") or field(item, "arguments") or "")
+
+
+def _record_output_item(choice: Choice, item: Any) -> None:
+    kind = field(item, "type")
+    if kind == "message":
+        for part in field(item, "content") or ():
+            text = field(part, "text") or field(part, "refusal")
+            if text:
+                choice.text.append(text)
+    elif kind == "function_call":
+        choice.tool_calls[len(choice.tool_calls)] = {
+            "id": field(item, "call_id"),
+            "name": field(item, "name"),
+            "arguments": field(item, "arguments") or "",
+        }
+    elif kind == "reasoning":
+        for part in field(item, "summary") or ():
+            text = field(part, "text")
+            if text:
+                choice.reasoning.append(text)
+
+
+class Embeddings:
+    """``embeddings.create``: input tokens only."""
+
+    provider = PROVIDER
+    operation = sc.OP_EMBEDDINGS
+
+    def prepare(
+        self, instance: Any, kwargs: Mapping[str, Any]
+    ) -> tuple[Embeddings, dict[str, Any], dict[str, Any], bool, bool]:
+        attrs: dict[str, Any] = {}
+        server_attributes(getattr(instance, "_client", None), attrs)
+        encoding = kwargs.get("encoding_format")
+        if isinstance(encoding, str):
+            attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = [encoding]
+        return self, attrs, dict(kwargs), False, False
+
+    def prompt_parts(self, request: Mapping[str, Any]) -> list[str]:
+        value = request.get("input")
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, (list, tuple)):
+            return [item if isinstance(item, str) else str(item) for item in value]
+        return []
+
+    def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
+        from llmwatch._tokens import count_tokens
+
+        total, source = 0, sc.USAGE_SOURCE_TIKTOKEN
+        for text in self.prompt_parts(call.request):
+            count, source = count_tokens(call.model, text)
+            total += count
+        return total, source
+
+    def on_response(self, call: LLMCall, response: Any) -> None:
+        if response is None:
+            return
+        call.response_model = field(response, "model")
+        usage = field(response, "usage")
+        if usage is not None:
+            call.input_tokens = field(usage, "prompt_tokens") or 0
+
+    def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
+        return False
+
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        return None
+
+
+CHAT = ChatCompletions()
+RESPONSES = Responses()
+EMBEDDINGS = Embeddings()
+
+# (module, class, method, handler): what is wrapped. Async classes use the async wrapper.
+TARGETS = (
+    ("openai.resources.chat.completions", "Completions", "create", CHAT, False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "create", CHAT, True),
+    ("openai.resources.responses", "Responses", "create", RESPONSES, False),
+    ("openai.resources.responses", "AsyncResponses", "create", RESPONSES, True),
+    ("openai.resources.embeddings", "Embeddings", "create", EMBEDDINGS, False),
+    ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, True),
+)
+CLIENT_CLASSES = (("openai", "OpenAI"), ("openai", "AsyncOpenAI"))
+SDK_MODULE = "openai"
+KNOWN_MAJOR_VERSIONS = (1, 2, 3)
+
+
+def make_wrapper(handler: Any, is_async: bool) -> Any:
+    return async_wrapper(handler.prepare) if is_async else sync_wrapper(handler.prepare)

@@ -1,0 +1,249 @@
+"""The runtime the hot path reads: tracer, instruments, prices, content policy, pipeline.
+
+``configure()`` builds a new :class:`Runtime` from validated settings and swaps ``CURRENT`` whole; a
+wrapper reads ``CURRENT`` once per call, so a call in flight during reconfiguration finishes on the
+runtime it started with. Before any ``configure()``, the default runtime uses the global OTel
+providers (whatever the application installed, or OTel's no-op), captures no content and prices with
+genai-prices.
+
+Provider ownership (DESIGN.md "Providers"): providers passed in are used and never made global;
+a real global provider is used as is; otherwise llmwatch creates its own and installs them as the
+globals. Only what llmwatch created is flushed and shut down on reconfiguration or ``shutdown()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import Tracer, TracerProvider
+
+from llmwatch import _pipeline, _semconv
+from llmwatch._config import Settings
+from llmwatch._content import ContentPolicy
+from llmwatch._metrics import Metrics
+from llmwatch._pricing import PriceBook
+
+logger = logging.getLogger("llmwatch")
+
+INSTRUMENTATION_NAME = "llmwatch"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("llmwatch")
+    except Exception:
+        return "0.0.0"
+
+
+VERSION = _version()
+
+
+class Runtime:
+    """Everything a call needs, fixed at ``configure()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider | None,
+        owned: list[Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.tracer: Tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, VERSION)
+        self.metrics = (
+            Metrics(meter_provider.get_meter(INSTRUMENTATION_NAME, VERSION), user_dimension=settings.metrics_user_dimension)
+            if meter_provider is not None
+            else None
+        )
+        self.content = (
+            ContentPolicy(settings.capture_content, settings.redact, settings.max_content_chars)
+            if settings.capture_content
+            else None
+        )
+        self.prices = PriceBook(settings.prices)
+        self.emit_deprecated_system = _semconv.emit_deprecated_system()
+        self.owned = owned or []
+        self.created_at = time.time()
+        self.pipeline = _pipeline.Pipeline(self._steps(), self.metrics)
+
+    def _steps(self) -> tuple[_pipeline.Step, ...]:
+        steps: list[_pipeline.Step] = [
+            _pipeline.response_step,
+            _pipeline.usage_step,
+            _pipeline.CostStep(self.prices),
+            _pipeline.stream_step,
+            _pipeline.fingerprint_step,
+        ]
+        if self.content is not None:  # decided here, so the capture-off path pays nothing for it
+            steps.append(_pipeline.ContentStep(self.content))
+        return tuple(steps)
+
+
+def default_runtime() -> Runtime:
+    """Before ``configure()``: the global providers (OTel's proxies resolve to whatever is set later)."""
+    return Runtime(Settings(), trace.get_tracer_provider(), otel_metrics.get_meter_provider())
+
+
+CURRENT: Runtime = default_runtime()
+
+
+def swap(runtime: Runtime) -> Runtime:
+    """Install a new runtime; returns the previous one (the caller shuts down what it owned)."""
+    global CURRENT
+    previous, CURRENT = CURRENT, runtime
+    return previous
+
+
+def build(settings: Settings) -> Runtime:
+    """Build the runtime for ``configure()``: choose or create providers, wire the export side."""
+    owned: list[Any] = []
+    tracer_provider = _tracer_provider(settings, owned)
+    meter_provider = _meter_provider(settings, owned)
+    return Runtime(settings, tracer_provider, meter_provider, owned)
+
+
+def _is_real(provider: Any, proxy_type: type) -> bool:
+    return provider is not None and not isinstance(provider, proxy_type) and type(provider).__name__ not in {
+        "NoOpTracerProvider",
+        "NoOpMeterProvider",
+    }
+
+
+def _tracer_provider(settings: Settings, owned: list[Any]) -> TracerProvider:
+    from opentelemetry.trace import ProxyTracerProvider
+
+    user_provider = settings.tracer_provider
+    if user_provider is None:
+        global_provider = trace.get_tracer_provider()
+        if _is_real(global_provider, ProxyTracerProvider) and not _created_by_llmwatch(global_provider):
+            user_provider = global_provider
+    if user_provider is not None:
+        if settings.exporter is not None:  # the user asked for our exporter on their provider too
+            user_provider.add_span_processor(_span_processor(settings, owned))
+        return user_provider  # type: ignore[no-any-return]
+    provider = _new_tracer_provider(settings)
+    provider.add_span_processor(_span_processor(settings, owned))
+    owned.append(provider)
+    _install_global_tracer_provider(provider)
+    return provider
+
+
+def _new_tracer_provider(settings: Settings) -> Any:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    provider = SdkTracerProvider(
+        resource=Resource.create({"service.name": settings.service_name}),
+        sampler=ParentBased(TraceIdRatioBased(settings.sample_rate)),
+    )
+    provider._llmwatch_created = True  # type: ignore[attr-defined]  # ours to replace on reconfigure
+    return provider
+
+
+def _created_by_llmwatch(provider: Any) -> bool:
+    return getattr(provider, "_llmwatch_created", False) is True
+
+
+def _span_processor(settings: Settings, owned: list[Any]) -> Any:
+    from llmwatch._export import LlmwatchSpanProcessor
+
+    plan = _export_plan(settings)
+    processor = LlmwatchSpanProcessor.from_env(plan.span_exporter, max_export_batch_size=plan.recommended_batch_size)
+    owned.append(processor)
+    logger.debug("llmwatch: exporting spans via %s", plan.description)
+    return processor
+
+
+def _export_plan(settings: Settings) -> Any:
+    from llmwatch._export import plan_export
+
+    return plan_export(
+        settings.exporter,
+        endpoint=settings.endpoint,
+        headers=settings.headers,
+        protocol=settings.protocol,
+        file_path=settings.file_path,
+    )
+
+
+def _meter_provider(settings: Settings, owned: list[Any]) -> MeterProvider | None:
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+
+    if settings.meter_provider is not None:
+        return settings.meter_provider  # type: ignore[no-any-return]
+    global_provider = otel_metrics.get_meter_provider()
+    if _is_real(global_provider, _ProxyMeterProvider) and not _created_by_llmwatch(global_provider):
+        return global_provider
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+    from opentelemetry.sdk.resources import Resource
+
+    from llmwatch._export import make_metric_reader
+
+    reader = make_metric_reader(_export_plan(settings))
+    provider = SdkMeterProvider(
+        resource=Resource.create({"service.name": settings.service_name}),
+        metric_readers=[reader] if reader is not None else [],
+    )
+    provider._llmwatch_created = True  # type: ignore[attr-defined]
+    owned.append(provider)
+    _install_global_meter_provider(provider)
+    return provider
+
+
+def _install_global_tracer_provider(provider: Any) -> None:
+    current = trace.get_tracer_provider()
+    if _created_by_llmwatch(current):
+        # Replacing our own earlier provider: OTel allows one set per process, so reset its guard.
+        # Never done for a provider the user installed (that case never reaches here).
+        trace._TRACER_PROVIDER_SET_ONCE._done = False  # type: ignore[attr-defined]
+        trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+    trace.set_tracer_provider(provider)
+
+
+def _install_global_meter_provider(provider: Any) -> None:
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    if _created_by_llmwatch(otel_metrics.get_meter_provider()):
+        metrics_internal._METER_PROVIDER_SET_ONCE._done = False
+        metrics_internal._METER_PROVIDER = None
+    otel_metrics.set_meter_provider(provider)
+
+
+def flush_owned(runtime: Runtime, timeout_s: float) -> bool:
+    """Flush what this runtime created; within ``timeout_s`` overall."""
+    deadline = time.monotonic() + timeout_s
+    ok = True
+    for item in runtime.owned:
+        remaining_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+        flush = getattr(item, "force_flush", None)
+        if flush is not None:
+            try:
+                ok = bool(flush(remaining_ms)) and ok
+            except Exception as exc:
+                logger.debug("llmwatch: flush failed: %s", exc)
+                ok = False
+    return ok
+
+
+def shutdown_owned(runtime: Runtime, timeout_s: float) -> None:
+    """Flush and shut down what this runtime created (never a provider the user gave us)."""
+    flush_owned(runtime, timeout_s / 2)
+    for item in runtime.owned:
+        try:
+            if type(item).__name__ == "MeterProvider":
+                item.shutdown(timeout_millis=max(timeout_s * 500, 1))
+            else:
+                item.shutdown()
+        except Exception as exc:
+            logger.debug("llmwatch: shutdown failed: %s", exc)
+    runtime.owned.clear()

@@ -1,0 +1,124 @@
+"""Every attribute, event and metric name llmwatch emits, in one place.
+
+Target: the OpenTelemetry GenAI semantic conventions v1.41.0. They are still experimental and still
+being renamed, so no other module spells a name: a rename is one line here. Our own names live under
+``llmwatch.*``.
+
+``OTEL_SEMCONV_STABILITY_OPT_IN`` is honoured the way OTel's instrumentations do for GenAI: by default
+(and with ``gen_ai_latest_experimental``) only the current names are emitted; with
+``gen_ai_latest_experimental/dup`` the deprecated ``gen_ai.system`` is emitted beside
+``gen_ai.provider.name`` for backends that still read it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+# --- GenAI: request -------------------------------------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_SYSTEM_DEPRECATED: Final = "gen_ai.system"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+GEN_AI_REQUEST_STOP_SEQUENCES: Final = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_FREQUENCY_PENALTY: Final = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY: Final = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+
+# --- GenAI: response ------------------------------------------------------------------------------
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+
+# --- GenAI: usage ---------------------------------------------------------------------------------
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+# The GenAI repo's newer name for the same count (used by the Anthropic SDK's own spans); both are
+# emitted until backends settle (DESIGN.md).
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+
+# --- GenAI: opt-in content ------------------------------------------------------------------------
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
+
+# --- GenAI: evaluation ----------------------------------------------------------------------------
+GEN_AI_EVALUATION_RESULT_EVENT: Final = "gen_ai.evaluation.result"
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+
+# --- General --------------------------------------------------------------------------------------
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+
+# --- Operation and provider values ----------------------------------------------------------------
+OP_CHAT: Final = "chat"
+OP_EMBEDDINGS: Final = "embeddings"
+OP_TEXT_COMPLETION: Final = "text_completion"
+OUTPUT_TEXT: Final = "text"
+OUTPUT_JSON: Final = "json"
+
+# --- llmwatch's own -------------------------------------------------------------------------------
+LLMWATCH_COST_USD: Final = "llmwatch.cost.usd"
+LLMWATCH_COST_INPUT_USD: Final = "llmwatch.cost.input_usd"
+LLMWATCH_COST_OUTPUT_USD: Final = "llmwatch.cost.output_usd"
+LLMWATCH_COST_SOURCE: Final = "llmwatch.cost.source"
+LLMWATCH_COST_UNKNOWN_MODEL: Final = "llmwatch.cost.unknown_model"
+LLMWATCH_USAGE_SOURCE: Final = "llmwatch.usage.source"
+LLMWATCH_USER: Final = "llmwatch.user"
+LLMWATCH_FEATURE: Final = "llmwatch.feature"
+LLMWATCH_SESSION: Final = "llmwatch.session"
+LLMWATCH_TAG_PREFIX: Final = "llmwatch.tag."
+LLMWATCH_TIME_TO_FIRST_TOKEN_MS: Final = "llmwatch.time_to_first_token_ms"
+LLMWATCH_PROMPT_NAME: Final = "llmwatch.prompt.name"
+LLMWATCH_PROMPT_VERSION: Final = "llmwatch.prompt.version"
+LLMWATCH_PROMPT_VARIABLES: Final = "llmwatch.prompt.variables"
+LLMWATCH_PROMPT_FINGERPRINT: Final = "llmwatch.prompt.fingerprint"
+LLMWATCH_STREAM: Final = "llmwatch.stream"
+LLMWATCH_STREAM_COMPLETED: Final = "llmwatch.stream.completed"
+LLMWATCH_STREAM_CHUNKS: Final = "llmwatch.stream.chunks"
+LLMWATCH_SPAN_KIND: Final = "llmwatch.span.kind"
+LLMWATCH_INPUT: Final = "llmwatch.input"
+LLMWATCH_OUTPUT: Final = "llmwatch.output"
+LLMWATCH_BUDGET_EXCEEDED: Final = "llmwatch.budget.exceeded"
+LLMWATCH_REFUSED_EVENT: Final = "llmwatch.call.refused"
+
+SPAN_KIND_WORKFLOW: Final = "workflow"
+SPAN_KIND_TASK: Final = "task"
+
+USAGE_SOURCE_PROVIDER: Final = "provider"
+USAGE_SOURCE_TIKTOKEN: Final = "tiktoken"
+USAGE_SOURCE_ESTIMATE: Final = "estimate"
+
+# --- Metrics (v1.41 names, units, bucket advice) --------------------------------------------------
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_COST: Final = "llmwatch.cost"
+METRIC_REFUSALS: Final = "llmwatch.calls.refused"
+TOKEN_BUCKETS: Final = tuple(float(4**i) for i in range(14))  # 1 .. 67108864, powers of 4
+DURATION_BUCKETS: Final = tuple(0.01 * 2**i for i in range(14))  # 0.01 .. 81.92 s, doubling
+
+
+def emit_deprecated_system() -> bool:
+    """True when the user asked for the old ``gen_ai.system`` beside the new provider name."""
+    opt_in = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    return "gen_ai_latest_experimental/dup" in {part.strip() for part in opt_in.split(",")}

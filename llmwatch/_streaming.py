@@ -1,0 +1,188 @@
+"""The stream lifecycle: proxies that watch a provider stream and end its span exactly once.
+
+The user gets a ``wrapt.ObjectProxy`` around the SDK's own stream object, so attributes
+(``response``, ``close``, ...) and ``isinstance`` checks behave as before. We intercept only
+iteration, ``close``, the ``with`` protocol and garbage collection:
+
+- each chunk goes to ``LLMCall.record_chunk`` (guarded; it may ask to hide a usage chunk that
+  llmwatch requested and the user did not);
+- the span ends when the stream is exhausted (completed), raises (failed), is closed or leaves its
+  ``with`` block early, or is garbage-collected unfinished (``llmwatch.stream.completed=false``).
+
+No OTel context is attached across chunks: a context attached in one generator step and detached in
+another breaks whenever the consumer moves between tasks or threads. The span was created with its
+parent captured at request time, so ending it needs no current context.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import wrapt
+
+from llmwatch._call import LLMCall
+from llmwatch._health import record_internal_error
+
+
+class _StreamBase(wrapt.ObjectProxy):  # type: ignore[misc]
+    _self_call: LLMCall
+
+    def __init__(self, wrapped: Any, call: LLMCall) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+
+    def _self_end(self, completed: bool) -> None:
+        try:
+            self._self_call.end_stream(completed)
+        except Exception as exc:  # pragma: no cover - end_stream guards itself
+            record_internal_error("stream end", exc)
+
+    def _self_fail(self, exc: BaseException) -> None:
+        try:
+            self._self_call.fail(exc)
+        except Exception as internal:  # pragma: no cover - fail guards itself
+            record_internal_error("stream fail", internal)
+
+    def __del__(self) -> None:
+        # An abandoned stream: end its span with what arrived so far.
+        call = getattr(self, "_self_call", None)
+        if call is not None and not call.ended:
+            self._self_end(False)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+
+class StreamProxy(_StreamBase):
+    """A synchronous SDK stream (``openai.Stream``, ``anthropic.Stream``)."""
+
+    def __iter__(self) -> StreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        call = self._self_call
+        while True:
+            try:
+                chunk = self.__wrapped__.__next__()
+            except StopIteration:
+                self._self_end(True)
+                raise
+            except BaseException as exc:
+                self._self_fail(exc)
+                raise
+            if not call.record_chunk(chunk):
+                return chunk
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_end(False)
+
+    def __enter__(self) -> StreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            if exc is not None and not isinstance(exc, GeneratorExit):
+                self._self_fail(exc)
+            else:
+                self._self_end(False)
+
+
+class AsyncStreamProxy(_StreamBase):
+    """An asynchronous SDK stream (``openai.AsyncStream``, ``anthropic.AsyncStream``)."""
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        call = self._self_call
+        while True:
+            try:
+                chunk = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                self._self_end(True)
+                raise
+            except BaseException as exc:
+                self._self_fail(exc)
+                raise
+            if not call.record_chunk(chunk):
+                return chunk
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_end(False)
+
+    async def aclose(self) -> None:
+        await self.close()
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            if exc is not None and not isinstance(exc, GeneratorExit):
+                self._self_fail(exc)
+            else:
+                self._self_end(False)
+
+
+class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """``with_raw_response`` / ``with_streaming_response``: the span ends when the body is parsed.
+
+    Proxying the raw response (not the parsed object) keeps ``headers``, ``http_response`` and
+    ``parse()`` working as the SDK documents. ``parse()`` returns the parsed result (or a stream
+    proxy over it); a raw response never parsed ends its span when it is collected.
+    """
+
+    _self_call: LLMCall
+    _self_is_async: bool
+
+    def __init__(self, wrapped: Any, call: LLMCall, is_async: bool) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_is_async = is_async
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        if self._self_is_async:
+            return self._self_parse_async(*args, **kwargs)
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        wrapped = wrap_parsed(self._self_call, parsed, is_async=False)
+        return parsed if wrapped is None else wrapped
+
+    async def _self_parse_async(self, *args: Any, **kwargs: Any) -> Any:
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if hasattr(parsed, "__await__"):
+            parsed = await parsed
+        wrapped = wrap_parsed(self._self_call, parsed, is_async=True)
+        return parsed if wrapped is None else wrapped
+
+    def __del__(self) -> None:
+        call = getattr(self, "_self_call", None)
+        if call is not None and not call.ended:
+            call.end_stream(False) if call.stream else call.finish(None)
+
+
+def wrap_parsed(call: LLMCall, parsed: Any, *, is_async: bool) -> Any:
+    """End the call with a parsed response, or return a proxy that follows a parsed stream."""
+    try:
+        if call.stream:
+            return AsyncStreamProxy(parsed, call) if is_async else StreamProxy(parsed, call)
+        call.finish(parsed)
+    except Exception as exc:
+        record_internal_error("parse response", exc)
+    return None

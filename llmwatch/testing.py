@@ -1,0 +1,89 @@
+"""Test helpers for your own test-suite: llmwatch's spans and metrics, in memory.
+
+::
+
+    import llmwatch.testing
+
+    def test_search_is_attributed(client):
+        llmwatch.instrument(client)
+        with llmwatch.testing.capture() as captured:
+            with llmwatch.attributes(feature="search"):
+                client.chat.completions.create(model="gpt-4o-mini", messages=[...])
+        (span,) = captured.llm_spans()
+        assert span.attributes["llmwatch.feature"] == "search"
+
+While the block runs, llmwatch records into private in-memory providers (the globals are not
+touched) with the settings you pass (same names as ``llmwatch.configure``); on exit the previous
+configuration is back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from llmwatch import _config, _runtime
+
+__all__ = ["Captured", "capture"]
+
+
+class Captured:
+    """What llmwatch recorded inside a :func:`capture` block."""
+
+    def __init__(self, exporter: InMemorySpanExporter, reader: InMemoryMetricReader, provider: TracerProvider) -> None:
+        self._exporter = exporter
+        self._reader = reader
+        self.tracer_provider = provider
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        """Every finished span, in the order they ended."""
+        return list(self._exporter.get_finished_spans())
+
+    def llm_spans(self) -> list[ReadableSpan]:
+        """The LLM call spans only (those with ``gen_ai.operation.name``)."""
+        return [s for s in self.spans if s.attributes and "gen_ai.operation.name" in s.attributes]
+
+    def metrics(self) -> dict[str, list[Any]]:
+        """Metric name -> data points collected so far."""
+        data = self._reader.get_metrics_data()
+        points: dict[str, list[Any]] = {}
+        if data is None:
+            return points
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points.setdefault(metric.name, []).extend(metric.data.data_points)
+        return points
+
+    def clear(self) -> None:
+        self._exporter.clear()
+
+
+@contextmanager
+def capture(**settings: Any) -> Iterator[Captured]:
+    """Record llmwatch's spans and metrics in memory for the duration of the block."""
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(resource=Resource.create({"service.name": "llmwatch-test"}))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    resolved = _config.resolve({**settings, "instrument": False})
+    resolved = dataclasses.replace(resolved, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    runtime = _runtime.Runtime(resolved, tracer_provider, meter_provider)
+    previous = _runtime.swap(runtime)
+    try:
+        yield Captured(exporter, reader, tracer_provider)
+    finally:
+        _runtime.swap(previous)
+        meter_provider.shutdown()
+        tracer_provider.shutdown()
