@@ -17,6 +17,8 @@ from llmwatch._api import configure, force_flush, instrument, shutdown, stats, u
 from llmwatch._attribution import attributes, prompt
 from llmwatch._config import ConfigurationError
 from llmwatch._decorators import observe
+from llmwatch._manual import llm_call
+from llmwatch._scores import score
 from llmwatch._runtime import VERSION as __version__
 
 __all__ = [
@@ -26,8 +28,10 @@ __all__ = [
     "configure",
     "force_flush",
     "instrument",
+    "llm_call",
     "observe",
     "prompt",
+    "score",
     "shutdown",
     "stats",
     "uninstrument",

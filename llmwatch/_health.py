@@ -63,6 +63,7 @@ class Health:
         self.exports_failed = Counter()
         self.internal_errors = Counter()
         self.calls_refused = Counter()
+        self.scores_unmatched = Counter()
         self.last_export_error: str | None = None
         self.last_internal_error: str | None = None
         self._logged_places: set[str] = set()
@@ -79,6 +80,7 @@ class Health:
             "internal_errors": self.internal_errors.value,
             "last_internal_error": self.last_internal_error,
             "calls_refused": self.calls_refused.value,
+            "scores_unmatched": self.scores_unmatched.value,
         }
 
     def reset(self) -> None:
@@ -90,6 +92,7 @@ class Health:
             self.exports_failed,
             self.internal_errors,
             self.calls_refused,
+            self.scores_unmatched,
         ):
             counter.reset()
         self.last_export_error = None

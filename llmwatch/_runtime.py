@@ -27,6 +27,7 @@ from llmwatch._config import Settings
 from llmwatch._content import ContentPolicy
 from llmwatch._metrics import Metrics
 from llmwatch._pricing import PriceBook
+from llmwatch._scores import remember_completion
 
 logger = logging.getLogger("llmwatch")
 
@@ -73,7 +74,7 @@ class Runtime:
         self.emit_deprecated_system = _semconv.emit_deprecated_system()
         self.owned = owned or []
         self.created_at = time.time()
-        self.pipeline = _pipeline.Pipeline(self._steps(), self.metrics)
+        self.pipeline = _pipeline.Pipeline(self._steps(), self.metrics, after_end=(remember_completion,))
 
     def _steps(self) -> tuple[_pipeline.Step, ...]:
         steps: list[_pipeline.Step] = [

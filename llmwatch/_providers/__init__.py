@@ -17,12 +17,12 @@ from typing import Any
 import wrapt
 
 from llmwatch._health import record_internal_error
-from llmwatch._providers import _openai
+from llmwatch._providers import _anthropic, _openai
 from llmwatch._providers._base import REGISTRY
 
 logger = logging.getLogger("llmwatch")
 
-PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai,)
+PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic)
 _installed: dict[str, list[tuple[type, str, Any]]] = {}
 _lock = threading.Lock()
 
@@ -57,6 +57,8 @@ def install(provider: ModuleType) -> bool:
                 if method in cls.__dict__:
                     originals.append((cls, method, cls.__dict__[method]))
                     wrapt.wrap_function_wrapper(cls, method, _propagate_mark)
+        if hasattr(provider, "extra_patches"):
+            originals.extend(provider.extra_patches())
         _installed[provider.SDK_MODULE] = originals
         return True
 

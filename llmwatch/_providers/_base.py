@@ -4,7 +4,7 @@ Hooking: each SDK method is wrapped once, at class level, with ``wrapt``. A wrap
 only when global instrumentation is on or the call's client was marked by
 ``llmwatch.instrument(client)``; so one code path serves both forms and a call never gets two spans.
 
-Guarding: llmwatch's own work before the call (``_begin``) and after it (``_after``) is guarded; the
+Guarding: llmwatch's own work before the call (``begin_call``) and after it (``_after``) is guarded; the
 SDK call itself sits outside any ``try`` that could swallow an error, its exception reaches the caller
 unchanged, and its result is returned as is (or inside a transparent proxy for streams).
 """
@@ -60,7 +60,7 @@ def _suppressed() -> bool:
     return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
 
 
-def _begin(
+def begin_call(
     prepare: Prepare, instance: Any, kwargs: dict[str, Any]
 ) -> tuple[LLMCall | None, dict[str, Any]]:
     """Open a call record, or (None, kwargs) when this call is not ours to trace."""
@@ -113,7 +113,7 @@ def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
     """A wrapt wrapper for a synchronous SDK method."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, send_kwargs = _begin(prepare, instance, kwargs)
+        call, send_kwargs = begin_call(prepare, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         token = _attach(call)
@@ -136,7 +136,7 @@ def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
     async def wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        call, send_kwargs = _begin(prepare, instance, kwargs)
+        call, send_kwargs = begin_call(prepare, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         token = _attach(call)

@@ -1,0 +1,360 @@
+"""Anthropic: ``messages.create`` (streaming and not) and the ``messages.stream(...)`` helper, sync and async.
+
+``messages.count_tokens`` is deliberately not traced (it costs nothing and generates nothing).
+
+One call, one span: the ``anthropic`` SDK (2.x) emits its own GenAI span per call through the global
+TracerProvider. For every client llmwatch traces, the SDK's own tracer is turned off (its
+``_tracer`` property answers ``None``), so the only span is llmwatch's, which carries cost and
+attribution. Clients llmwatch does not trace keep the SDK's spans.
+
+Wire facts (DESIGN.md): ``input_tokens`` excludes cache reads and writes, so
+``gen_ai.usage.input_tokens`` is their sum; the nested ``cache_creation`` object splits 5-minute and
+1-hour writes (priced differently); stream usage is cumulative (``message_start`` then the last
+``message_delta``): the latest value wins, never a sum; streams interleave ``ping`` events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from llmwatch import _semconv as sc
+from llmwatch._call import LLMCall
+from llmwatch._health import record_internal_error
+from llmwatch._providers._base import (
+    REGISTRY,
+    Prepare,
+    async_wrapper,
+    begin_call,
+    field,
+    given,
+    parse_arguments,
+    put_number,
+    put_stop_sequences,
+    semconv_finish_reason,
+    server_attributes,
+    sync_wrapper,
+    text_part,
+)
+from llmwatch._streaming import AsyncStreamProxy, StreamProxy
+
+PROVIDER = "anthropic"
+
+
+class Messages:
+    """``messages.create`` and the stream helper."""
+
+    provider = PROVIDER
+    operation = sc.OP_CHAT
+
+    def prepare(
+        self, instance: Any, kwargs: Mapping[str, Any]
+    ) -> tuple[Messages, dict[str, Any], dict[str, Any], bool, bool]:
+        attrs: dict[str, Any] = {}
+        server_attributes(getattr(instance, "_client", None), attrs)
+        put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_tokens"))
+        put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
+        put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
+        put_number(attrs, sc.GEN_AI_REQUEST_TOP_K, kwargs.get("top_k"))
+        put_stop_sequences(attrs, sc.GEN_AI_REQUEST_STOP_SEQUENCES, kwargs.get("stop_sequences"))
+        structured = given(kwargs.get("output_format")) or given(field(kwargs.get("output_config"), "format"))
+        attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON if structured else sc.OUTPUT_TEXT
+        stream = kwargs.get("stream") is True
+        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        attrs[sc.LLMWATCH_STREAM] = stream
+        return self, attrs, dict(kwargs), stream, False
+
+    def prompt_parts(self, request: Mapping[str, Any]) -> list[str]:
+        parts = ["system", _blocks_text(request.get("system"))]
+        for message in _messages(request):
+            parts.append(str(field(message, "role") or ""))
+            parts.append(_blocks_text(field(message, "content")))
+        return parts
+
+    def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
+        from llmwatch._tokens import count_tokens
+
+        return count_tokens(call.model, "".join(self.prompt_parts(call.request)))
+
+    # --- response --------------------------------------------------------------------------------
+    def on_response(self, call: LLMCall, message: Any) -> None:
+        if message is None:
+            return
+        call.response_id = field(message, "id")
+        call.response_model = field(message, "model")
+        choice = call.choice(0)
+        for position, block in enumerate(field(message, "content") or ()):
+            kind = field(block, "type")
+            if kind == "text":
+                choice.text.append(field(block, "text") or "")
+            elif kind in ("thinking", "redacted_thinking"):
+                choice.reasoning.append(field(block, "thinking") or "")
+            elif kind in ("tool_use", "server_tool_use"):
+                choice.tool_calls[position] = {
+                    "id": field(block, "id"),
+                    "name": field(block, "name"),
+                    "arguments": field(block, "input"),
+                }
+        choice.finish_reason = field(message, "stop_reason")
+        record_usage(call, field(message, "usage"))
+
+    def on_chunk(self, call: LLMCall, event: Any) -> bool:
+        kind = field(event, "type")
+        if kind == "content_block_delta":
+            _record_delta(call, event)
+        elif kind == "message_start":
+            message = field(event, "message")
+            call.response_id = field(message, "id")
+            call.response_model = field(message, "model")
+            record_usage(call, field(message, "usage"))
+        elif kind == "content_block_start":
+            block = field(event, "content_block")
+            if field(block, "type") in ("tool_use", "server_tool_use"):
+                call.choice(0).tool_calls[field(event, "index", 0) or 0] = {
+                    "id": field(block, "id"),
+                    "name": field(block, "name"),
+                    "arguments": "",
+                }
+        elif kind == "message_delta":
+            reason = field(field(event, "delta"), "stop_reason")
+            if reason:
+                call.choice(0).finish_reason = reason
+            record_usage(call, field(event, "usage"))
+        return False
+
+    # --- content (opt-in) ------------------------------------------------------------------------
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        policy = call.runtime.content
+        if policy is None:
+            return
+        system = call.request.get("system")
+        if given(system) and system:
+            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json([text_part(policy.text(_blocks_text(system)))])
+        messages = [_input_message(m, policy) for m in _messages(call.request)]
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
+        tools = call.request.get("tools")
+        if isinstance(tools, (list, tuple)) and tools:
+            definitions = [
+                {
+                    "type": "function",
+                    "name": field(t, "name"),
+                    "description": field(t, "description"),
+                    "parameters": field(t, "input_schema"),
+                }
+                for t in tools
+            ]
+            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.json(policy.any_value(definitions))
+        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(_output_messages(call, policy))
+
+
+def record_usage(call: LLMCall, usage: Any) -> None:
+    """Anthropic usage, cumulative: each field given replaces the previous value."""
+    if usage is None:
+        return
+    known = call.input_tokens is not None
+    uncached = (call.input_tokens or 0) - call.cache_read_tokens - call.cache_write_tokens
+    value = field(usage, "input_tokens")
+    if value is not None:
+        uncached = value
+    value = field(usage, "cache_read_input_tokens")
+    if value is not None:
+        call.cache_read_tokens = value
+    value = field(usage, "cache_creation_input_tokens")
+    if value is not None:
+        call.cache_write_tokens = value
+    split = field(usage, "cache_creation")
+    if split is not None:
+        call.cache_write_1h_tokens = field(split, "ephemeral_1h_input_tokens") or 0
+    if known or field(usage, "input_tokens") is not None:
+        call.input_tokens = uncached + call.cache_read_tokens + call.cache_write_tokens
+    value = field(usage, "output_tokens")
+    if value is not None:
+        call.output_tokens = value
+
+
+def _record_delta(call: LLMCall, event: Any) -> None:
+    delta = field(event, "delta")
+    kind = field(delta, "type")
+    choice = call.choice(0)
+    if kind == "text_delta":
+        call.mark_first_output()
+        choice.text.append(field(delta, "text") or "")
+    elif kind == "input_json_delta":
+        call.mark_first_output()
+        tool = choice.tool_calls.get(field(event, "index", 0) or 0)
+        if tool is not None:
+            tool["arguments"] = str(tool["arguments"] or "") + (field(delta, "partial_json") or "")
+    elif kind == "thinking_delta":
+        call.mark_first_output()
+        choice.reasoning.append(field(delta, "thinking") or "")
+
+
+def _messages(request: Mapping[str, Any]) -> list[Any]:
+    messages = request.get("messages")
+    return list(messages) if isinstance(messages, (list, tuple)) else []
+
+
+def _blocks_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        return "".join(str(field(block, "text") or "") for block in content)
+    return ""
+
+
+def _input_message(message: Any, policy: Any) -> dict[str, Any]:
+    content = field(message, "content")
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
+    return {"role": str(field(message, "role") or "user"), "parts": [_input_part(b, policy) for b in blocks]}
+
+
+def _input_part(block: Any, policy: Any) -> dict[str, Any]:
+    kind = field(block, "type")
+    if kind == "text":
+        return text_part(policy.text(str(field(block, "text") or "")))
+    if kind == "tool_use":
+        return {
+            "type": "tool_call",
+            "id": field(block, "id"),
+            "name": field(block, "name"),
+            "arguments": policy.any_value(field(block, "input")),
+        }
+    if kind == "tool_result":
+        return {
+            "type": "tool_call_response",
+            "id": field(block, "tool_use_id"),
+            "response": policy.any_value(_blocks_text(field(block, "content")) or field(block, "content")),
+        }
+    if kind in ("image", "document"):
+        source = field(block, "source")
+        if field(source, "type") == "url":
+            return {"type": "uri", "modality": "image" if kind == "image" else "file", "uri": field(source, "url")}
+        return {"type": "blob", "modality": "image" if kind == "image" else "file", "content": "[omitted]"}
+    if kind == "thinking":
+        return {"type": "reasoning", "content": policy.text(str(field(block, "thinking") or ""))}
+    return {"type": str(kind or "unknown")}
+
+
+def _output_messages(call: LLMCall, policy: Any) -> list[dict[str, Any]]:
+    choice = call.choices.get(0)
+    if choice is None:
+        return []
+    failed = call.error is not None or call.stream_completed is False
+    parts: list[dict[str, Any]] = []
+    if choice.reasoning:
+        parts.append({"type": "reasoning", "content": policy.text("".join(choice.reasoning))})
+    if choice.text:
+        parts.append(text_part(policy.text("".join(choice.text))))
+    for position in sorted(choice.tool_calls):
+        tool = choice.tool_calls[position]
+        parts.append(
+            {
+                "type": "tool_call",
+                "id": tool.get("id"),
+                "name": tool.get("name"),
+                "arguments": policy.any_value(parse_arguments(tool.get("arguments"))),
+            }
+        )
+    return [{"role": "assistant", "parts": parts, "finish_reason": semconv_finish_reason(choice.finish_reason, failed)}]
+
+
+MESSAGES = Messages()
+
+
+def _stream_prepare(instance: Any, kwargs: Mapping[str, Any]) -> Any:
+    handler, attrs, send, _, _ = MESSAGES.prepare(instance, kwargs)
+    attrs[sc.GEN_AI_REQUEST_STREAM] = True
+    attrs[sc.LLMWATCH_STREAM] = True
+    return handler, attrs, send, True, False
+
+
+def _stream_helper_wrapper(is_async: bool) -> Callable[..., Any]:
+    """``messages.stream(...)`` posts directly (not through ``create``): hook its manager's request.
+
+    The manager calls its request on ``__enter__``; we replace that request with one that opens
+    the span then and hands the SDK's ``MessageStream`` our stream proxy, so the span covers exactly
+    the request and ends when the stream does.
+    """
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        manager = wrapped(*args, **kwargs)
+        try:
+            _hook_manager(manager, instance, kwargs, is_async)
+        except Exception as exc:
+            record_internal_error("anthropic stream helper", exc)
+        return manager
+
+    return wrapper
+
+
+def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async: bool) -> None:
+    attribute = f"_{type(manager).__name__}__api_request"
+    original = getattr(manager, attribute, None)
+    if original is None:
+        return
+    if is_async:
+
+        async def request_async() -> Any:
+            call, _ = begin_call(_stream_prepare, instance, kwargs)
+            if call is None:
+                return await original
+            try:
+                raw = await original
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            return AsyncStreamProxy(raw, call)
+
+        setattr(manager, attribute, request_async())
+    else:
+
+        def request() -> Any:
+            call, _ = begin_call(_stream_prepare, instance, kwargs)
+            if call is None:
+                return original()
+            try:
+                raw = original()
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            return StreamProxy(raw, call)
+
+        setattr(manager, attribute, request)
+
+
+TARGETS = (
+    ("anthropic.resources.messages", "Messages", "create", MESSAGES, False),
+    ("anthropic.resources.messages", "AsyncMessages", "create", MESSAGES, True),
+    ("anthropic.resources.messages", "Messages", "stream", None, False),
+    ("anthropic.resources.messages", "AsyncMessages", "stream", None, True),
+)
+CLIENT_CLASSES = (("anthropic", "Anthropic"), ("anthropic", "AsyncAnthropic"))
+SDK_MODULE = "anthropic"
+KNOWN_MAJOR_VERSIONS = (0, 1, 2)
+
+
+def make_wrapper(handler: Any, is_async: bool) -> Any:
+    if handler is None:
+        return _stream_helper_wrapper(is_async)
+    prepare: Prepare = handler.prepare
+    return async_wrapper(prepare) if is_async else sync_wrapper(prepare)
+
+
+def extra_patches() -> list[tuple[type, str, Any]]:
+    """Silence the SDK's own spans for the clients llmwatch traces (one call, one span)."""
+    try:
+        from anthropic._base_client import BaseClient
+    except ImportError:
+        return []
+    original = BaseClient.__dict__.get("_tracer")
+    if not isinstance(original, property) or original.fget is None:
+        return []
+    getter = original.fget
+
+    def _tracer(self: Any) -> Any:
+        if REGISTRY.is_traced(self):
+            return None
+        return getter(self)
+
+    BaseClient._tracer = property(_tracer)  # type: ignore[method-assign,assignment]
+    return [(BaseClient, "_tracer", original)]

@@ -1,0 +1,131 @@
+"""``llmwatch.score``: attach an evaluation or user feedback to a completion, even much later.
+
+A score is a short INTERNAL span ``evaluate {name}`` carrying the GenAI evaluation attributes and a
+``gen_ai.evaluation.result`` event, linked to the completion's span and, when that span's context is
+known, placed in its trace, so a backend can join score and completion. Completions are found by
+response id through a bounded in-memory map filled as LLM spans end (the most recent
+``MAX_REMEMBERED`` ids); an unknown id is reported (logged once, counted), never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
+
+from llmwatch import _runtime
+from llmwatch import _semconv as sc
+from llmwatch._health import HEALTH, record_internal_error
+
+logger = logging.getLogger("llmwatch")
+MAX_REMEMBERED = 10_000
+
+
+class _Completions:
+    """response id -> span context of the completion, bounded (oldest forgotten first)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._map: OrderedDict[str, SpanContext] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, response_id: str, context: SpanContext) -> None:
+        with self._lock:
+            self._map[response_id] = context
+            if len(self._map) > self._limit:
+                self._map.popitem(last=False)
+
+    def find(self, response_id: str) -> SpanContext | None:
+        with self._lock:
+            return self._map.get(response_id)
+
+
+COMPLETIONS = _Completions(MAX_REMEMBERED)
+
+
+def remember_completion(call: Any, attrs: dict[str, Any]) -> None:
+    """Pipeline hook: index each ended LLM span by its response id."""
+    if call.response_id:
+        COMPLETIONS.remember(str(call.response_id), call.span.get_span_context())
+
+
+def _resolve(target: Any) -> tuple[SpanContext | None, str | None]:
+    if isinstance(target, SpanContext):
+        return target, None
+    response_id = target if isinstance(target, str) else getattr(target, "id", None)
+    if not isinstance(response_id, str):
+        return None, None
+    return COMPLETIONS.find(response_id), response_id
+
+
+def score(
+    target: Any,
+    name: str,
+    value: float | int | bool | str,
+    *,
+    label: str | None = None,
+    comment: str | None = None,
+) -> SpanContext | None:
+    """Record an evaluation of a completion; returns the score span's context (None if not recorded).
+
+    ``target`` is the response object, its response id, or a ``SpanContext``. ``value`` is the score
+    (a number, or a bool/str that is also used as the label), ``label`` a human-readable verdict
+    ("good", "hallucination"), ``comment`` a free-text explanation (captured as given: it is your text).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("llmwatch.score(): name must be a non-empty string")
+    try:
+        context, response_id = _resolve(target)
+        if context is None:
+            _report_unknown(target, response_id)
+            return None
+        return _emit(context, response_id, name, value, label, comment)
+    except Exception as exc:
+        record_internal_error("score", exc)
+        return None
+
+
+def _report_unknown(target: Any, response_id: str | None) -> None:
+    if HEALTH.first_time("score:unknown-target"):
+        logger.warning(
+            "llmwatch.score(): no completion known for %r (llmwatch remembers the last %d response ids "
+            "of this process); pass the SpanContext instead. Further misses are not logged.",
+            response_id if response_id is not None else type(target).__name__,
+            MAX_REMEMBERED,
+        )
+    HEALTH.scores_unmatched.add()
+
+
+def _emit(
+    context: SpanContext,
+    response_id: str | None,
+    name: str,
+    value: float | int | bool | str,
+    label: str | None,
+    comment: str | None,
+) -> SpanContext:
+    attrs: dict[str, Any] = {sc.GEN_AI_EVALUATION_NAME: name}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        attrs[sc.GEN_AI_EVALUATION_SCORE_VALUE] = float(value)
+    else:
+        label = label if label is not None else str(value).lower()
+    if label is not None:
+        attrs[sc.GEN_AI_EVALUATION_SCORE_LABEL] = label
+    if comment is not None:
+        attrs[sc.GEN_AI_EVALUATION_EXPLANATION] = comment
+    if response_id is not None:
+        attrs[sc.GEN_AI_RESPONSE_ID] = response_id
+    parent = otel_context.get_current()
+    if not trace.get_current_span().get_span_context().is_valid:
+        parent = trace.set_span_in_context(NonRecordingSpan(context))  # join the completion's trace
+    span = _runtime.CURRENT.tracer.start_span(
+        f"evaluate {name}", context=parent, kind=SpanKind.INTERNAL, attributes=attrs, links=[Link(context)]
+    )
+    span.add_event(sc.GEN_AI_EVALUATION_RESULT_EVENT, attributes=attrs)
+    span.end()
+    return span.get_span_context()
