@@ -18,8 +18,8 @@ from llmwatch._attribution import attributes, prompt
 from llmwatch._config import ConfigurationError
 from llmwatch._decorators import observe
 from llmwatch._manual import llm_call
-from llmwatch._scores import score
 from llmwatch._runtime import VERSION as __version__
+from llmwatch._scores import score
 
 __all__ = [
     "ConfigurationError",

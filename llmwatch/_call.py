@@ -210,9 +210,7 @@ def start_call(
     if runtime.emit_deprecated_system:
         attrs[sc.GEN_AI_SYSTEM_DEPRECATED] = handler.provider
     attrs.update(attribution.span_attributes)
-    span = runtime.tracer.start_span(
-        f"{handler.operation} {request_model}", kind=SpanKind.CLIENT, attributes=attrs
-    )
+    span = runtime.tracer.start_span(f"{handler.operation} {request_model}", kind=SpanKind.CLIENT, attributes=attrs)
     HEALTH.spans_started.add()
     return LLMCall(runtime, handler, request, request_model, span, stream, attribution)
 

@@ -99,9 +99,7 @@ def _parse_redact(name: str, value: Any) -> Redactor | None:
 def _parse_headers(name: str, value: Any) -> dict[str, str] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise ConfigurationError(f"{name} must be a mapping of header names to string values.")
     return dict(value)
 

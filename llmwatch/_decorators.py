@@ -265,9 +265,7 @@ def observe(
 ) -> Callable[[F], F]: ...
 
 
-def observe(
-    fn: Any = None, *, name: str | None = None, feature: str | None = None, capture_args: bool = False
-) -> Any:
+def observe(fn: Any = None, *, name: str | None = None, feature: str | None = None, capture_args: bool = False) -> Any:
     """Trace a function as a workflow span (a ``task`` span when nested in another observed function).
 
     Works on sync, async, generator and async generator functions; the LLM calls made inside become

@@ -33,7 +33,7 @@ class Counter:
     increments are never lost (``x += 1`` on an attribute can lose them).
     """
 
-    __slots__ = ("_count", "_base")
+    __slots__ = ("_base", "_count")
 
     def __init__(self) -> None:
         self._count = itertools.count()
@@ -45,11 +45,11 @@ class Counter:
     @property
     def value(self) -> int:
         # count(n).__reduce__() is (count, (n,)): reading it does not advance the counter.
-        current: int = self._count.__reduce__()[1][0]
-        return current - self._base
+        current = self._count.__reduce__()[1][0]
+        return int(current) - self._base
 
     def reset(self) -> None:
-        self._base = self._count.__reduce__()[1][0]
+        self._base = int(self._count.__reduce__()[1][0])
 
 
 class Health:

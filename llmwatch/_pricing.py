@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 logger = logging.getLogger("llmwatch")
@@ -173,7 +174,7 @@ def genai_prices_loaded() -> bool:
 def resolve_from_genai_prices(provider: str, model: str) -> Price | None:
     """Measure the coefficients of genai-prices' price for this model (None when unknown)."""
     try:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         import genai_prices
         from genai_prices import data_snapshot
@@ -184,7 +185,7 @@ def resolve_from_genai_prices(provider: str, model: str) -> Price | None:
         return None
     try:
         _, model_info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
-        model_price = model_info.get_prices(datetime.now(timezone.utc))
+        model_price = model_info.get_prices(datetime.now(UTC))
     except LookupError:
         return None
     source = f"genai-prices {genai_prices.__version__}"
@@ -219,9 +220,6 @@ def _first_tier_threshold(model_price: Any) -> int | None:
     from genai_prices.types import TieredPrices
 
     starts = [
-        tier.start
-        for value in vars(model_price).values()
-        if isinstance(value, TieredPrices)
-        for tier in value.tiers
+        tier.start for value in vars(model_price).values() if isinstance(value, TieredPrices) for tier in value.tiers
     ]
     return min(starts) if starts else None

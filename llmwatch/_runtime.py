@@ -61,7 +61,9 @@ class Runtime:
         self.meter_provider = meter_provider
         self.tracer: Tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, VERSION)
         self.metrics = (
-            Metrics(meter_provider.get_meter(INSTRUMENTATION_NAME, VERSION), user_dimension=settings.metrics_user_dimension)
+            Metrics(
+                meter_provider.get_meter(INSTRUMENTATION_NAME, VERSION), user_dimension=settings.metrics_user_dimension
+            )
             if meter_provider is not None
             else None
         )
@@ -113,10 +115,15 @@ def build(settings: Settings) -> Runtime:
 
 
 def _is_real(provider: Any, proxy_type: type) -> bool:
-    return provider is not None and not isinstance(provider, proxy_type) and type(provider).__name__ not in {
-        "NoOpTracerProvider",
-        "NoOpMeterProvider",
-    }
+    return (
+        provider is not None
+        and not isinstance(provider, proxy_type)
+        and type(provider).__name__
+        not in {
+            "NoOpTracerProvider",
+            "NoOpMeterProvider",
+        }
+    )
 
 
 def _tracer_provider(settings: Settings, owned: list[Any]) -> TracerProvider:
@@ -135,7 +142,7 @@ def _tracer_provider(settings: Settings, owned: list[Any]) -> TracerProvider:
     provider.add_span_processor(_span_processor(settings, owned))
     owned.append(provider)
     _install_global_tracer_provider(provider)
-    return provider
+    return provider  # type: ignore[no-any-return]
 
 
 def _new_tracer_provider(settings: Settings) -> Any:
@@ -206,8 +213,8 @@ def _install_global_tracer_provider(provider: Any) -> None:
     if _created_by_llmwatch(current):
         # Replacing our own earlier provider: OTel allows one set per process, so reset its guard.
         # Never done for a provider the user installed (that case never reaches here).
-        trace._TRACER_PROVIDER_SET_ONCE._done = False  # type: ignore[attr-defined]
-        trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+        trace._TRACER_PROVIDER_SET_ONCE._done = False
+        trace._TRACER_PROVIDER = None
     trace.set_tracer_provider(provider)
 
 

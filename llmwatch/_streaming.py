@@ -25,7 +25,7 @@ from llmwatch._call import LLMCall
 from llmwatch._health import record_internal_error
 
 
-class _StreamBase(wrapt.ObjectProxy):  # type: ignore[misc]
+class _StreamBase(wrapt.ObjectProxy):  # type: ignore[type-arg]
     _self_call: LLMCall
 
     def __init__(self, wrapped: Any, call: LLMCall) -> None:
@@ -141,7 +141,7 @@ class AsyncStreamProxy(_StreamBase):
                 self._self_end(False)
 
 
-class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
     """``with_raw_response`` / ``with_streaming_response``: the span ends when the body is parsed.
 
     Proxying the raw response (not the parsed object) keeps ``headers``, ``http_response`` and

@@ -83,7 +83,7 @@ def instrument_client(client: Any) -> Any:
     """Trace this one client (installing its SDK's hooks if needed); returns the same object."""
     module = type(client).__module__.split(".", 1)[0]
     for provider in PROVIDER_MODULES:
-        if provider.SDK_MODULE == module:
+        if module == provider.SDK_MODULE:
             install(provider)
             REGISTRY.mark(client)
             if hasattr(provider, "on_client_instrumented"):

@@ -60,9 +60,7 @@ def _suppressed() -> bool:
     return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
 
 
-def begin_call(
-    prepare: Prepare, instance: Any, kwargs: dict[str, Any]
-) -> tuple[LLMCall | None, dict[str, Any]]:
+def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall | None, dict[str, Any]]:
     """Open a call record, or (None, kwargs) when this call is not ours to trace."""
     client = getattr(instance, "_client", None)
     if not REGISTRY.is_traced(client) or _suppressed():
@@ -133,9 +131,7 @@ def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
 def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
     """A wrapt wrapper for an ``async def`` SDK method."""
 
-    async def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)

@@ -222,7 +222,9 @@ def _input_message(message: Any, text: Any) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     content = field(message, "content")
     if role == "tool":
-        parts.append({"type": "tool_call_response", "id": field(message, "tool_call_id"), "response": text(text_of(content))})
+        parts.append(
+            {"type": "tool_call_response", "id": field(message, "tool_call_id"), "response": text(text_of(content))}
+        )
     elif isinstance(content, str):
         parts.append(text_part(text(content)))
     elif isinstance(content, (list, tuple)):

