@@ -1,0 +1,1 @@
+"""The built-in demo: a loopback LLM server and an instrumented workload."""
