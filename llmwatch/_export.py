@@ -181,9 +181,9 @@ def _otlp_exporters(
 ) -> tuple[SpanExporter, Any]:
     temporality = _delta_temporality() if delta else None
     if protocol == "grpc":
+        from grpc import Compression as GrpcCompression
         from opentelemetry.exporter.otlp.proto.grpc import metric_exporter as grpc_metrics
         from opentelemetry.exporter.otlp.proto.grpc import trace_exporter as grpc_traces
-        from grpc import Compression as GrpcCompression
 
         kwargs: dict[str, Any] = {}
         if endpoint is not None:

@@ -204,8 +204,7 @@ class Pipeline:
 def error_type(error: BaseException) -> str:
     """The SDK exception's class name; the HTTP status where the class is a generic one."""
     name = type(error).__name__
-    if name in {"APIStatusError", "APIError"}:
-        status = getattr(error, "status_code", None)
-        if status is not None:
-            return str(status)
+    status = getattr(error, "status_code", None)
+    if name in {"APIStatusError", "APIError"} and isinstance(status, int) and status >= 400:
+        return str(status)
     return name

@@ -102,6 +102,14 @@ def _chunks(text: str, count: int) -> list[str]:
     return [p if i == 0 else " " + p for i, p in enumerate(pieces)]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients closing streams early is the point of several tests: not worth a traceback.
+        return None
+
+
 class FakeLLMServer:
     """``with FakeLLMServer() as server:`` -> ``server.openai_base_url``, ``server.anthropic_base_url``."""
 
@@ -112,7 +120,7 @@ class FakeLLMServer:
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._retry_keys: set[str] = set()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _QuietServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
 
@@ -130,8 +138,7 @@ class FakeLLMServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="llmwatch-fake-llm", daemon=True)
         self._thread.start()
