@@ -104,6 +104,7 @@ def _chunks(text: str, count: int) -> list[str]:
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # concurrency tests open many connections at once
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients closing streams early is the point of several tests: not worth a traceback.
