@@ -18,11 +18,10 @@ import pytest
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(tempfile.gettempdir(), "llmwatch-test-tiktoken"))
 os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
-from llmwatch._demo._server import FakeLLMServer
-
 import llmwatch
 import llmwatch.testing
 from llmwatch import _health, _providers, _runtime, _tokens
+from llmwatch._demo._server import FakeLLMServer
 
 _tokens.seed_tiktoken_cache()
 _tokens.start_loading()
