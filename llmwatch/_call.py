@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from llmwatch import _attribution
@@ -213,7 +212,3 @@ def start_call(
     span = runtime.tracer.start_span(f"{handler.operation} {request_model}", kind=SpanKind.CLIENT, attributes=attrs)
     HEALTH.spans_started.add()
     return LLMCall(runtime, handler, request, request_model, span, stream, attribution)
-
-
-def current_span_is_recording() -> bool:
-    return trace.get_current_span().is_recording()
