@@ -1,203 +1,639 @@
-"""The real openai SDK against the loopback server: one correct span per call, the user's results unchanged."""
+"""The real openai SDK (sync and async) against the loopback server.
+
+Every test runs once per client flavour through :class:`Api`, which gives the sync and the async client
+one awaitable interface, so a test body is written once. Each call must give exactly one span with the
+exact values the server reported, and the user must get exactly what an uninstrumented client gets
+(``Api.plain``: same SDK class, never passed to ``llmwatch.instrument``).
+"""
 
 from __future__ import annotations
 
 import gc
+import inspect
 import json
+import operator
+from collections.abc import Iterator
 from typing import Any
 
+import genai_prices
 import openai
 import pytest
 import tiktoken
 from genai_prices import Usage as PricesUsage
 from genai_prices import calc_price
+from opentelemetry.sdk.trace import SpanProcessor
 
 import llmwatch
+from llmwatch import _providers, _tokens
+from llmwatch._demo._server import FakeLLMServer
 from llmwatch.testing import Captured
 
+MODEL = "gpt-4o-mini"
+SNAPSHOT = "gpt-4o-mini-2024-07-18"  # the loopback server answers with a dated snapshot, as OpenAI does
+EMBEDDING_MODEL = "text-embedding-3-small"
 USER = [{"role": "user", "content": "What is the capital of France?"}]
+TTFT_S = 0.05
+CONTENT_KEYS = (
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.definitions",
+)
 
 
-def _only_span(captured: Captured) -> Any:
+async def resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class Api:
+    """An instrumented OpenAI client, sync or async, behind one awaitable interface."""
+
+    def __init__(self, client: Any, plain: Any) -> None:
+        self.client = client
+        self.plain = plain  # same class, never instrumented: what the user would get without llmwatch
+        self.is_async = isinstance(client, openai.AsyncOpenAI)
+
+    async def call(self, path: str, *, plain: bool = False, **kwargs: Any) -> Any:
+        method = operator.attrgetter(path)(self.plain if plain else self.client)
+        return await resolve(method(**kwargs))
+
+    async def chat(self, *, plain: bool = False, **kwargs: Any) -> Any:
+        return await self.call("chat.completions.create", plain=plain, **{"model": MODEL, "messages": USER, **kwargs})
+
+    async def drain(self, stream: Any) -> list[Any]:
+        return [item async for item in stream] if self.is_async else list(stream)
+
+    async def take(self, stream: Any, count: int) -> list[Any]:
+        return [(await anext(stream)) if self.is_async else next(stream) for _ in range(count)]
+
+    async def first_in_with_block(self, stream: Any) -> list[Any]:
+        """Leave a ``with`` block after the first chunk (``break`` out of the loop)."""
+        seen: list[Any] = []
+        if self.is_async:
+            async with stream:
+                async for chunk in stream:
+                    seen.append(chunk)
+                    break
+        else:
+            with stream:
+                for chunk in stream:
+                    seen.append(chunk)
+                    break
+        return seen
+
+    async def stream_helper(self, kind: str, *, first_only: bool = False) -> tuple[list[Any], Any]:
+        """``chat.completions.stream(...)`` or ``responses.stream(...)`` in its ``with`` block: the events
+        read (all, or only the first before leaving the block) and the helper's stream object."""
+        if kind == "chat":
+            manager = self.client.chat.completions.stream(model=MODEL, messages=USER)
+        else:
+            manager = self.client.responses.stream(model=MODEL, input="Hello there")
+        events: list[Any] = []
+        if self.is_async:
+            async with manager as stream:
+                async for event in stream:
+                    events.append(event)
+                    if first_only:
+                        break
+        else:
+            with manager as stream:
+                for event in stream:
+                    events.append(event)
+                    if first_only:
+                        break
+        return events, stream
+
+    async def streaming_response(self, **kwargs: Any) -> tuple[Any, Any]:
+        """``with_streaming_response.create(...)``: its headers and parsed body."""
+        manager = self.client.chat.completions.with_streaming_response.create(model=MODEL, messages=USER, **kwargs)
+        if self.is_async:
+            async with manager as response:
+                return response.headers, await response.parse()
+        with manager as response:
+            return response.headers, response.parse()
+
+
+def make_api(server: FakeLLMServer, flavour: str) -> Api:
+    cls = openai.AsyncOpenAI if flavour == "async" else openai.OpenAI
+    options = {"api_key": "sk-test-key-0123456789", "base_url": server.openai_base_url, "max_retries": 0}
+    client = cls(**options)
+    assert llmwatch.instrument(client) is client  # the same object, usable exactly as before
+    return Api(client, cls(**options))
+
+
+@pytest.fixture(params=["sync", "async"])
+def api(request: pytest.FixtureRequest, server: FakeLLMServer) -> Api:
+    return make_api(server, request.param)
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[FakeLLMServer]:
+    """Streams whose first output event comes TTFT_S after the headers and preamble events."""
+    with FakeLLMServer(ttft_s=TTFT_S) as slow:
+        yield slow
+
+
+@pytest.fixture(autouse=True)
+def _healthy() -> Iterator[None]:
+    yield
+    stats = llmwatch.stats()
+    assert stats["internal_errors"] == 0
+    assert stats["spans_started"] == stats["spans_ended"]  # every span ended (exactly once: see only_span)
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def only_span(captured: Captured) -> Any:
     spans = captured.llm_spans()
     assert len(spans) == 1, [s.name for s in spans]
     return spans[0]
 
 
-def _expected_cost(attrs: Any, provider: str = "openai") -> float:
-    usage = PricesUsage(
-        input_tokens=attrs["gen_ai.usage.input_tokens"],
-        cache_read_tokens=attrs.get("gen_ai.usage.cache_read.input_tokens", 0),
-        output_tokens=attrs.get("gen_ai.usage.output_tokens", 0),
-    )
-    return float(calc_price(usage, attrs["gen_ai.response.model"], provider_id=provider).total_price)
+def openai_cost(model: str, input_tokens: int, cached: int, output_tokens: int) -> float:
+    usage = PricesUsage(input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=output_tokens)
+    return float(calc_price(usage, model, provider_id="openai").total_price)
 
 
-def test_chat_span_has_tokens_cost_and_attribution(openai_client: Any, captured: Captured, server: Any) -> None:
-    with llmwatch.attributes(user="u1", feature="search"):
-        reply = openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER, temperature=0.2, seed=7)
-    span = _only_span(captured)
+def port_of(server: FakeLLMServer) -> int:
+    return int(server.base_url.rsplit(":", 1)[1])
+
+
+def without_ids(items: list[Any]) -> list[dict[str, Any]]:
+    """What the user sees, minus what differs per request (its id and creation second)."""
+    return [item.model_dump(exclude={"id", "created"}) for item in items]
+
+
+def stream_text(chunks: list[Any], index: int = 0) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == index)
+
+
+def assert_ttft(span: Any) -> None:
     attrs = span.attributes
+    duration_ms = (span.end_time - span.start_time) / 1e6
+    assert 0 <= attrs["llmwatch.time_to_first_token_ms"] <= duration_ms
+    assert attrs["gen_ai.response.time_to_first_chunk"] == pytest.approx(attrs["llmwatch.time_to_first_token_ms"] / 1e3)
+
+
+def assert_error_span(span: Any, exc: BaseException) -> None:
+    assert span.status.status_code.name == "ERROR"
+    assert span.status.description == str(exc)[:512]
+    assert span.attributes["error.type"] == type(exc).__name__
+    assert [e.name for e in span.events] == ["exception"]
+
+
+# --- chat, non-streamed -----------------------------------------------------------------------------
+async def test_chat_span_carries_every_applicable_attribute(api: Api, captured: Captured, server: Any) -> None:
+    request = {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "max_tokens": 50,
+        "seed": 7,
+        "stop": ["\n\n"],
+        "frequency_penalty": 0.1,
+        "presence_penalty": 0.3,
+    }
+    with llmwatch.attributes(user="u1", feature="search"):
+        reply = await api.chat(**request)
+    plain = await api.chat(plain=True, **request)
+    assert without_ids([reply]) == without_ids([plain])  # the user's result is untouched
+    assert len(captured.spans) == 1
+    span = only_span(captured)
+    attrs = dict(span.attributes)
     assert span.name == "chat gpt-4o-mini"
     assert span.kind.name == "CLIENT"
-    assert attrs["gen_ai.operation.name"] == "chat"
-    assert attrs["gen_ai.provider.name"] == "openai"
-    assert "gen_ai.system" not in attrs
-    assert attrs["gen_ai.request.model"] == "gpt-4o-mini"
-    assert attrs["gen_ai.response.model"] == reply.model == "gpt-4o-mini-2024-07-18"
-    assert attrs["gen_ai.response.id"] == reply.id
-    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
-    assert attrs["gen_ai.request.temperature"] == 0.2
-    assert attrs["gen_ai.request.seed"] == 7
-    assert attrs["server.address"] == "127.0.0.1"
-    assert attrs["server.port"] == int(server.base_url.rsplit(":", 1)[1])
-    assert attrs["gen_ai.usage.input_tokens"] == reply.usage.prompt_tokens
-    assert attrs["gen_ai.usage.output_tokens"] == reply.usage.completion_tokens
-    assert attrs["llmwatch.usage.source"] == "provider"
-    assert attrs["llmwatch.cost.usd"] == pytest.approx(_expected_cost(attrs), abs=1e-9)
-    assert attrs["llmwatch.user"] == "u1" and attrs["llmwatch.feature"] == "search"
-    assert len(attrs["llmwatch.prompt.fingerprint"]) == 16
-    assert not any(k.startswith(("gen_ai.input", "gen_ai.output.messages")) for k in attrs)
-    assert llmwatch.stats()["internal_errors"] == 0
+    assert span.status.status_code.name == "UNSET"
+    cost = openai_cost(SNAPSHOT, reply.usage.prompt_tokens, 0, reply.usage.completion_tokens)
+    assert attrs.pop("llmwatch.cost.usd") == pytest.approx(cost, abs=1e-9)
+    assert attrs.pop("llmwatch.cost.input_usd") + attrs.pop("llmwatch.cost.output_usd") == pytest.approx(cost, abs=1e-9)
+    fingerprint = attrs.pop("llmwatch.prompt.fingerprint")
+    assert isinstance(fingerprint, str) and len(fingerprint) == 16
+    assert attrs == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.request.top_p": 0.9,
+        "gen_ai.request.max_tokens": 50,
+        "gen_ai.request.seed": 7,
+        "gen_ai.request.stop_sequences": ("\n\n",),
+        "gen_ai.request.frequency_penalty": 0.1,
+        "gen_ai.request.presence_penalty": 0.3,
+        "gen_ai.request.stream": False,
+        "gen_ai.output.type": "text",
+        "gen_ai.response.id": reply.id,
+        "gen_ai.response.model": SNAPSHOT,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": reply.usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": reply.usage.completion_tokens,
+        "server.address": "127.0.0.1",
+        "server.port": port_of(server),
+        "llmwatch.usage.source": "provider",
+        "llmwatch.cost.source": f"genai-prices {genai_prices.__version__}",
+        "llmwatch.user": "u1",
+        "llmwatch.feature": "search",
+        "llmwatch.stream": False,
+    }
+    stats = llmwatch.stats()
+    assert stats["spans_started"] == stats["spans_ended"] == 1
 
 
-def test_cached_and_reasoning_tokens_priced_at_their_rates(openai_client: Any, captured: Captured) -> None:
-    openai_client.chat.completions.create(
-        model="o3-mini", messages=USER, extra_headers={"x-fake-scenario": "cached,reasoning"}
-    )
-    attrs = _only_span(captured).attributes
-    assert attrs["gen_ai.usage.cache_read.input_tokens"] == attrs["gen_ai.usage.input_tokens"] // 2 > 0
-    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 10
-    usage = PricesUsage(
-        input_tokens=attrs["gen_ai.usage.input_tokens"],
-        cache_read_tokens=attrs["gen_ai.usage.cache_read.input_tokens"],
-        output_tokens=attrs["gen_ai.usage.output_tokens"],
-    )
-    expected = float(calc_price(usage, "o3-mini", provider_id="openai").total_price)
+class StartRecorder(SpanProcessor):
+    """The attributes each span had when it started: what a sampler can see."""
+
+    def __init__(self) -> None:
+        self.at_start: list[dict[str, Any]] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.at_start.append(dict(span.attributes))
+
+
+async def test_sampling_relevant_attributes_are_set_when_the_span_starts(
+    api: Api, captured: Captured, server: FakeLLMServer
+) -> None:
+    recorder = StartRecorder()
+    captured.tracer_provider.add_span_processor(recorder)
+    with llmwatch.attributes(user="u1", feature="search"):
+        await api.chat()
+    (at_start,) = recorder.at_start
+    assert {k: at_start.get(k) for k in ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model")} == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": MODEL,
+    }
+    assert (at_start["server.address"], at_start["server.port"]) == ("127.0.0.1", port_of(server))
+    assert (at_start["llmwatch.user"], at_start["llmwatch.feature"]) == ("u1", "search")
+
+
+@pytest.mark.parametrize("scenario", ["cached", "reasoning", "cached,reasoning"])
+async def test_cached_and_reasoning_tokens_are_counted_once_and_priced(
+    api: Api, captured: Captured, scenario: str
+) -> None:
+    reply = await api.chat(extra_headers={"x-fake-scenario": scenario})
+    usage = reply.usage
+    cached = usage.prompt_tokens_details.cached_tokens
+    reasoning = usage.completion_tokens_details.reasoning_tokens
+    assert (cached > 0) is ("cached" in scenario) and (reasoning == 10) is ("reasoning" in scenario)
+    attrs = only_span(captured).attributes
+    # prompt_tokens already includes cached_tokens, completion_tokens already includes reasoning_tokens
+    assert attrs["gen_ai.usage.input_tokens"] == usage.prompt_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert attrs.get("gen_ai.usage.cache_read.input_tokens") == (cached or None)
+    assert attrs.get("gen_ai.usage.reasoning.output_tokens") == (reasoning or None)
+    expected = openai_cost(SNAPSHOT, usage.prompt_tokens, cached, usage.completion_tokens)
     assert attrs["llmwatch.cost.usd"] == pytest.approx(expected, abs=1e-9)
 
 
-def test_fingerprint_is_stable_and_changes_with_the_prompt(openai_client: Any, captured: Captured) -> None:
+async def test_fingerprint_is_stable_per_prompt(api: Api, captured: Captured) -> None:
     for content in ("same prompt", "same prompt", "another prompt"):
-        openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}])
+        await api.chat(messages=[{"role": "user", "content": content}])
+    await api.chat(messages=[{"role": "system", "content": "same prompt"}])  # same text, other role
     prints = [s.attributes["llmwatch.prompt.fingerprint"] for s in captured.llm_spans()]
-    assert prints[0] == prints[1] != prints[2]
+    assert prints[0] == prints[1]
+    assert len({prints[0], prints[2], prints[3]}) == 3
 
 
-def test_content_capture_semconv_shape(openai_client: Any, captured_content: Captured) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    messages = [{"role": "system", "content": "Be brief."}, *USER]
-    openai_client.chat.completions.create(
-        model="gpt-4o-mini", messages=messages, tools=tools, extra_headers={"x-fake-scenario": "tool-call"}
-    )
-    attrs = _only_span(captured_content).attributes
-    inputs = json.loads(attrs["gen_ai.input.messages"])
-    assert [m["role"] for m in inputs] == ["system", "user"]
-    assert inputs[1]["parts"] == [{"type": "text", "content": USER[0]["content"]}]
+async def test_content_capture_text_reply_in_semconv_shape(api: Api, captured_content: Captured) -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_9",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_9", "content": "sunny"},
+        {"role": "user", "content": [{"type": "text", "text": "And tomorrow?"}]},
+    ]
+    reply = await api.chat(messages=messages)
+    attrs = only_span(captured_content).attributes
     assert json.loads(attrs["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
-    assert json.loads(attrs["gen_ai.tool.definitions"])[0]["name"] == "get_weather"
-    (output,) = json.loads(attrs["gen_ai.output.messages"])
-    assert output["finish_reason"] == "tool_call"
-    assert output["parts"] == [
-        {"type": "tool_call", "id": "call_0", "name": "get_weather", "arguments": {"city": "Paris"}}
+    assert json.loads(attrs["gen_ai.input.messages"]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "call_9", "name": "get_weather", "arguments": {"city": "Oslo"}}],
+        },
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_9", "response": "sunny"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "And tomorrow?"}]},
+    ]
+    assert json.loads(attrs["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": reply.choices[0].message.content}],
+            "finish_reason": "stop",
+        }
+    ]
+    assert "gen_ai.tool.definitions" not in attrs
+
+
+async def test_content_capture_tool_call_reply(api: Api, captured_content: Captured) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "description": "Weather now", "parameters": {"type": "object"}},
+        }
+    ]
+    await api.chat(tools=tools, extra_headers={"x-fake-scenario": "tool-call"})
+    attrs = only_span(captured_content).attributes
+    assert attrs["gen_ai.response.finish_reasons"] == ("tool_calls",)  # the provider's own value
+    assert json.loads(attrs["gen_ai.tool.definitions"]) == [
+        {"type": "function", "name": "get_weather", "description": "Weather now", "parameters": {"type": "object"}}
+    ]
+    assert json.loads(attrs["gen_ai.output.messages"]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "call_0", "name": "get_weather", "arguments": {"city": "Paris"}}],
+            "finish_reason": "tool_call",  # the semconv enum
+        }
     ]
 
 
-def _plain_client(server: Any) -> openai.OpenAI:
-    return openai.OpenAI(api_key="sk-plain", base_url=server.openai_base_url, max_retries=0)
+async def test_no_content_attributes_when_capture_is_off(api: Api, captured: Captured) -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    await api.chat(messages=[{"role": "system", "content": "Be brief."}, *USER], tools=tools)
+    await api.drain(await api.chat(stream=True))
+    attrs = [s.attributes for s in captured.llm_spans()]
+    assert all(key not in a for a in attrs for key in (*CONTENT_KEYS, "llmwatch.prompt.variables"))
 
 
-def _dump(chunks: list[Any]) -> list[Any]:
-    return [(c.choices[0].delta.content if c.choices else None, c.usage is not None) for c in chunks]
-
-
-@pytest.mark.parametrize("user_asked_usage", [False, True])
-def test_stream_is_unchanged_and_usage_chunk_hidden_only_when_we_asked(
-    openai_client: Any, server: Any, captured: Captured, user_asked_usage: bool
+async def test_two_choices_keep_a_finish_reason_and_an_output_message_each(
+    api: Api, captured_content: Captured
 ) -> None:
-    options = {"stream_options": {"include_usage": True}} if user_asked_usage else {}
-    expected = list(
-        _plain_client(server).chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True, **options)
-    )
-    server.clear()
-    seen = list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True, **options))
-    assert _dump(seen) == _dump(expected)
-    assert server.requests[-1].body["stream_options"] == {"include_usage": True}
-    span = _only_span(captured)
+    reply = await api.chat(n=2, extra_headers={"x-fake-scenario": "length"})
+    attrs = only_span(captured_content).attributes
+    assert attrs["gen_ai.request.choice.count"] == 2
+    assert attrs["gen_ai.response.finish_reasons"] == ("length", "length")
+    outputs = json.loads(attrs["gen_ai.output.messages"])
+    assert [o["parts"][0]["content"] for o in outputs] == [c.message.content for c in reply.choices]
+    assert [o["finish_reason"] for o in outputs] == ["length", "length"]
+
+
+# --- chat, streamed ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "stream_options", [None, {"include_usage": True}, {"include_obfuscation": False}], ids=["unset", "usage", "other"]
+)
+async def test_stream_user_sees_the_same_chunks(
+    api: Api, server: FakeLLMServer, captured: Captured, stream_options: dict[str, bool] | None
+) -> None:
+    options = {"stream_options": stream_options} if stream_options else {}
+    user_asked_usage = bool(stream_options and stream_options.get("include_usage"))
+    expected = await api.drain(await api.chat(plain=True, stream=True, **options))
+    assert server.requests[-1].body.get("stream_options") == stream_options
+    with llmwatch.attributes(user="u1"):
+        seen = await api.drain(await api.chat(stream=True, **options))
+    assert server.requests[-1].body["stream_options"] == {**(stream_options or {}), "include_usage": True}
+    assert without_ids(seen) == without_ids(expected)
+    assert all(c.choices for c in seen[:-1])
+    assert (seen[-1].choices == [] and seen[-1].usage is not None) is user_asked_usage
+    usage = (await api.chat(plain=True)).usage  # the server's usage is a function of the request
+    span = only_span(captured)
     attrs = span.attributes
-    assert attrs["llmwatch.stream"] is True and attrs["llmwatch.stream.completed"] is True
-    assert attrs["llmwatch.usage.source"] == "provider" and attrs["gen_ai.usage.output_tokens"] > 0
-    assert 0 <= attrs["llmwatch.time_to_first_token_ms"] <= (span.end_time - span.start_time) / 1e6
+    assert attrs["gen_ai.request.stream"] is True and attrs["llmwatch.stream"] is True
+    assert attrs["llmwatch.stream.completed"] is True
+    assert attrs["gen_ai.usage.input_tokens"] == usage.prompt_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert attrs["llmwatch.usage.source"] == "provider"
+    assert attrs["gen_ai.response.id"] == seen[0].id
+    assert attrs["gen_ai.response.model"] == SNAPSHOT
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
+    assert attrs["llmwatch.cost.usd"] == pytest.approx(
+        openai_cost(SNAPSHOT, usage.prompt_tokens, 0, usage.completion_tokens), abs=1e-9
+    )
+    assert attrs["llmwatch.user"] == "u1"
+    assert_ttft(span)
 
 
-def test_stream_with_n_choices_keeps_one_finish_reason_each(openai_client: Any, captured: Captured) -> None:
-    chunks = list(openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True, n=2))
-    assert {c.choices[0].index for c in chunks if c.choices} == {0, 1}
-    attrs = _only_span(captured).attributes
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: requesting include_usage makes the server set `usage: null` on every chunk; llmwatch leaves it "
+    "in the chunks' fields-set, so chunk.to_dict()/to_json() differ from an uninstrumented client's",
+)
+async def test_stream_chunks_serialise_like_uninstrumented_ones(api: Api, captured: Captured) -> None:
+    expected = await api.drain(await api.chat(plain=True, stream=True))
+    seen = await api.drain(await api.chat(stream=True))
+    as_sent = operator.methodcaller("to_dict")  # exclude_unset: the fields the server sent
+    assert [{**as_sent(c), "id": "", "created": 0} for c in seen] == [
+        {**as_sent(c), "id": "", "created": 0} for c in expected
+    ]
+
+
+async def test_stream_with_two_choices(api: Api, captured_content: Captured) -> None:
+    expected = await api.drain(await api.chat(plain=True, stream=True, n=2))
+    seen = await api.drain(await api.chat(stream=True, n=2))
+    assert without_ids(seen) == without_ids(expected)
+    assert [c.choices[0].index for c in seen[2:4]] == [0, 1]  # interleaved
+    usage = (await api.chat(plain=True, n=2)).usage
+    attrs = only_span(captured_content).attributes
     assert attrs["gen_ai.response.finish_reasons"] == ("stop", "stop")
     assert attrs["gen_ai.request.choice.count"] == 2
+    assert attrs["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    outputs = json.loads(attrs["gen_ai.output.messages"])
+    assert [o["parts"] for o in outputs] == [[{"type": "text", "content": stream_text(seen, i)}] for i in (0, 1)]
 
 
-def test_usage_on_last_content_chunk_is_never_hidden(openai_client: Any, captured: Captured) -> None:
-    chunks = list(
-        openai_client.chat.completions.create(
-            model="gpt-4o-mini", messages=USER, stream=True, extra_headers={"x-fake-scenario": "usage-on-last-chunk"}
-        )
+async def test_stream_usage_on_last_content_chunk_stays_visible(api: Api, captured: Captured) -> None:
+    headers = {"x-fake-scenario": "usage-on-last-chunk"}
+    expected = await api.drain(await api.chat(plain=True, stream=True, extra_headers=headers))
+    seen = await api.drain(await api.chat(stream=True, extra_headers=headers))
+    assert without_ids(seen) == without_ids(expected)
+    last = seen[-1]
+    assert last.choices[0].finish_reason == "stop" and last.usage is not None
+    attrs = only_span(captured).attributes
+    assert attrs["gen_ai.usage.input_tokens"] == last.usage.prompt_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == last.usage.completion_tokens
+    assert attrs["llmwatch.usage.source"] == "provider"
+    assert attrs["llmwatch.stream.completed"] is True
+
+
+async def test_stream_without_usage_counts_with_tiktoken(api: Api, captured: Captured) -> None:
+    _tokens.start_loading()
+    assert _tokens.wait_until_ready(30.0)
+    messages = [{"role": "system", "content": "You are terse."}, *USER]
+    seen = await api.drain(
+        await api.chat(stream=True, messages=messages, extra_headers={"x-fake-scenario": "no-usage"})
     )
-    assert chunks[-1].choices and chunks[-1].usage is not None
-    assert _only_span(captured).attributes["llmwatch.usage.source"] == "provider"
-
-
-def test_no_usage_falls_back_to_tiktoken(openai_client: Any, captured: Captured) -> None:
-    chunks = list(
-        openai_client.chat.completions.create(
-            model="gpt-4o-mini", messages=USER, stream=True, extra_headers={"x-fake-scenario": "no-usage"}
-        )
-    )
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    attrs = _only_span(captured).attributes
+    assert all(c.usage is None for c in seen)
+    encoding = tiktoken.get_encoding("o200k_base")
+    # OpenAI's cookbook count: 3 per message + role + content tokens, and 3 to prime the reply
+    prompt = 3 + sum(3 + len(encoding.encode(m["role"])) + len(encoding.encode(m["content"])) for m in messages)
+    attrs = only_span(captured).attributes
     assert attrs["llmwatch.usage.source"] == "tiktoken"
-    assert attrs["gen_ai.usage.output_tokens"] == len(tiktoken.get_encoding("o200k_base").encode(text))
-
-
-def test_stream_closed_early_ends_span_once_with_partial_output(openai_client: Any, captured_content: Captured) -> None:
-    stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
-    next(stream)
-    next(stream)
-    stream.close()
-    stream.close()
-    attrs = _only_span(captured_content).attributes
-    assert attrs["llmwatch.stream.completed"] is False
-    (output,) = json.loads(attrs["gen_ai.output.messages"])
-    assert output["parts"][0]["content"].startswith("Echo")
-
-
-def test_stream_left_in_with_block_and_abandoned(openai_client: Any, captured: Captured) -> None:
-    with openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True) as stream:
-        for _ in stream:
-            break
-    abandoned = openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
-    next(abandoned)
-    del abandoned
-    gc.collect()
-    spans = captured.llm_spans()
-    assert len(spans) == 2
-    assert [s.attributes["llmwatch.stream.completed"] for s in spans] == [False, False]
-
-
-def test_cut_stream_raises_the_sdk_error_and_marks_the_span(openai_client: Any, captured: Captured) -> None:
-    stream = openai_client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "x [[scenario:cut-stream]]"}], stream=True
+    assert attrs["gen_ai.usage.input_tokens"] == prompt
+    assert attrs["gen_ai.usage.output_tokens"] == len(encoding.encode(stream_text(seen)))
+    assert attrs["llmwatch.cost.usd"] == pytest.approx(
+        openai_cost(SNAPSHOT, prompt, 0, attrs["gen_ai.usage.output_tokens"]), abs=1e-9
     )
-    with pytest.raises(openai.APIConnectionError):
-        for _ in stream:
-            pass
-    span = _only_span(captured)
-    assert span.status.status_code.name == "ERROR"
-    assert span.attributes["error.type"] == "APIConnectionError"
+
+
+async def _end_early(api: Api, how: str) -> tuple[list[Any], Any]:
+    """End a stream early; returns the chunks seen and the stream (kept alive: only close() may end it)."""
+    stream = await api.chat(stream=True)
+    if how == "break-in-with":
+        return await api.first_in_with_block(stream), stream
+    seen = await api.take(stream, 3 if how.endswith("3") else 1)
+    if how.startswith("abandon"):
+        del stream
+        gc.collect()
+        return seen, None
+    await resolve(stream.close())
+    await resolve(stream.close())  # closing twice is harmless
+    return seen, stream
+
+
+@pytest.mark.parametrize(
+    "how", ["close-after-1", "close-after-3", "break-in-with", "abandon-after-1", "abandon-after-3"]
+)
+async def test_stream_ended_early_gives_one_partial_span(api: Api, captured_content: Captured, how: str) -> None:
+    seen, stream = await _end_early(api, how)
+    span = only_span(captured_content)
+    attrs = span.attributes
+    assert attrs["llmwatch.stream.completed"] is False
+    assert span.status.status_code.name == "UNSET" and "error.type" not in attrs
+    text = stream_text(seen)
+    assert bool(text) is how.endswith("3")
+    (output,) = json.loads(attrs["gen_ai.output.messages"])
+    assert output["parts"] == ([{"type": "text", "content": text}] if text else [])
+    assert "gen_ai.response.finish_reasons" not in attrs
+    del stream
+    gc.collect()
+    assert len(captured_content.llm_spans()) == 1
+
+
+@pytest.mark.parametrize("request_kind", ["chat", "chat-tool-call", "responses"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_ttft_counts_to_the_first_output_chunk(
+    slow_server: FakeLLMServer, captured: Captured, flavour: str, request_kind: str
+) -> None:
+    api = make_api(slow_server, flavour)
+    if request_kind == "responses":
+        stream = await api.call("responses.create", model=MODEL, input="Hello there", stream=True)
+    else:
+        scenario = "tool-call" if request_kind.endswith("tool-call") else ""
+        stream = await api.chat(stream=True, extra_headers={"x-fake-scenario": scenario})
+    await api.drain(stream)
+    span = only_span(captured)
+    assert_ttft(span)
+    # the role-only first chunk and the lifecycle events come at once: they are not output
+    assert span.attributes["llmwatch.time_to_first_token_ms"] >= TTFT_S * 1000
+
+
+async def test_cut_stream_raises_the_sdks_own_error(api: Api, captured: Captured) -> None:
+    headers = {"x-fake-scenario": "cut-stream"}
+    with pytest.raises(Exception) as plain_error:
+        await api.drain(await api.chat(plain=True, stream=True, extra_headers=headers))
+    with pytest.raises(type(plain_error.value)) as caught:
+        await api.drain(await api.chat(stream=True, extra_headers=headers))
+    assert type(caught.value) is type(plain_error.value) is openai.APIConnectionError
+    span = only_span(captured)
+    assert_error_span(span, caught.value)
     assert span.attributes["llmwatch.stream.completed"] is False
 
 
+async def test_stream_helper_gives_one_span_and_an_intact_final_completion(api: Api, captured: Captured) -> None:
+    events, stream = await api.stream_helper("chat")
+    final = await resolve(stream.get_final_completion())
+    plain_stream = await api.chat(plain=True, stream=True)
+    expected_text = stream_text(await api.drain(plain_stream))
+    assert final.choices[0].message.content == expected_text
+    assert final.choices[0].finish_reason == "stop"
+    assert "".join(e.delta for e in events if e.type == "content.delta") == expected_text
+    usage = (await api.chat(plain=True)).usage
+    attrs = only_span(captured).attributes
+    assert attrs["gen_ai.response.id"] == final.id
+    assert attrs["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert attrs["llmwatch.stream.completed"] is True
+
+
+async def test_responses_stream_helper_gives_one_span(api: Api, captured: Captured) -> None:
+    events, stream = await api.stream_helper("responses")
+    final = await resolve(stream.get_final_response())
+    assert events[-1].type == "response.completed"
+    attrs = only_span(captured).attributes
+    assert attrs["gen_ai.response.id"] == final.id
+    assert attrs["gen_ai.usage.input_tokens"] == final.usage.input_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == final.usage.output_tokens
+    assert attrs["llmwatch.stream.completed"] is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the OpenAI stream helpers' close() closes the raw HTTP response, not llmwatch's stream proxy: "
+    "a helper left early keeps its span open until the user's stream object is garbage-collected",
+)
+@pytest.mark.parametrize("kind", ["chat", "responses"])
+async def test_stream_helper_left_early_ends_its_span_at_block_exit(api: Api, captured: Captured, kind: str) -> None:
+    events, stream = await api.stream_helper(kind, first_only=True)
+    ended_in_block = [s.attributes["llmwatch.stream.completed"] for s in captured.llm_spans()]
+    del stream  # (the stream is documented as usable after the block; let a failure end its span here)
+    gc.collect()
+    assert len(events) == 1
+    assert ended_in_block == [False]
+
+
+@pytest.mark.parametrize(
+    "api",
+    [
+        "sync",
+        pytest.param(
+            "async",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BUG: RawResponseProxy.parse() returns a coroutine for AsyncOpenAI's LegacyAPIResponse, "
+                "whose parse() is synchronous",
+            ),
+        ),
+    ],
+    indirect=True,
+)
+async def test_with_raw_response(api: Api, captured: Captured) -> None:
+    raw = await api.call("chat.completions.with_raw_response.create", model=MODEL, messages=USER)
+    headers, completion = raw.headers, raw.parse()
+    if inspect.iscoroutine(completion):  # the async bug: close it, so it fails below and not as a warning
+        completion.close()
+    del raw  # (a raw response never parsed ends its span when collected: not later, in another test)
+    assert headers["content-type"] == "application/json"
+    assert isinstance(completion, openai.types.chat.ChatCompletion)
+    attrs = only_span(captured).attributes
+    assert attrs["gen_ai.response.id"] == completion.id
+    assert attrs["gen_ai.usage.output_tokens"] == completion.usage.completion_tokens
+
+
+async def test_with_raw_response_streamed(api: Api, captured: Captured) -> None:
+    raw = await api.call("chat.completions.with_raw_response.create", model=MODEL, messages=USER, stream=True)
+    chunks = await api.drain(await resolve(raw.parse()))
+    assert all(c.choices for c in chunks)  # our usage chunk stays hidden here too
+    attrs = only_span(captured).attributes
+    assert attrs["llmwatch.stream.completed"] is True and attrs["gen_ai.usage.output_tokens"] > 0
+
+
+async def test_with_streaming_response(api: Api, captured: Captured) -> None:
+    headers, completion = await api.streaming_response()
+    assert headers["content-type"] == "application/json"
+    assert isinstance(completion, openai.types.chat.ChatCompletion)
+    attrs = only_span(captured).attributes
+    assert attrs["gen_ai.response.id"] == completion.id
+    assert attrs["gen_ai.usage.input_tokens"] == completion.usage.prompt_tokens
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the .parse() methods post directly and are not wrapped: no span")
+@pytest.mark.parametrize(
+    ("method", "request_body"),
+    [("chat.completions.parse", {"messages": USER}), ("responses.parse", {"input": "Hello there"})],
+)
+async def test_structured_output_parse_gives_one_span(
+    api: Api, captured: Captured, method: str, request_body: dict[str, Any]
+) -> None:
+    parsed = await api.call(method, model=MODEL, **request_body)
+    assert only_span(captured).attributes["gen_ai.response.id"] == parsed.id
+
+
+# --- errors -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("scenario", "error"),
     [
@@ -206,87 +642,133 @@ def test_cut_stream_raises_the_sdk_error_and_marks_the_span(openai_client: Any, 
         ("error-500", openai.InternalServerError),
     ],
 )
-def test_errors_reach_the_caller_unchanged(openai_client: Any, captured: Captured, scenario: str, error: type) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+async def test_errors_reach_the_caller_unchanged(
+    api: Api, captured: Captured, scenario: str, error: type, stream: bool
+) -> None:
+    headers = {"x-fake-scenario": scenario}
+    with pytest.raises(error) as plain_error:
+        await api.chat(plain=True, stream=stream, extra_headers=headers)
     with pytest.raises(error) as caught:
-        openai_client.chat.completions.create(
-            model="gpt-4o-mini", messages=USER, extra_headers={"x-fake-scenario": scenario}
-        )
+        await api.chat(stream=stream, extra_headers=headers)
     assert type(caught.value) is error
-    span = _only_span(captured)
-    assert span.status.status_code.name == "ERROR"
-    assert span.attributes["error.type"] == error.__name__
+    assert caught.value.body == plain_error.value.body
+    assert caught.value.body["message"] == f"simulated {scenario[-3:]}"
+    assert caught.value.status_code == int(scenario[-3:])
+    span = only_span(captured)
+    assert_error_span(span, caught.value)
+    assert span.events[0].attributes["exception.message"] == str(caught.value)
+    assert span.attributes["gen_ai.request.stream"] is stream
 
 
-def test_stream_helper_raw_and_streaming_response(openai_client: Any, captured: Captured) -> None:
-    with openai_client.chat.completions.stream(model="gpt-4o-mini", messages=USER) as stream:
-        for _ in stream:
-            pass
-        final = stream.get_final_completion()
-    assert final.choices[0].message.content.startswith("Echo")
-    raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=USER)
-    assert raw.headers["content-type"] == "application/json"
-    assert raw.parse().choices[0].message.content.startswith("Echo")
-    with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=USER) as response:
-        assert response.parse().id.startswith("chatcmpl-")
-    spans = captured.llm_spans()
-    assert len(spans) == 3
-    assert all(s.attributes["gen_ai.usage.output_tokens"] > 0 for s in spans)
+async def test_retried_call_is_one_span(api: Api, captured: Captured, request: pytest.FixtureRequest) -> None:
+    headers = {"x-fake-scenario": "error-429-once", "x-fake-retry-key": request.node.nodeid}
+    client = api.client.with_options(max_retries=2)
+    reply = await resolve(client.chat.completions.create(model=MODEL, messages=USER, extra_headers=headers))
+    span = only_span(captured)
+    assert span.status.status_code.name == "UNSET"
+    assert span.attributes["gen_ai.response.id"] == reply.id
 
 
-def test_responses_and_embeddings(openai_client: Any, server: Any, captured: Captured) -> None:
-    with llmwatch.attributes(user="u1", feature="search"):
-        response = openai_client.responses.create(model="gpt-4o-mini", input="Hello there", instructions="Be kind")
-        events = list(openai_client.responses.create(model="gpt-4o-mini", input="Hello there", stream=True))
-        vectors = openai_client.embeddings.create(model="text-embedding-3-small", input=["one two", "three"])
-    plain = _plain_client(server).embeddings.create(model="text-embedding-3-small", input=["one two", "three"])
-    assert [d.embedding for d in vectors.data] == [d.embedding for d in plain.data]
-    assert events[-1].type == "response.completed"
-    chat, streamed, embeddings = captured.llm_spans()
+# --- Responses API and embeddings -------------------------------------------------------------------
+RESPONSES_SCENARIOS = ["", "cached,reasoning", "tool-call", "length"]
+
+
+def response_finish(scenario: str) -> str:
+    return "max_output_tokens" if scenario == "length" else "completed"
+
+
+@pytest.mark.parametrize("scenario", RESPONSES_SCENARIOS)
+async def test_responses_api(api: Api, captured_content: Captured, scenario: str) -> None:
+    headers = {"x-fake-scenario": scenario}
+    request = {"model": MODEL, "input": "Hello there", "instructions": "Be kind", "extra_headers": headers}
+    response = await api.call("responses.create", **request)
+    span = only_span(captured_content)
+    attrs = span.attributes
+    usage = response.usage
+    cached = usage.input_tokens_details.cached_tokens
+    reasoning = usage.output_tokens_details.reasoning_tokens
+    assert span.name == "chat gpt-4o-mini" and attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.response.id"] == response.id and attrs["gen_ai.response.model"] == SNAPSHOT
+    assert attrs["gen_ai.usage.input_tokens"] == usage.input_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == usage.output_tokens
+    assert attrs.get("gen_ai.usage.cache_read.input_tokens") == (cached or None)
+    assert attrs.get("gen_ai.usage.reasoning.output_tokens") == (reasoning or None)
+    assert attrs["llmwatch.cost.usd"] == pytest.approx(
+        openai_cost(SNAPSHOT, usage.input_tokens, cached, usage.output_tokens), abs=1e-9
+    )
+    assert json.loads(attrs["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be kind"}]
+    assert attrs["gen_ai.response.finish_reasons"] == (response_finish(scenario),)
+    (output,) = json.loads(attrs["gen_ai.output.messages"])
+    if scenario == "tool-call":
+        call = {"type": "tool_call", "id": "call_0", "name": "get_weather", "arguments": {"city": "Paris"}}
+        assert output["parts"] == [call]
+    else:
+        assert output["parts"] == [{"type": "text", "content": response.output_text}]
+    assert output["finish_reason"] == ("length" if scenario == "length" else "stop")
+
+
+@pytest.mark.parametrize("scenario", RESPONSES_SCENARIOS)
+async def test_responses_api_streamed(api: Api, captured: Captured, scenario: str) -> None:
+    request = {"model": MODEL, "input": "Hello there", "stream": True, "extra_headers": {"x-fake-scenario": scenario}}
+    expected = await api.drain(await api.call("responses.create", plain=True, **request))
+    events = await api.drain(await api.call("responses.create", **request))
+    assert [e.type for e in events] == [e.type for e in expected]
+    assert [getattr(e, "delta", None) for e in events] == [getattr(e, "delta", None) for e in expected]
     final = events[-1].response
-    for span, usage in ((chat, response.usage), (streamed, final.usage)):
-        assert span.name == "chat gpt-4o-mini"
-        assert span.attributes["gen_ai.usage.input_tokens"] == usage.input_tokens
-        assert span.attributes["gen_ai.usage.output_tokens"] == usage.output_tokens
-        assert span.attributes["llmwatch.cost.usd"] == pytest.approx(_expected_cost(span.attributes), abs=1e-9)
-    assert streamed.attributes["llmwatch.time_to_first_token_ms"] >= 0
-    assert embeddings.name == "embeddings text-embedding-3-small"
-    assert embeddings.attributes["gen_ai.usage.input_tokens"] == vectors.usage.prompt_tokens
-    assert embeddings.attributes["llmwatch.user"] == "u1"
-    assert embeddings.attributes["llmwatch.cost.usd"] > 0
+    usage = final.usage  # a Responses stream reports usage in its last event only
+    cached = usage.input_tokens_details.cached_tokens
+    span = only_span(captured)
+    attrs = span.attributes
+    assert span.name == "chat gpt-4o-mini"
+    assert attrs["gen_ai.response.id"] == final.id
+    assert attrs["gen_ai.usage.input_tokens"] == usage.input_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == usage.output_tokens
+    assert attrs.get("gen_ai.usage.cache_read.input_tokens") == (cached or None)
+    assert attrs["llmwatch.cost.usd"] == pytest.approx(
+        openai_cost(SNAPSHOT, usage.input_tokens, cached, usage.output_tokens), abs=1e-9
+    )
+    assert attrs["gen_ai.response.finish_reasons"] == (response_finish(scenario),)
+    assert attrs["llmwatch.stream.completed"] is True
+    assert_ttft(span)
 
 
-async def test_async_chat_stream_and_error(async_openai_client: Any, captured: Captured) -> None:
-    with llmwatch.attributes(user="u2", feature="chat"):
-        reply = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER)
-        stream = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
-        chunks = [c async for c in stream]
-        with pytest.raises(openai.RateLimitError):
-            await async_openai_client.chat.completions.create(
-                model="gpt-4o-mini", messages=USER, extra_headers={"x-fake-scenario": "error-429"}
-            )
-    assert reply.choices[0].message.content.startswith("Echo")
-    assert all(c.choices for c in chunks)  # the usage chunk we asked for is hidden
-    plain, streamed, failed = captured.llm_spans()
-    assert plain.attributes["gen_ai.usage.input_tokens"] == reply.usage.prompt_tokens
-    assert streamed.attributes["llmwatch.stream.completed"] is True
-    assert streamed.attributes["llmwatch.time_to_first_token_ms"] >= 0
-    assert failed.attributes["error.type"] == "RateLimitError"
-    assert {s.attributes["llmwatch.user"] for s in (plain, streamed, failed)} == {"u2"}
+@pytest.mark.parametrize("encoding_format", [None, "float"])
+async def test_embeddings(api: Api, server: FakeLLMServer, captured: Captured, encoding_format: str | None) -> None:
+    request: dict[str, Any] = {"model": EMBEDDING_MODEL, "input": ["one two", "three"]}
+    if encoding_format:
+        request["encoding_format"] = encoding_format
+    expected = await api.call("embeddings.create", plain=True, **request)
+    with llmwatch.attributes(feature="rag"):
+        vectors = await api.call("embeddings.create", **request)
+    assert server.requests[-1].body["encoding_format"] == (encoding_format or "base64")  # the SDK's default
+    assert [d.embedding for d in vectors.data] == [d.embedding for d in expected.data]
+    span = only_span(captured)
+    attrs = span.attributes
+    assert span.name == "embeddings text-embedding-3-small"
+    assert attrs["gen_ai.operation.name"] == "embeddings"
+    assert attrs["gen_ai.usage.input_tokens"] == vectors.usage.prompt_tokens == 3
+    assert attrs["llmwatch.usage.source"] == "provider"
+    assert attrs["llmwatch.feature"] == "rag"
+    assert attrs.get("gen_ai.request.encoding_formats") == ((encoding_format,) if encoding_format else None)
+    expected_cost = float(calc_price(PricesUsage(input_tokens=3), EMBEDDING_MODEL, provider_id="openai").total_price)
+    assert attrs["llmwatch.cost.usd"] == pytest.approx(expected_cost, abs=1e-12)
 
 
-def test_one_span_when_global_and_instance_instrumentation_overlap(openai_client: Any, captured: Captured) -> None:
-    from llmwatch import _providers
-
+# --- instrumentation: one span per call, none for clients not instrumented -------------------------
+async def test_global_and_instance_instrumentation_overlap_gives_one_span(api: Api, captured: Captured) -> None:
     _providers.instrument_all()
-    openai_client.chat.completions.create(model="gpt-4o-mini", messages=USER)
-    assert len(captured.llm_spans()) == 1
+    await api.chat()
+    await api.chat(plain=True)  # global instrumentation traces every client
+    assert len(captured.llm_spans()) == 2
 
 
-def test_uninstrumented_client_makes_no_span(server: Any, captured: Captured) -> None:
-    client = _plain_client(server)
-    llmwatch.instrument(openai.OpenAI(api_key="sk-x", base_url=server.openai_base_url))  # installs the hooks
-    client.chat.completions.create(model="gpt-4o-mini", messages=USER)
-    assert captured.llm_spans() == []
-    assert llmwatch.instrument(client) is client
-    client.with_options(timeout=5).chat.completions.create(model="gpt-4o-mini", messages=USER)
+async def test_client_not_instrumented_gives_no_span(api: Api, captured: Captured) -> None:
+    assert _providers._base.REGISTRY.global_enabled is False
+    await api.chat(plain=True)  # the class-level hooks are installed (api.client is instrumented)
+    await api.drain(await api.chat(plain=True, stream=True))
+    assert captured.spans == []
+    assert llmwatch.instrument(api.plain) is api.plain
+    copy = api.plain.with_options(timeout=5)  # a copy of an instrumented client stays instrumented
+    await resolve(copy.chat.completions.create(model=MODEL, messages=USER))
     assert len(captured.llm_spans()) == 1
