@@ -13,8 +13,10 @@ globals. Only what llmwatch created is flushed and shut down on reconfiguration 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
@@ -109,8 +111,11 @@ def swap(runtime: Runtime) -> Runtime:
 def build(settings: Settings) -> Runtime:
     """Build the runtime for ``configure()``: choose or create providers, wire the export side."""
     owned: list[Any] = []
-    tracer_provider = _tracer_provider(settings, owned)
-    meter_provider = _meter_provider(settings, owned)
+    # Planned at most once, and only if something needs it: each plan makes its own exporters (and gRPC
+    # channels), so planning per signal would open duplicates that nobody shuts down.
+    plan = functools.cache(lambda: _export_plan(settings))
+    tracer_provider = _tracer_provider(settings, plan, owned)
+    meter_provider = _meter_provider(settings, plan, owned)
     return Runtime(settings, tracer_provider, meter_provider, owned)
 
 
@@ -126,7 +131,7 @@ def _is_real(provider: Any, proxy_type: type) -> bool:
     )
 
 
-def _tracer_provider(settings: Settings, owned: list[Any]) -> TracerProvider:
+def _tracer_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any]) -> TracerProvider:
     from opentelemetry.trace import ProxyTracerProvider
 
     user_provider = settings.tracer_provider
@@ -136,10 +141,10 @@ def _tracer_provider(settings: Settings, owned: list[Any]) -> TracerProvider:
             user_provider = global_provider
     if user_provider is not None:
         if settings.exporter is not None:  # the user asked for our exporter on their provider too
-            user_provider.add_span_processor(_span_processor(settings, owned))
+            user_provider.add_span_processor(_span_processor(plan(), owned))
         return user_provider  # type: ignore[no-any-return]
     provider = _new_tracer_provider(settings)
-    provider.add_span_processor(_span_processor(settings, owned))
+    provider.add_span_processor(_span_processor(plan(), owned))
     owned.append(provider)
     _install_global_tracer_provider(provider)
     return provider  # type: ignore[no-any-return]
@@ -162,10 +167,9 @@ def _created_by_llmwatch(provider: Any) -> bool:
     return getattr(provider, "_llmwatch_created", False) is True
 
 
-def _span_processor(settings: Settings, owned: list[Any]) -> Any:
+def _span_processor(plan: Any, owned: list[Any]) -> Any:
     from llmwatch._export import LlmwatchSpanProcessor
 
-    plan = _export_plan(settings)
     processor = LlmwatchSpanProcessor.from_env(plan.span_exporter, max_export_batch_size=plan.recommended_batch_size)
     owned.append(processor)
     logger.debug("llmwatch: exporting spans via %s", plan.description)
@@ -184,7 +188,7 @@ def _export_plan(settings: Settings) -> Any:
     )
 
 
-def _meter_provider(settings: Settings, owned: list[Any]) -> MeterProvider | None:
+def _meter_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any]) -> MeterProvider | None:
     from opentelemetry.metrics._internal import _ProxyMeterProvider
 
     if settings.meter_provider is not None:
@@ -197,7 +201,7 @@ def _meter_provider(settings: Settings, owned: list[Any]) -> MeterProvider | Non
 
     from llmwatch._export import make_metric_reader
 
-    reader = make_metric_reader(_export_plan(settings))
+    reader = make_metric_reader(plan())
     provider = SdkMeterProvider(
         resource=Resource.create({"service.name": settings.service_name}),
         metric_readers=[reader] if reader is not None else [],
@@ -244,12 +248,20 @@ def flush_owned(runtime: Runtime, timeout_s: float) -> bool:
 
 
 def shutdown_owned(runtime: Runtime, timeout_s: float) -> None:
-    """Flush and shut down what this runtime created (never a provider the user gave us)."""
+    """Flush and shut down what this runtime created (never a provider the user gave us).
+
+    Processors go first, each with what is left of the deadline: an SDK ``TracerProvider.shutdown()``
+    shuts its processors down without a timeout, which would let a stalled exporter hold us for its
+    own default (30 s). Once our processor is shut down, the provider's call to it returns at once.
+    """
+    deadline = time.monotonic() + timeout_s
     flush_owned(runtime, timeout_s / 2)
-    for item in runtime.owned:
+    ordered = sorted(runtime.owned, key=lambda item: 0 if hasattr(item, "on_end") else 1)
+    for item in ordered:
+        remaining_ms = max((deadline - time.monotonic()) * 1000, 1.0)
         try:
-            if type(item).__name__ == "MeterProvider":
-                item.shutdown(timeout_millis=max(timeout_s * 500, 1))
+            if hasattr(item, "on_end") or type(item).__name__ == "MeterProvider":
+                item.shutdown(timeout_millis=remaining_ms)
             else:
                 item.shutdown()
         except Exception as exc:
