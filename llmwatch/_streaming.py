@@ -16,6 +16,7 @@ parent captured at request time, so ending it needs no current context.
 
 from __future__ import annotations
 
+import inspect
 from types import TracebackType
 from typing import Any
 
@@ -158,16 +159,16 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
         self._self_is_async = is_async
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
-        if self._self_is_async:
-            return self._self_parse_async(*args, **kwargs)
         parsed = self.__wrapped__.parse(*args, **kwargs)
-        wrapped = wrap_parsed(self._self_call, parsed, is_async=False)
+        # Async clients differ: with_streaming_response's parse() is a coroutine, but with_raw_response's
+        # LegacyAPIResponse.parse() is synchronous even on AsyncOpenAI. Await only what is awaitable.
+        if inspect.isawaitable(parsed):
+            return self._self_finish_async(parsed)
+        wrapped = wrap_parsed(self._self_call, parsed, is_async=self._self_is_async)
         return parsed if wrapped is None else wrapped
 
-    async def _self_parse_async(self, *args: Any, **kwargs: Any) -> Any:
-        parsed = self.__wrapped__.parse(*args, **kwargs)
-        if hasattr(parsed, "__await__"):
-            parsed = await parsed
+    async def _self_finish_async(self, pending: Any) -> Any:
+        parsed = await pending
         wrapped = wrap_parsed(self._self_call, parsed, is_async=True)
         return parsed if wrapped is None else wrapped
 

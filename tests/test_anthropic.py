@@ -219,14 +219,23 @@ async def test_count_tokens_makes_no_span(api: Api, captured: Captured, sdk_span
     assert sdk_spans.get_finished_spans() == ()  # nor the SDK's own, for an instrumented client
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the SDK's own spans are switched off for the whole instrumented client, but only "
-    "messages.create/stream are wrapped: beta.messages.create gets no span at all",
-)
 async def test_beta_messages_keep_one_span(api: Api, captured: Captured, sdk_spans: InMemorySpanExporter) -> None:
     await resolve(api.client.beta.messages.create(model=MODEL, max_tokens=10, messages=ask()))
     assert len(captured.llm_spans()) + len(sdk_spans.get_finished_spans()) == 1
+
+
+async def test_beta_stream_helper_gives_one_complete_span(api: Api, captured: Captured) -> None:
+    manager = api.client.beta.messages.stream(model=MODEL, max_tokens=10, messages=ask())
+    if api.is_async:
+        async with manager as stream:
+            message = await stream.get_final_message()
+    else:
+        with manager as stream:
+            message = stream.get_final_message()
+    attrs = only_span(captured).attributes
+    assert attrs["gen_ai.response.id"] == message.id
+    assert attrs["gen_ai.usage.output_tokens"] == message.usage.output_tokens
+    assert attrs["llmwatch.stream.completed"] is True
 
 
 # --- usage, cost, attributes -------------------------------------------------------------------------

@@ -322,11 +322,16 @@ def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async:
         setattr(manager, attribute, request)
 
 
-TARGETS = (
-    ("anthropic.resources.messages", "Messages", "create", MESSAGES, False),
-    ("anthropic.resources.messages", "AsyncMessages", "create", MESSAGES, True),
-    ("anthropic.resources.messages", "Messages", "stream", None, False),
-    ("anthropic.resources.messages", "AsyncMessages", "stream", None, True),
+_MESSAGES_MODULES = ("anthropic.resources.messages", "anthropic.resources.beta.messages")
+# Every generating method of messages and beta.messages: the SDK's own spans are off for the clients
+# we trace, so a method left out here would lose its span altogether. ``parse`` (structured outputs)
+# posts on its own; ``stream`` (handler None) is the helper whose request runs at ``__enter__``.
+# ``count_tokens`` generates nothing and gets no span.
+TARGETS = tuple(
+    (module, cls, method, handler, cls.startswith("Async"))
+    for module in _MESSAGES_MODULES
+    for cls in ("Messages", "AsyncMessages")
+    for method, handler in (("create", MESSAGES), ("parse", MESSAGES), ("stream", None))
 )
 CLIENT_CLASSES = (("anthropic", "Anthropic"), ("anthropic", "AsyncAnthropic"))
 SDK_MODULE = "anthropic"

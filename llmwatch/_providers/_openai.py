@@ -112,6 +112,8 @@ class ChatCompletions:
             call.response_model = model
         choices = field(chunk, "choices")
         usage = field(chunk, "usage")
+        if usage is None and call.hide_usage_chunk:
+            _forget_requested_usage_field(chunk)
         if not choices:
             if usage is not None:
                 record_chat_usage(call, usage)
@@ -152,6 +154,18 @@ def _with_stream_usage(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], bool]
     else:
         send["stream_options"] = {"include_usage": True}
     return send, True
+
+
+def _forget_requested_usage_field(chunk: Any) -> None:
+    """Undo the one trace our ``include_usage`` leaves on the chunks the user sees.
+
+    Asked for usage, the API sends ``"usage": null`` on every content chunk, so pydantic marks the
+    field as set and ``chunk.to_dict()``/``to_json()`` (which drop unset fields) would show a key the
+    user's own request never produced.
+    """
+    fields_set = getattr(chunk, "__pydantic_fields_set__", None)
+    if fields_set is not None:
+        fields_set.discard("usage")
 
 
 def _record_chat_delta(call: LLMCall, raw: Any) -> None:
@@ -507,8 +521,13 @@ EMBEDDINGS = Embeddings()
 TARGETS = (
     ("openai.resources.chat.completions", "Completions", "create", CHAT, False),
     ("openai.resources.chat.completions", "AsyncCompletions", "create", CHAT, True),
+    # .parse() (structured outputs) posts on its own instead of calling create(): hooked too.
+    ("openai.resources.chat.completions", "Completions", "parse", CHAT, False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "parse", CHAT, True),
     ("openai.resources.responses", "Responses", "create", RESPONSES, False),
     ("openai.resources.responses", "AsyncResponses", "create", RESPONSES, True),
+    ("openai.resources.responses", "Responses", "parse", RESPONSES, False),
+    ("openai.resources.responses", "AsyncResponses", "parse", RESPONSES, True),
     ("openai.resources.embeddings", "Embeddings", "create", EMBEDDINGS, False),
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, True),
 )
