@@ -109,20 +109,25 @@ class _ScopedAttribution:
 
     def __init__(self, **fields: Any) -> None:
         self._fields = fields
-        self._tokens: list[Token[Attribution]] = []
+        # The tokens of this object's open ``with`` blocks, per context: tasks sharing one object each
+        # see only their own, so they may leave in any order (a plain list would hand one task
+        # another's token, which ``ContextVar.reset`` refuses).
+        self._open: ContextVar[tuple[Token[Attribution], ...]] = ContextVar("llmwatch.attributes.open", default=())
 
     def _push(self) -> Token[Attribution]:
         return _CURRENT.set(_CURRENT.get().merged(**self._fields))
 
     def __enter__(self) -> Attribution:
         token = self._push()
-        self._tokens.append(token)
+        self._open.set((*self._open.get(), token))
         return _CURRENT.get()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        _CURRENT.reset(self._tokens.pop())
+        *rest, token = self._open.get()
+        self._open.set(tuple(rest))
+        _CURRENT.reset(token)
 
     async def __aenter__(self) -> Attribution:
         return self.__enter__()

@@ -178,6 +178,12 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
             call.end_stream(False) if call.stream else call.finish(None)
 
 
+def end_unfinished_stream(stream: Any) -> None:
+    """End the span of one of our stream proxies if it is still open (``completed=false``)."""
+    if isinstance(stream, _StreamBase) and not stream._self_call.ended:
+        stream._self_end(False)
+
+
 def wrap_parsed(call: LLMCall, parsed: Any, *, is_async: bool) -> Any:
     """End the call with a parsed response, or return a proxy that follows a parsed stream."""
     try:

@@ -271,11 +271,6 @@ async def test_fifty_concurrent_tasks_keep_their_own_user(async_openai_client: A
     assert users == {response_id: f"u{i}" for i, response_id in enumerate(ids)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one attributes() object keeps a single token stack for every context: tasks sharing it "
-    "and leaving in another order reset each other's tokens (ValueError: created in a different Context)",
-)
 async def test_one_attributes_object_shared_by_concurrent_tasks(captured: Captured) -> None:
     shared = llmwatch.attributes(feature="shared")
 

@@ -556,11 +556,6 @@ async def test_responses_stream_helper_gives_one_span(api: Api, captured: Captur
     assert attrs["llmwatch.stream.completed"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the OpenAI stream helpers' close() closes the raw HTTP response, not llmwatch's stream proxy: "
-    "a helper left early keeps its span open until the user's stream object is garbage-collected",
-)
 @pytest.mark.parametrize("kind", ["chat", "responses"])
 async def test_stream_helper_left_early_ends_its_span_at_block_exit(api: Api, captured: Captured, kind: str) -> None:
     events, stream = await api.stream_helper(kind, first_only=True)

@@ -32,6 +32,7 @@ from llmwatch._providers._base import (
     text_of,
     text_part,
 )
+from llmwatch._streaming import end_unfinished_stream
 
 PROVIDER = "openai"
 
@@ -538,3 +539,47 @@ KNOWN_MAJOR_VERSIONS = (1, 2, 3)
 
 def make_wrapper(handler: Any, is_async: bool) -> Any:
     return async_wrapper(handler.prepare) if is_async else sync_wrapper(handler.prepare)
+
+
+# The SDK's stream helpers (``chat.completions.stream()``, ``responses.stream()``) wrap the stream
+# that create() returned (our proxy) but their close() closes the HTTP response underneath it, so
+# a helper left early would keep its span open until the proxy is garbage-collected.
+_HELPER_STREAMS = (
+    ("openai.lib.streaming.chat._completions", "ChatCompletionStream", False),
+    ("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream", True),
+    ("openai.lib.streaming.responses._responses", "ResponseStream", False),
+    ("openai.lib.streaming.responses._responses", "AsyncResponseStream", True),
+)
+
+
+def extra_patches() -> list[tuple[type, str, Any]]:
+    """End our stream's span when a stream helper is closed (or its ``with`` block is left)."""
+    import importlib
+
+    import wrapt
+
+    patched: list[tuple[type, str, Any]] = []
+    for module_name, class_name, is_async in _HELPER_STREAMS:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        if "close" not in cls.__dict__:
+            continue
+        patched.append((cls, "close", cls.__dict__["close"]))
+        wrapt.wrap_function_wrapper(cls, "close", _async_helper_close if is_async else _helper_close)
+    return patched
+
+
+def _helper_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        end_unfinished_stream(getattr(instance, "_raw_stream", None))
+
+
+async def _async_helper_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        end_unfinished_stream(getattr(instance, "_raw_stream", None))
