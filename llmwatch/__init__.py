@@ -13,8 +13,9 @@ latency, time to first token and the user/feature it is attributed to::
 Only this package root is API; every submodule is private.
 """
 
-from llmwatch._api import configure, force_flush, instrument, shutdown, stats, uninstrument
+from llmwatch._api import budget, configure, force_flush, instrument, kill_switch, shutdown, stats, uninstrument
 from llmwatch._attribution import attributes, prompt
+from llmwatch._budget import BudgetExceeded, FeatureDisabled
 from llmwatch._config import ConfigurationError
 from llmwatch._decorators import observe
 from llmwatch._manual import llm_call
@@ -22,12 +23,16 @@ from llmwatch._runtime import VERSION as __version__
 from llmwatch._scores import score
 
 __all__ = [
+    "BudgetExceeded",
     "ConfigurationError",
+    "FeatureDisabled",
     "__version__",
     "attributes",
+    "budget",
     "configure",
     "force_flush",
     "instrument",
+    "kill_switch",
     "llm_call",
     "observe",
     "prompt",

@@ -1,4 +1,5 @@
-"""The lifecycle API: ``configure``, ``instrument``, ``uninstrument``, ``force_flush``, ``shutdown``, ``stats``."""
+"""The lifecycle API: ``configure``, ``instrument``, ``uninstrument``, ``force_flush``, ``shutdown``, ``stats``,
+and the run-side controls ``budget`` and ``kill_switch``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from llmwatch import _config, _health, _pricing, _providers, _runtime, _tokens
+from llmwatch import _budget, _config, _health, _pricing, _providers, _runtime, _tokens
+from llmwatch._budget import BudgetExceeded
 
 ClientT = TypeVar("ClientT")
 _lock = threading.Lock()
@@ -46,6 +48,7 @@ def configure(
         runtime = _runtime.build(settings)  # may raise ConfigurationError: nothing swapped yet
         previous = _runtime.swap(runtime)
         _runtime.shutdown_owned(previous, timeout_s=5.0)
+    _budget.RULES.reload_env()
     _pricing.start_background_import()
     _tokens.start_loading()
     if settings.instrument:
@@ -82,6 +85,7 @@ def stats() -> dict[str, Any]:
         result["encodings_ready"] = _tokens.encodings_ready()
         result["prices"] = _prices_stats()
         result["budgets"] = _budget_stats()
+        result["kill_switches"] = _budget.RULES.switches.names()
         return result
     except Exception as exc:  # stats() is what you call when things look wrong: it must not fail too
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -99,4 +103,41 @@ def _prices_stats() -> dict[str, Any]:
 
 
 def _budget_stats() -> dict[str, Any]:
-    return {}
+    return _budget.RULES.state()
+
+
+def budget(
+    limit_usd: float,
+    *,
+    per: str = "day",
+    user: str | None = None,
+    feature: str | None = None,
+    model: str | None = None,
+    on_exceed: str | Callable[[BudgetExceeded], Any] = "raise",
+) -> _budget.Budget:
+    """Set a cost ceiling of ``limit_usd`` US dollars per ``per`` ("hour", "day" or "month", UTC).
+
+    Scope: ``user``, ``feature`` and ``model`` narrow it (``None`` = any; ``"*"`` = each value on its
+    own, e.g. ``user="*"`` caps every user separately); with none given it is global. Setting the
+    same scope and window again replaces the limit and keeps what was spent. Checked before each
+    call: once the scope has spent its limit, ``on_exceed`` decides: ``"raise"`` raises
+    ``BudgetExceeded`` before anything is sent; ``"warn"`` logs once per window and lets calls go
+    ahead (spans marked ``llmwatch.budget.exceeded``); a callable ``fn(exc)`` may return a fallback
+    answer that the caller receives instead of calling the provider, return ``None`` to go ahead, or
+    raise. Returns the budget; ``.remove()`` lifts it. See docs/budgets.md.
+    """
+    return _budget.RULES.set_budget(_budget.budget_from_args(limit_usd, per, user, feature, model, on_exceed))
+
+
+def kill_switch(feature: str | None = None, model: str | None = None, enabled: bool = True) -> None:
+    """Refuse (``enabled=True``) or allow again (``enabled=False``) every call of a feature or model.
+
+    Refused calls raise ``FeatureDisabled`` before any network I/O; the refusal is a span event and
+    the ``llmwatch.calls.refused`` metric. A trailing ``*`` matches a prefix (``model="gpt-4*"``).
+    ``LLMWATCH_DISABLED_FEATURES`` / ``LLMWATCH_DISABLED_MODELS`` (comma-separated) are re-read by
+    every call of this function (``kill_switch()`` alone only re-reads them) and by ``configure()``.
+    """
+    for name, value in (("feature", feature), ("model", model)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"llmwatch.kill_switch(): {name} must be a non-empty string, got {value!r}")
+    _budget.RULES.switch(feature, model, bool(enabled))

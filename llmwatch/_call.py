@@ -23,6 +23,7 @@ from llmwatch import _semconv as sc
 from llmwatch._health import HEALTH, record_internal_error
 
 if TYPE_CHECKING:
+    from llmwatch._budget import Budget, Refusal
     from llmwatch._runtime import Runtime
 
 
@@ -59,6 +60,7 @@ class LLMCall:
     __slots__ = (
         "attribution",
         "budget_exceeded",
+        "budget_keys",
         "cache_read_tokens",
         "cache_write_1h_tokens",
         "cache_write_tokens",
@@ -72,6 +74,8 @@ class LLMCall:
         "input_tokens",
         "output_tokens",
         "reasoning_tokens",
+        "refusal",
+        "refused",
         "request",
         "request_model",
         "response_id",
@@ -108,6 +112,9 @@ class LLMCall:
         self.error: BaseException | None = None
         self.hide_usage_chunk = False
         self.budget_exceeded = False
+        self.budget_keys: list[tuple[Budget, str]] = []
+        self.refusal: Refusal | None = None
+        self.refused = False
         self.stream_completed: bool | None = None
         self.response_id: str | None = None
         self.response_model: str | None = None
@@ -170,6 +177,18 @@ class LLMCall:
         self.error = exc
         if self.stream:
             self.stream_completed = False
+        self._end()
+
+    def refuse(self, exc: BaseException | None) -> None:
+        """The call never reached the provider (budget or kill switch): end the span saying so.
+
+        ``exc`` is what the caller gets (``BudgetExceeded``, ``FeatureDisabled``, or the exception of
+        their ``on_exceed`` callable); None when a fallback answer was returned instead.
+        """
+        if self.ended:
+            return
+        self.refused = True
+        self.error = exc
         self._end()
 
     def _end(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from llmwatch import _runtime
 from llmwatch import _semconv as sc
+from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
 from llmwatch._call import LLMCall, start_call
 from llmwatch._health import record_internal_error
 from llmwatch._providers._base import field, text_of, text_part
@@ -71,7 +72,12 @@ def _as_messages(value: Messages) -> list[Mapping[str, Any]]:
 
 
 class ManualCall:
-    """The handle ``llm_call`` gives: record input, output, usage and the first token."""
+    """The handle ``llm_call`` gives: record input, output, usage and the first token.
+
+    Budgets and kill switches apply on entering the block: ``BudgetExceeded``/``FeatureDisabled`` is
+    raised by the ``with`` statement itself, before your call is made. When a budget's ``on_exceed``
+    callable answered instead, ``call.fallback`` holds that answer: use it and skip your call.
+    """
 
     def __init__(self, provider: str, model: str, operation: str, stream: bool, server_address: str | None) -> None:
         self._request: dict[str, Any] = {"model": model, "messages": []}
@@ -79,6 +85,8 @@ class ManualCall:
         self._stream = stream
         self._server_address = server_address
         self._call: LLMCall | None = None
+        # What a budget's on_exceed callable answered instead of the call (None: make the call).
+        self.fallback: Any = None
 
     def _open(self) -> None:
         try:
@@ -86,8 +94,18 @@ class ManualCall:
             if self._server_address:
                 attrs[sc.SERVER_ADDRESS] = self._server_address
             self._call = start_call(_runtime.CURRENT, self._handler, self._request, attrs, stream=self._stream)
+            if RULES.active:
+                self._call.refusal = RULES.check(self._call)
         except Exception as exc:
             record_internal_error("llm_call start", exc)
+
+    def _refusal(self) -> LLMCall | None:
+        call = self._call
+        return call if call is not None and call.refusal is not None else None
+
+    def _keep_fallback(self, outcome: Any) -> None:
+        if outcome is not PROCEED:
+            self.fallback = outcome
 
     def set_input(self, messages: Messages) -> None:
         """The prompt: a string, or a list of ``{"role": ..., "content": ...}`` messages."""
@@ -148,6 +166,9 @@ class ManualCall:
 
     def __enter__(self) -> ManualCall:
         self._open()
+        refused = self._refusal()
+        if refused is not None:  # budget or kill switch: raises here, or leaves the fallback answer
+            self._keep_fallback(accept(refused, settle(refused)))
         return self
 
     def __exit__(
@@ -156,7 +177,11 @@ class ManualCall:
         self._close(exc)
 
     async def __aenter__(self) -> ManualCall:
-        return self.__enter__()
+        self._open()
+        refused = self._refusal()
+        if refused is not None:
+            self._keep_fallback(accept(refused, await settle_async(refused)))
+        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

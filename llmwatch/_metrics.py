@@ -11,9 +11,10 @@ previous export interval (the first 100 seen, in the first interval) and folds t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from llmwatch import _semconv as sc
 
@@ -79,7 +80,25 @@ class Metrics:
             unit="{call}",
             description="Calls refused by llmwatch before any I/O (budget exceeded or kill switch).",
         )
+        self.errors = meter.create_counter(
+            sc.METRIC_ERRORS, unit="{error}", description="Failed GenAI operations, by error.type."
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_BUDGET_SPENT,
+            callbacks=[_budget_gauge(spent=True)],
+            unit="USD",
+            description="Spent in the current window of each llmwatch budget scope.",
+        )
+        meter.create_observable_gauge(
+            sc.METRIC_BUDGET_LIMIT,
+            callbacks=[_budget_gauge(spent=False)],
+            unit="USD",
+            description="The limit of each llmwatch budget scope.",
+        )
         self.user_cap = UserCap() if user_dimension else None
+
+    def record_refusal(self, attributes: dict[str, Any], reason: str) -> None:
+        self.refusals.add(1, {**attributes, sc.LLMWATCH_REFUSAL_REASON: reason})
 
     def record_call(
         self,
@@ -103,3 +122,23 @@ class Metrics:
             self.time_to_first_chunk.record(ttfc_s, attributes)
         if cost_usd is not None:
             self.cost.add(cost_usd, attributes)
+        if sc.ERROR_TYPE in attributes:
+            self.errors.add(1, attributes)
+
+
+def _budget_gauge(*, spent: bool) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """A gauge callback over every budget scope (read at export time, off the hot path)."""
+
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        from llmwatch._budget import RULES
+
+        observations = []
+        for key, state in RULES.state().items():
+            scope, _, window = key.rpartition("/")
+            value = state["spent_usd"] if spent else state["limit_usd"]
+            observations.append(
+                Observation(value, {sc.LLMWATCH_BUDGET_SCOPE: scope, sc.LLMWATCH_BUDGET_WINDOW: window})
+            )
+        return observations
+
+    return observe

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import Status, StatusCode
 
 from llmwatch import _semconv as sc
+from llmwatch._budget import REASON_BUDGET, add_cost
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._pricing import Usage
 
@@ -101,6 +102,15 @@ class CostStep:
         attrs[sc.LLMWATCH_COST_SOURCE] = price.source
 
 
+def budget_step(call: LLMCall, attrs: dict[str, Any]) -> None:
+    """Count the cost against the budgets the call was checked against (before it started)."""
+    if not call.budget_keys:
+        return
+    cost = attrs.get(sc.LLMWATCH_COST_USD)
+    if cost is not None and add_cost(call, cost):
+        attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True  # this call took its scope to the limit
+
+
 def stream_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     if not call.stream:
         return
@@ -145,6 +155,9 @@ class Pipeline:
         self.after_end = after_end
 
     def run(self, call: LLMCall, end_ns: int) -> None:
+        if call.refused:
+            self._end_refused(call)
+            return
         attrs: dict[str, Any] = {}
         for step in self.steps:
             try:
@@ -171,6 +184,50 @@ class Pipeline:
                 hook(call, attrs)
             except Exception as exc:
                 record_internal_error("after-call hook", exc)
+
+    def _end_refused(self, call: LLMCall) -> None:
+        """A call refused before any I/O: a short span with the refusal event, and the refusal metric.
+
+        No tokens, cost or duration metrics: nothing was sent. The prompt fingerprint still links it.
+        """
+        refusal = call.refusal
+        attrs: dict[str, Any] = {}
+        try:
+            fingerprint_step(call, attrs)
+        except Exception as exc:
+            record_internal_error("pipeline step fingerprint_step", exc)
+        span = call.span
+        if refusal is not None:
+            if refusal.reason == REASON_BUDGET:
+                attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True
+            span.add_event(
+                sc.LLMWATCH_REFUSED_EVENT,
+                {sc.LLMWATCH_REFUSAL_REASON: refusal.reason, sc.LLMWATCH_BUDGET_SCOPE: refusal.scope},
+            )
+        if call.error is None:
+            attrs[sc.LLMWATCH_BUDGET_FALLBACK] = True
+        else:
+            attrs[sc.ERROR_TYPE] = error_type(call.error)
+            span.set_status(Status(StatusCode.ERROR, str(call.error)[:512]))
+        span.set_attributes(attrs)
+        span.end()
+        HEALTH.spans_ended.add()
+        HEALTH.calls_refused.add()
+        if self.metrics is not None and refusal is not None:
+            try:
+                self.metrics.record_refusal(self._metric_attributes(call), refusal.reason)
+            except Exception as exc:
+                record_internal_error("metrics", exc)
+
+    def _metric_attributes(self, call: LLMCall) -> dict[str, Any]:
+        metric_attrs: dict[str, Any] = {
+            sc.GEN_AI_OPERATION_NAME: call.handler.operation,
+            sc.GEN_AI_PROVIDER_NAME: call.handler.provider,
+            sc.GEN_AI_REQUEST_MODEL: call.request_model,
+        }
+        if call.attribution.feature is not None:
+            metric_attrs[sc.LLMWATCH_FEATURE] = call.attribution.feature
+        return metric_attrs
 
     def _record_metrics(self, call: LLMCall, attrs: dict[str, Any], duration_s: float) -> None:
         assert self.metrics is not None

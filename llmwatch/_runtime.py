@@ -85,6 +85,7 @@ class Runtime:
             _pipeline.response_step,
             _pipeline.usage_step,
             _pipeline.CostStep(self.prices),
+            _pipeline.budget_step,
             _pipeline.stream_step,
             _pipeline.fingerprint_step,
         ]

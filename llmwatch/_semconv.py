@@ -99,6 +99,10 @@ LLMWATCH_SPAN_KIND: Final = "llmwatch.span.kind"
 LLMWATCH_INPUT: Final = "llmwatch.input"
 LLMWATCH_OUTPUT: Final = "llmwatch.output"
 LLMWATCH_BUDGET_EXCEEDED: Final = "llmwatch.budget.exceeded"
+LLMWATCH_BUDGET_FALLBACK: Final = "llmwatch.budget.fallback"
+LLMWATCH_BUDGET_SCOPE: Final = "llmwatch.budget.scope"
+LLMWATCH_BUDGET_WINDOW: Final = "llmwatch.budget.window"
+LLMWATCH_REFUSAL_REASON: Final = "llmwatch.refusal.reason"
 LLMWATCH_REFUSED_EVENT: Final = "llmwatch.call.refused"
 
 SPAN_KIND_WORKFLOW: Final = "workflow"
@@ -114,6 +118,9 @@ METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 METRIC_TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_COST: Final = "llmwatch.cost"
 METRIC_REFUSALS: Final = "llmwatch.calls.refused"
+METRIC_ERRORS: Final = "llmwatch.errors"
+METRIC_BUDGET_SPENT: Final = "llmwatch.budget.spent"
+METRIC_BUDGET_LIMIT: Final = "llmwatch.budget.limit"
 TOKEN_BUCKETS: Final = tuple(float(4**i) for i in range(14))  # 1 .. 67108864, powers of 4
 DURATION_BUCKETS: Final = tuple(0.01 * 2**i for i in range(14))  # 0.01 .. 81.92 s, doubling
 

@@ -20,7 +20,7 @@ os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
 import llmwatch
 import llmwatch.testing
-from llmwatch import _health, _providers, _runtime, _tokens
+from llmwatch import _budget, _health, _providers, _runtime, _tokens
 from llmwatch._demo._server import FakeLLMServer
 
 _tokens.seed_tiktoken_cache()
@@ -36,7 +36,9 @@ def _llmwatch_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "true")
     monkeypatch.setattr(_health, "raise_internal_errors", True)
     _health.HEALTH.reset()
+    _budget.RULES.reset()
     yield
+    _budget.RULES.reset()
     _providers.uninstall_all()
     _providers._base.REGISTRY.global_enabled = False
     _runtime.swap(_runtime.default_runtime())

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmwatch import _semconv as sc
+from llmwatch._budget import PROCEED, accept, settle, settle_async
 from llmwatch._call import LLMCall
 from llmwatch._health import record_internal_error
 from llmwatch._providers._base import (
@@ -298,6 +299,15 @@ def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async:
             call, _ = begin_call(_stream_prepare, instance, kwargs)
             if call is None:
                 return await original
+            if call.refusal is not None:  # the helper's stream is replaced by the fallback, if any
+                try:
+                    fallback = accept(call, await settle_async(call))
+                except BaseException:
+                    original.close()  # the SDK's request coroutine, never awaited: nothing was sent
+                    raise
+                if fallback is not PROCEED:
+                    original.close()
+                    return fallback
             try:
                 raw = await original
             except BaseException as exc:
@@ -312,6 +322,10 @@ def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async:
             call, _ = begin_call(_stream_prepare, instance, kwargs)
             if call is None:
                 return original()
+            if call.refusal is not None:  # the helper's stream is replaced by the fallback, if any
+                fallback = accept(call, settle(call))
+                if fallback is not PROCEED:
+                    return fallback
             try:
                 raw = original()
             except BaseException as exc:

@@ -19,6 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from llmwatch import _runtime
+from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
 from llmwatch._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
 from llmwatch._streaming import AsyncStreamProxy, RawResponseProxy, StreamProxy
@@ -70,6 +71,8 @@ def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple
         handler, attrs, send_kwargs, stream, hide_usage = prepare(instance, kwargs)
         call = start_call(rt, handler, kwargs, attrs, stream=stream)
         call.hide_usage_chunk = hide_usage
+        if RULES.active:
+            call.refusal = RULES.check(call)
         return call, send_kwargs
     except Exception as exc:
         record_internal_error("call start", exc)
@@ -114,6 +117,10 @@ def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        if call.refusal is not None:  # budget or kill switch: raises, or answers with the fallback
+            fallback = accept(call, settle(call))
+            if fallback is not PROCEED:
+                return fallback
         token = _attach(call)
         try:
             result = wrapped(*args, **send_kwargs)
@@ -135,6 +142,10 @@ def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
+        if call.refusal is not None:  # budget or kill switch: raises, or answers with the fallback
+            fallback = accept(call, await settle_async(call))
+            if fallback is not PROCEED:
+                return fallback
         token = _attach(call)
         try:
             result = await wrapped(*args, **send_kwargs)

@@ -1,0 +1,487 @@
+"""Cost ceilings and the kill switch: in-process rules checked before a call spends anything.
+
+Budgets
+-------
+``budget(limit_usd, per=..., user=..., feature=..., model=..., on_exceed=...)`` sets a ceiling over a
+window that rolls over at UTC calendar boundaries (the hour, midnight, the first of the month), so
+``resets_at`` is a moment a person can plan around. A scope field is ``None`` (any value), a value
+(only that one), or ``"*"`` (each value separately: ``user="*"`` gives every user their own ceiling).
+
+A call is checked before the provider is asked (no money spent on a refused call): it is refused when
+its scope has *already* spent its limit, so the call that crosses the limit completes (DESIGN.md). Its
+cost is added when it ends, streams included. Calls in flight together may all pass the check: the
+ceiling holds to within the calls already running, which is the best any pre-call check can do.
+
+Hot path: with no budget and no switch, ``check`` is one global read. Otherwise reads take no lock;
+only adding a cost does (a short per-budget lock, after the call). Spent totals are integers of
+picodollars, so concurrent additions sum exactly whatever their order.
+
+Kill switch
+-----------
+``kill_switch(feature=..., model=..., enabled=True)`` and ``LLMWATCH_DISABLED_FEATURES`` /
+``LLMWATCH_DISABLED_MODELS`` (comma-separated; a trailing ``*`` matches a prefix) refuse calls in
+that scope with ``FeatureDisabled`` before any I/O. The environment is read at ``configure()`` and
+at each ``kill_switch()`` call (``kill_switch()`` alone re-reads it).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import inspect
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from llmwatch._health import HEALTH
+
+if TYPE_CHECKING:
+    from llmwatch._attribution import Attribution
+    from llmwatch._call import LLMCall
+
+logger = logging.getLogger("llmwatch")
+
+Window = Literal["hour", "day", "month"]
+OnExceed = Literal["raise", "warn"] | Callable[["BudgetExceeded"], Any]
+
+EACH: Final = "*"
+ENV_DISABLED_FEATURES: Final = "LLMWATCH_DISABLED_FEATURES"
+ENV_DISABLED_MODELS: Final = "LLMWATCH_DISABLED_MODELS"
+REASON_BUDGET: Final = "budget"
+REASON_KILL_SWITCH: Final = "kill_switch"
+_PICO: Final = 1_000_000_000_000  # spent totals are int picodollars: exact, order-free sums
+_WINDOWS: Final = ("hour", "day", "month")
+# Per-value ("*") budgets keep one window per value; past this many, the least-spent are forgotten.
+_MAX_KEYS_PER_BUDGET: Final = 10_000
+
+
+class BudgetExceeded(Exception):
+    """A call was refused because its budget scope has spent its limit for the current window."""
+
+    def __init__(self, scope: str, window: str, limit_usd: float, spent_usd: float, resets_at: dt.datetime) -> None:
+        self.scope = scope
+        self.window = window
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.resets_at = resets_at
+        super().__init__(
+            f"llmwatch budget exceeded for {scope} ({window}): spent ${spent_usd:.6f} of ${limit_usd:.6f}; "
+            f"resets at {resets_at.isoformat()}"
+        )
+
+
+class FeatureDisabled(Exception):
+    """A call was refused because a kill switch covers its feature or model."""
+
+    def __init__(self, scope: str, feature: str | None, model: str | None) -> None:
+        self.scope = scope
+        self.feature = feature
+        self.model = model
+        super().__init__(f"llmwatch kill switch engaged for {scope}: call refused before any request was sent")
+
+
+# --- windows ----------------------------------------------------------------------------------------
+def window_end(per: str, now: float) -> float:
+    """The UTC boundary after ``now`` at which a ``per`` window rolls over (epoch seconds)."""
+    if per == "hour":
+        return (math.floor(now / 3600) + 1) * 3600.0
+    if per == "day":
+        return (math.floor(now / 86400) + 1) * 86400.0
+    moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    return float(calendar.timegm((year, month, 1, 0, 0, 0)))
+
+
+class _Window:
+    """One scope's spending in the current window."""
+
+    __slots__ = ("resets_at", "spent_pico", "warned")
+
+    def __init__(self, resets_at: float) -> None:
+        self.resets_at = resets_at
+        self.spent_pico = 0
+        self.warned = False
+
+
+# --- budgets ----------------------------------------------------------------------------------------
+class Budget:
+    """One ceiling. Returned by ``llmwatch.budget()``; ``remove()`` lifts it."""
+
+    def __init__(
+        self,
+        limit_usd: float,
+        per: Window,
+        user: str | None,
+        feature: str | None,
+        model: str | None,
+        on_exceed: OnExceed,
+    ) -> None:
+        self.limit_usd = float(limit_usd)
+        self.per = per
+        self.user = user
+        self.feature = feature
+        self.model = model
+        self.on_exceed = on_exceed
+        self.scope = scope_name(user=user, feature=feature, model=model)
+        self._limit_pico = round(self.limit_usd * _PICO)
+        self._per_value = EACH in (user, feature, model)
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def rule(self) -> tuple[str, str]:
+        """What identifies this budget: setting the same scope and window again replaces its limit."""
+        return self.scope, self.per
+
+    def key_for(self, attribution: Attribution, model: str) -> str | None:
+        """The scope this call counts against, or None when the budget does not cover it."""
+        values = (attribution.user, attribution.feature, model)
+        wanted = (self.user, self.feature, self.model)
+        for want, have in zip(wanted, values, strict=True):
+            if want is not None and (have is None or (want != EACH and want != have)):
+                return None
+        if not self._per_value:
+            return self.scope
+        return scope_name(
+            user=attribution.user if self.user is not None else None,
+            feature=attribution.feature if self.feature is not None else None,
+            model=model if self.model is not None else None,
+        )
+
+    def spent_pico(self, key: str, now: float) -> int:
+        window = self._windows.get(key)
+        if window is None or now >= window.resets_at:
+            return 0
+        return window.spent_pico
+
+    def over(self, key: str, now: float) -> bool:
+        return self.spent_pico(key, now) >= self._limit_pico
+
+    def add(self, key: str, cost_usd: float, now: float) -> bool:
+        """Add a finished call's cost; True when this call took the scope to or over its limit."""
+        amount = round(cost_usd * _PICO)
+        with self._lock:
+            window = self._current_window(key, now)
+            before = window.spent_pico
+            window.spent_pico = before + amount
+            return before < self._limit_pico <= window.spent_pico
+
+    def first_warning(self, key: str, now: float) -> bool:
+        """True once per window per scope: "warn" budgets log that often, not per call."""
+        with self._lock:
+            window = self._current_window(key, now)
+            if window.warned:
+                return False
+            window.warned = True
+            return True
+
+    def _current_window(self, key: str, now: float) -> _Window:
+        window = self._windows.get(key)
+        if window is None or now >= window.resets_at:
+            if window is None and len(self._windows) >= _MAX_KEYS_PER_BUDGET:
+                self._forget_least_spent(now)
+            window = self._windows[key] = _Window(window_end(self.per, now))
+        return window
+
+    def _forget_least_spent(self, now: float) -> None:
+        stale = [k for k, w in self._windows.items() if now >= w.resets_at]
+        for key in stale or sorted(self._windows, key=lambda k: self._windows[k].spent_pico)[:1]:
+            del self._windows[key]
+
+    def exceeded(self, key: str, now: float) -> BudgetExceeded:
+        window = self._windows.get(key)
+        resets_at = window.resets_at if window is not None else window_end(self.per, now)
+        return BudgetExceeded(
+            scope=key,
+            window=self.per,
+            limit_usd=self.limit_usd,
+            spent_usd=self.spent_pico(key, now) / _PICO,
+            resets_at=dt.datetime.fromtimestamp(resets_at, tz=dt.UTC),
+        )
+
+    def state(self, now: float) -> dict[str, dict[str, Any]]:
+        """``stats()["budgets"]`` entries: ``"{scope}/{per}"`` -> limit, spent, resets_at."""
+        with self._lock:
+            windows = list(self._windows.items())
+        if not windows and not self._per_value:
+            windows = [(self.scope, _Window(window_end(self.per, now)))]
+        return {
+            f"{key}/{self.per}": {
+                "limit_usd": self.limit_usd,
+                "spent_usd": self.spent_pico(key, now) / _PICO,
+                "resets_at": dt.datetime.fromtimestamp(
+                    window.resets_at if now < window.resets_at else window_end(self.per, now), tz=dt.UTC
+                ).isoformat(),
+                "window": self.per,
+                "on_exceed": self.on_exceed if isinstance(self.on_exceed, str) else "callable",
+            }
+            for key, window in windows
+        }
+
+    def remove(self) -> None:
+        """Lift this budget."""
+        RULES.remove_budget(self)
+
+    def __repr__(self) -> str:
+        return f"<llmwatch budget {self.scope}/{self.per} ${self.limit_usd:g}>"
+
+
+def scope_name(*, user: str | None, feature: str | None, model: str | None) -> str:
+    """``"user=u-1,feature=search"``; ``"global"`` when nothing narrows it."""
+    parts = [f"{name}={value}" for name, value in (("user", user), ("feature", feature), ("model", model)) if value]
+    return ",".join(parts) or "global"
+
+
+# --- kill switches ----------------------------------------------------------------------------------
+class _Switches:
+    """Engaged kill switches: exact names plus ``prefix*`` patterns. Immutable; replaced whole."""
+
+    __slots__ = ("feature_prefixes", "features", "model_prefixes", "models")
+
+    def __init__(self, features: Iterable[str] = (), models: Iterable[str] = ()) -> None:
+        self.features = frozenset(f for f in features if not f.endswith(EACH))
+        self.feature_prefixes = tuple(sorted(f[:-1] for f in features if f.endswith(EACH)))
+        self.models = frozenset(m for m in models if not m.endswith(EACH))
+        self.model_prefixes = tuple(sorted(m[:-1] for m in models if m.endswith(EACH)))
+
+    def __bool__(self) -> bool:
+        return bool(self.features or self.feature_prefixes or self.models or self.model_prefixes)
+
+    def refusal_scope(self, feature: str | None, model: str) -> str | None:
+        # str.startswith(()) is False: no prefix patterns, no match.
+        if feature is not None and (feature in self.features or feature.startswith(self.feature_prefixes)):
+            return f"feature={feature}"
+        if model in self.models or model.startswith(self.model_prefixes):
+            return f"model={model}"
+        return None
+
+    def names(self) -> dict[str, list[str]]:
+        return {
+            "features": sorted([*self.features, *(p + EACH for p in self.feature_prefixes)]),
+            "models": sorted([*self.models, *(p + EACH for p in self.model_prefixes)]),
+        }
+
+
+def _split_env(raw: str | None) -> set[str]:
+    return {item.strip() for item in (raw or "").split(",") if item.strip()}
+
+
+# --- the rules the hot path reads --------------------------------------------------------------------
+class Refusal:
+    """Why a call may not go ahead as asked, and what the caller's policy says to do."""
+
+    __slots__ = ("budget", "error", "on_exceed", "reason", "scope")
+
+    def __init__(
+        self, reason: str, scope: str, error: Exception, on_exceed: OnExceed, budget: Budget | None = None
+    ) -> None:
+        self.reason = reason
+        self.scope = scope
+        self.error = error
+        self.on_exceed = on_exceed
+        self.budget = budget
+
+
+class Rules:
+    """All budgets and switches. Writers take a lock and publish new tuples; readers never lock."""
+
+    def __init__(self) -> None:
+        self.budgets: tuple[Budget, ...] = ()
+        self.switches = _Switches()
+        self.active = False  # the hot path's one read when nothing is set
+        self._code_features: set[str] = set()
+        self._code_models: set[str] = set()
+        self._lifted_features: set[str] = set()
+        self._lifted_models: set[str] = set()
+        self._lock = threading.Lock()
+
+    # --- writers -------------------------------------------------------------------------------------
+    def set_budget(self, budget: Budget) -> Budget:
+        with self._lock:
+            kept = tuple(b for b in self.budgets if b.rule != budget.rule)
+            replaced = [b for b in self.budgets if b.rule == budget.rule]
+            if replaced:  # a raised (or lowered) limit keeps what was already spent this window
+                budget._windows = replaced[0]._windows
+            self.budgets = (*kept, budget)
+            self._publish()
+        return budget
+
+    def remove_budget(self, budget: Budget) -> None:
+        with self._lock:
+            self.budgets = tuple(b for b in self.budgets if b is not budget)
+            self._publish()
+
+    def switch(self, feature: str | None, model: str | None, enabled: bool) -> None:
+        with self._lock:
+            for value, engaged, lifted in (
+                (feature, self._code_features, self._lifted_features),
+                (model, self._code_models, self._lifted_models),
+            ):
+                if value is None:
+                    continue
+                if enabled:
+                    engaged.add(value)
+                    lifted.discard(value)
+                else:
+                    engaged.discard(value)
+                    lifted.add(value)  # also lifts the same name set by the environment
+            self._reload_locked(os.environ)
+
+    def reload_env(self, environ: Mapping[str, str] | None = None) -> None:
+        with self._lock:
+            self._reload_locked(os.environ if environ is None else environ)
+
+    def _reload_locked(self, environ: Mapping[str, str]) -> None:
+        features = (_split_env(environ.get(ENV_DISABLED_FEATURES)) - self._lifted_features) | self._code_features
+        models = (_split_env(environ.get(ENV_DISABLED_MODELS)) - self._lifted_models) | self._code_models
+        self.switches = _Switches(features, models)
+        self._publish()
+
+    def _publish(self) -> None:
+        self.active = bool(self.budgets) or bool(self.switches)
+
+    def reset(self) -> None:
+        """Forget every budget and switch (tests)."""
+        with self._lock:
+            self.budgets = ()
+            self._code_features.clear()
+            self._code_models.clear()
+            self._lifted_features.clear()
+            self._lifted_models.clear()
+            self.switches = _Switches()
+            self._publish()
+
+    # --- readers (hot path) --------------------------------------------------------------------------
+    def check(self, call: LLMCall) -> Refusal | None:
+        """Before the provider call: a refusal, or None. Records which budgets the call counts against."""
+        feature = call.attribution.feature
+        model = call.request_model
+        switches = self.switches
+        if switches:
+            scope = switches.refusal_scope(feature, model)
+            if scope is not None:
+                return Refusal(REASON_KILL_SWITCH, scope, FeatureDisabled(scope, feature, model), "raise")
+        budgets = self.budgets
+        if not budgets:
+            return None
+        now = time.time()
+        matched: list[tuple[Budget, str]] = []
+        refusal: Refusal | None = None
+        for budget in budgets:
+            key = budget.key_for(call.attribution, model)
+            if key is None:
+                continue
+            matched.append((budget, key))
+            if refusal is None and budget.over(key, now):
+                refusal = self._over_budget(call, budget, key, now)
+        call.budget_keys = matched
+        return refusal
+
+    def _over_budget(self, call: LLMCall, budget: Budget, key: str, now: float) -> Refusal | None:
+        if budget.on_exceed == "warn":
+            call.budget_exceeded = True
+            if budget.first_warning(key, now):
+                exceeded = budget.exceeded(key, now)
+                logger.warning("%s (on_exceed='warn': calls go ahead; logged once per window)", exceeded)
+            return None
+        return Refusal(REASON_BUDGET, key, budget.exceeded(key, now), budget.on_exceed, budget)
+
+    def state(self) -> dict[str, Any]:
+        now = time.time()
+        result: dict[str, Any] = {}
+        for budget in self.budgets:
+            result.update(budget.state(now))
+        return result
+
+
+RULES = Rules()
+RULES.reload_env()  # switches set in the environment hold from import on, even before configure()
+
+
+# --- after the call ---------------------------------------------------------------------------------
+def add_cost(call: LLMCall, cost_usd: float) -> bool:
+    """Count a finished call's cost against its budgets; True when it took one to its limit."""
+    now = time.time()
+    crossed = False
+    for budget, key in call.budget_keys:
+        crossed = budget.add(key, cost_usd, now) or crossed
+    return crossed
+
+
+# --- what the wrappers do with a refusal -------------------------------------------------------------
+PROCEED: Final = object()
+
+
+def settle(call: LLMCall) -> Any:
+    """Apply the refusal's policy: raise, or return what the user's ``on_exceed`` callable gave.
+
+    Runs outside the internal-error guard on purpose: ``BudgetExceeded``/``FeatureDisabled`` and any
+    exception from the user's callable are for the caller. The result may be awaitable (an async
+    callable); the caller awaits it, then hands it to :func:`accept`.
+    """
+    refusal = call.refusal
+    assert refusal is not None
+    if not callable(refusal.on_exceed):
+        call.refuse(refusal.error)
+        raise refusal.error
+    try:
+        return refusal.on_exceed(refusal.error)  # type: ignore[arg-type]
+    except BaseException as exc:
+        call.refuse(exc)
+        raise
+
+
+async def settle_async(call: LLMCall) -> Any:
+    """:func:`settle` for async callers: an async ``on_exceed`` callable is awaited."""
+    result = settle(call)
+    if inspect.isawaitable(result):
+        try:
+            result = await result
+        except BaseException as exc:
+            call.refuse(exc)
+            raise
+    return result
+
+
+def accept(call: LLMCall, fallback: Any) -> Any:
+    """``None`` from ``on_exceed``: the call goes ahead (span marked). Anything else is the answer."""
+    if fallback is None:
+        call.refusal = None
+        call.budget_exceeded = True
+        return PROCEED
+    call.refuse(None)
+    return fallback
+
+
+def budget_from_args(
+    limit_usd: float,
+    per: str,
+    user: str | None,
+    feature: str | None,
+    model: str | None,
+    on_exceed: Any,
+) -> Budget:
+    """Validate ``llmwatch.budget()``'s arguments (a wrong one raises ``ValueError`` saying how to fix it)."""
+    if isinstance(limit_usd, bool) or not isinstance(limit_usd, (int, float)) or not math.isfinite(limit_usd):
+        raise ValueError(f"llmwatch.budget(): limit_usd must be a finite number of US dollars, got {limit_usd!r}")
+    if limit_usd < 0:
+        raise ValueError(f"llmwatch.budget(): limit_usd must be >= 0, got {limit_usd!r}")
+    if per not in _WINDOWS:
+        raise ValueError(f"llmwatch.budget(): per must be one of {', '.join(map(repr, _WINDOWS))}, got {per!r}")
+    for name, value in (("user", user), ("feature", feature), ("model", model)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"llmwatch.budget(): {name} must be a non-empty string or '*', got {value!r}")
+    if on_exceed not in ("raise", "warn") and not callable(on_exceed):
+        raise ValueError(
+            "llmwatch.budget(): on_exceed must be 'raise', 'warn' or a callable(BudgetExceeded) returning a "
+            f"fallback response or None, got {on_exceed!r}"
+        )
+    return Budget(float(limit_usd), per, user, feature, model, on_exceed)  # type: ignore[arg-type]
+
+
+def count_refusal() -> None:
+    HEALTH.calls_refused.add()
