@@ -68,6 +68,11 @@ class BudgetExceeded(Exception):
         self.limit_usd = limit_usd
         self.spent_usd = spent_usd
         self.resets_at = resets_at
+        # The refused call, so an ``on_exceed`` callable can ask a cheaper model the same thing:
+        # ``request`` is the keyword arguments of the SDK call (``{"model": ...}`` for ``llm_call``).
+        self.provider: str | None = None
+        self.model: str | None = None
+        self.request: Mapping[str, Any] = {}
         super().__init__(
             f"llmwatch budget exceeded for {scope} ({window}): spent ${spent_usd:.6f} of ${limit_usd:.6f}; "
             f"resets at {resets_at.isoformat()}"
@@ -388,7 +393,9 @@ class Rules:
                 exceeded = budget.exceeded(key, now)
                 logger.warning("%s (on_exceed='warn': calls go ahead; logged once per window)", exceeded)
             return None
-        return Refusal(REASON_BUDGET, key, budget.exceeded(key, now), budget.on_exceed, budget)
+        exceeded = budget.exceeded(key, now)
+        exceeded.provider, exceeded.model, exceeded.request = call.handler.provider, call.request_model, call.request
+        return Refusal(REASON_BUDGET, key, exceeded, budget.on_exceed, budget)
 
     def state(self) -> dict[str, Any]:
         now = time.time()

@@ -201,6 +201,9 @@ async def test_a_fallback_answer_replaces_the_provider_call(
     assert await caller() is answer
     assert sent(server) == before
     assert seen[0].scope == f"model={caller.model}"
+    assert (seen[0].provider, seen[0].model) == (caller.kind.split("-")[0].replace("llm_call", "openai"), caller.model)
+    if caller.kind != "llm_call":  # the SDK call's own arguments: enough to ask a cheaper model instead
+        assert seen[0].request["messages"] == [{"role": "user", "content": "hi"}]
     fallback_span = captured.llm_spans()[-1]
     assert fallback_span.attributes["llmwatch.budget.fallback"] is True
     assert "error.type" not in fallback_span.attributes
