@@ -76,6 +76,8 @@ def shutdown(timeout_s: float = 30.0) -> None:
     with _lock:
         previous = _runtime.swap(_runtime.default_runtime())
         _runtime.shutdown_owned(previous, timeout_s)
+        _runtime.release_globals(previous)
+        _runtime.swap(_runtime.default_runtime())  # again: now over OTel's proxies, not our shut providers
 
 
 def stats() -> dict[str, Any]:

@@ -232,6 +232,22 @@ def _install_global_meter_provider(provider: Any) -> None:
     otel_metrics.set_meter_provider(provider)
 
 
+def release_globals(runtime: Runtime) -> None:
+    """After ``shutdown()``: unset the global providers llmwatch created, so nothing keeps using them.
+
+    OTel lets a process set its globals once; the providers were ours, so handing the slot back (as
+    reconfiguring does) is safe, and spans made afterwards go to OTel's proxy as before configure().
+    """
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    if runtime.tracer_provider is trace.get_tracer_provider() and _created_by_llmwatch(runtime.tracer_provider):
+        trace._TRACER_PROVIDER_SET_ONCE._done = False
+        trace._TRACER_PROVIDER = None
+    if runtime.meter_provider is otel_metrics.get_meter_provider() and _created_by_llmwatch(runtime.meter_provider):
+        metrics_internal._METER_PROVIDER_SET_ONCE._done = False
+        metrics_internal._METER_PROVIDER = None
+
+
 def flush_owned(runtime: Runtime, timeout_s: float) -> bool:
     """Flush what this runtime created; within ``timeout_s`` overall."""
     deadline = time.monotonic() + timeout_s
