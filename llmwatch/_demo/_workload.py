@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import os
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -35,7 +36,7 @@ BUDGET_USD = 0.004
 SERVER_LATENCY_S = 0.04
 SERVER_TTFT_S = 0.12
 SERVER_CHUNK_DELAY_S = 0.003
-_FILLER_WORDS = "the of service request latency budget token model user feature cost answer context".split()
+_FILLER_WORDS = ("the", "of", "service", "request", "latency", "budget", "token", "model", "user", "cost", "answer")
 
 
 @dataclass(frozen=True)
@@ -227,12 +228,14 @@ def _progress_bar(total: int, *, enabled: bool) -> Iterator[Callable[[], None]]:
         yield lambda: None
         return
     try:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     except ImportError:  # rich is in the demo extra; without it, run quietly
         yield lambda: None
         return
     columns = (TextColumn("llmwatch demo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
+    # On stderr, like the summary line: stdout is the report's (``llmwatch demo --json`` stays clean JSON).
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("calls", total=total)
         yield lambda: bar.advance(task)
 
@@ -244,5 +247,6 @@ def _print_outcome(outcome: DemoOutcome, planned: int, path: Path, enabled: bool
         f"llmwatch demo: {planned} calls through the real openai and anthropic SDKs on a loopback server: "
         f"{outcome.succeeded} succeeded ({outcome.retried} after a 429 retry), {outcome.failed} failed "
         f"(simulated provider errors), {outcome.refused} refused by the ${BUDGET_USD} daily budget on "
-        f"'{BUDGETED_FEATURE}'. Spans: {path}"
+        f"'{BUDGETED_FEATURE}'. Spans: {path}",
+        file=sys.stderr,
     )

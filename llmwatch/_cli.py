@@ -1,0 +1,197 @@
+"""The ``llmwatch`` command: ``llmwatch report [FILE ...]`` and ``llmwatch demo``.
+
+``main`` returns the exit code instead of exiting (the console script and ``python -m llmwatch``
+pass it to ``sys.exit``), so tests call it directly. Exit codes: 0 done (an empty file included),
+2 a usage error, a span file that cannot be read, or a missing optional dependency (the message
+says what to do); 1 when stdout was closed early (``llmwatch report | head``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from llmwatch._export import SPAN_FILE_DEFAULT
+from llmwatch._report import (
+    MissingExtraError,
+    Report,
+    build_report,
+    load_spans,
+    render_terminal,
+    report_to_dict,
+    write_html,
+)
+
+EXIT_OK = 0
+EXIT_BROKEN_PIPE = 1
+EXIT_USAGE = 2
+FILE_ENV = "LLMWATCH_FILE_PATH"
+DEMO_SPAN_FILE = "llmwatch-demo.jsonl"  # not the app's span file: the demo replaces its file each run
+DEMO_HTML_FILE = "llmwatch-demo.html"
+WIDE_OUTPUT = 160  # columns when stdout is not a terminal (rich would assume 80 and fold the tables)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already explained
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return run_report(args.files or [default_span_file()], top=args.top, as_json=args.json, html_out=args.html)
+    except BrokenPipeError:
+        # `llmwatch report --json | head`: the reader left. Point stdout at devnull so the interpreter's
+        # final flush does not raise again, and exit 1 (the recipe in Python's signal module docs;
+        # rich does the same for the tables).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def default_span_file() -> str:
+    """The span file ``llmwatch report`` reads without an argument: ``LLMWATCH_FILE_PATH``, else the
+    file exporter's default, ``./llmwatch-spans.jsonl``."""
+    return os.environ.get(FILE_ENV) or SPAN_FILE_DEFAULT
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmwatch", description="Observe LLM calls: local report and demo.")
+    commands = parser.add_subparsers(dest="command", metavar="{report,demo}")
+    report = commands.add_parser(
+        "report",
+        help="cost, tokens, latency and errors by feature, user and model, from a JSON Lines span file",
+        description="Summarise the span file written by configure(exporter='file').",
+    )
+    report.add_argument(
+        "files", nargs="*", metavar="FILE", help=f"span file(s) (default: ${FILE_ENV}, else ./{SPAN_FILE_DEFAULT})"
+    )
+    _add_output_options(report)
+    report.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    demo = commands.add_parser(
+        "demo",
+        help="run an instrumented workload against a built-in loopback server, then report on it",
+        description="No network and no API keys: real openai/anthropic SDKs against a local fake server.",
+    )
+    demo.add_argument("--requests", type=_positive_int, default=60, metavar="N", help="calls to make (default 60)")
+    demo.add_argument("--concurrency", type=_positive_int, default=4, metavar="C", help="parallel workers (default 4)")
+    demo.add_argument(
+        "--file",
+        default=f"./{DEMO_SPAN_FILE}",
+        metavar="PATH",
+        help=f"span file to write, replaced on each run (default ./{DEMO_SPAN_FILE})",
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the workload (default 7)")
+    demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    demo.add_argument("--top", type=_non_negative_int, default=10, metavar="N", help="users listed (default 10)")
+    demo.add_argument(
+        "--html",
+        metavar="OUT.html",
+        default=f"./{DEMO_HTML_FILE}",
+        help=f"HTML page with charts (default ./{DEMO_HTML_FILE}; needs the html extra; '' for none)",
+    )
+    return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--top", type=_non_negative_int, default=10, metavar="N", help="users listed (default 10)")
+    parser.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page with charts")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def run_report(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    top: int = 10,
+    as_json: bool = False,
+    html_out: str | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    """``llmwatch report``: read ``paths``, print tables (or JSON), optionally write the HTML page."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        loaded = load_spans(paths)
+    except FileNotFoundError as exc:
+        print(_missing_file_message(exc.filename), file=err)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"llmwatch report: cannot read {exc.filename}: {exc.strerror or exc}", file=err)
+        return EXIT_USAGE
+    report = build_report(loaded, top_users=top)
+    if html_out is not None:
+        try:
+            written = write_html(report, loaded, html_out)
+        except MissingExtraError as exc:
+            print(f"llmwatch report: {exc}", file=err)
+            return EXIT_USAGE
+        except OSError as exc:
+            print(f"llmwatch report: cannot write {html_out}: {exc.strerror or exc}", file=err)
+            return EXIT_USAGE
+    if as_json:
+        print(json.dumps(report_to_dict(report), indent=2, ensure_ascii=False), file=out)
+    else:
+        status = _print_tables(report, out, err)
+        if status != EXIT_OK:
+            return status
+    if html_out is not None:
+        # With --json, stdout holds only the JSON document.
+        print(f"wrote {written}", file=err if as_json else out)
+    return EXIT_OK
+
+
+def _missing_file_message(filename: str | None) -> str:
+    return (
+        f"llmwatch report: no span file at {filename}. Make one with `llmwatch demo`, or call "
+        f'llmwatch.configure(exporter="file") in your app (${FILE_ENV} sets its path).'
+    )
+
+
+def _print_tables(report: Report, out: IO[str], err: IO[str]) -> int:
+    try:
+        from rich.console import Console
+    except ImportError:
+        print(
+            "llmwatch report: the tables need rich: pip install 'llmwatch[demo]' (or pip install rich); "
+            "--json works without it",
+            file=err,
+        )
+        return EXIT_USAGE
+    console = Console(file=out, width=None if out.isatty() else WIDE_OUTPUT)
+    render_terminal(report, console)
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    # Imported here: the workload pulls in the openai and anthropic SDKs, which the report does not need.
+    from llmwatch._demo import run_demo
+
+    path = run_demo(requests=args.requests, concurrency=args.concurrency, file_path=args.file, seed=args.seed)
+    html_out = args.html or None
+    if html_out is not None and importlib.util.find_spec("plotly") is None:
+        print("llmwatch demo: no HTML page (plotly is not installed: pip install 'llmwatch[html]')", file=sys.stderr)
+        html_out = None
+    return run_report([path], top=args.top, as_json=args.json, html_out=html_out)

@@ -1,0 +1,159 @@
+"""Reading the JSON Lines span file (``exporter="file"``) into compact call records.
+
+The file can be large (hundreds of thousands of lines, each possibly holding captured prompts), so
+each line is parsed, reduced to the few fields the report needs (:class:`CallSpan`) and dropped:
+memory grows with the number of calls, not with the size of their content. The file is written by
+other processes and may end in a half-written line (a process killed mid-write) or hold junk: such
+lines are skipped and counted, never fatal, so the report always says how much it could not read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from llmwatch import _semconv as sc
+
+NONE_LABEL = "(none)"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallSpan:
+    """One LLM call (a span carrying ``gen_ai.operation.name``), reduced to what the report uses."""
+
+    start_ns: int
+    end_ns: int
+    provider: str
+    model: str  # the response model, else the request model
+    operation: str
+    user: str  # NONE_LABEL when the call had no user
+    feature: str  # NONE_LABEL when the call had no feature
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    reasoning_tokens: int
+    cost_usd: float | None  # None: no cost recorded (unknown model, or a failed call)
+    unknown_model: bool
+    error: bool
+    error_type: str | None
+    stream: bool
+    ttft_ms: float | None
+
+    @property
+    def latency_ms(self) -> float:
+        """Wall time of the call, from span start to span end."""
+        return (self.end_ns - self.start_ns) / 1e6
+
+    @property
+    def model_key(self) -> str:
+        """``provider/model``, the key of the by-model table."""
+        return f"{self.provider}/{self.model}"
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """The LLM calls read from one or more span files, and what could not be read."""
+
+    spans: list[CallSpan]
+    skipped_lines: int  # not JSON, not a span object, or a call span missing its times
+    other_spans: int  # valid spans that are not LLM calls (@observe workflows, score spans)
+    files: list[str]
+
+
+def load_spans(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
+    """Read every span file in ``paths``; raises ``OSError`` if one cannot be opened.
+
+    Only the files given are read (a rotated ``<file>.1`` is read only when listed). Blank lines are
+    ignored; other unreadable lines are counted in ``skipped_lines``.
+    """
+    result = LoadResult(spans=[], skipped_lines=0, other_spans=0, files=[])
+    for path in paths:
+        result.files.append(os.fspath(path))
+        with Path(path).open("rb") as stream:
+            for line in stream:
+                _load_line(line, result)
+    return result
+
+
+def _load_line(line: bytes, result: LoadResult) -> None:
+    if not line.strip():
+        return
+    try:
+        record = json.loads(line)
+    except ValueError:  # includes UnicodeDecodeError: junk bytes, or a line cut short mid-write
+        result.skipped_lines += 1
+        return
+    if not isinstance(record, dict) or not isinstance(record.get("attributes"), dict):
+        result.skipped_lines += 1
+        return
+    if sc.GEN_AI_OPERATION_NAME not in record["attributes"]:
+        result.other_spans += 1
+        return
+    call = call_from_record(record)
+    if call is None:
+        result.skipped_lines += 1
+    else:
+        result.spans.append(call)
+
+
+def call_from_record(record: Mapping[str, Any]) -> CallSpan | None:
+    """The call record for one parsed JSON line, or None when its start/end times are unusable."""
+    start, end = _timestamp(record.get("start_time_unix_nano")), _timestamp(record.get("end_time_unix_nano"))
+    if start is None or end is None or end < start:
+        return None
+    attrs: Mapping[str, Any] = record["attributes"]
+    status = record.get("status")
+    status_code = status.get("code") if isinstance(status, dict) else None
+    error_type = _text(attrs.get(sc.ERROR_TYPE))
+    cost = _number(attrs.get(sc.LLMWATCH_COST_USD))
+    ttft = _number(attrs.get(sc.LLMWATCH_TIME_TO_FIRST_TOKEN_MS))
+    return CallSpan(
+        start_ns=start,
+        end_ns=end,
+        provider=_text(attrs.get(sc.GEN_AI_PROVIDER_NAME)) or "(unknown)",
+        model=_text(attrs.get(sc.GEN_AI_RESPONSE_MODEL)) or _text(attrs.get(sc.GEN_AI_REQUEST_MODEL)) or "(unknown)",
+        operation=_text(attrs.get(sc.GEN_AI_OPERATION_NAME)) or "(unknown)",
+        user=_text(attrs.get(sc.LLMWATCH_USER)) or NONE_LABEL,
+        feature=_text(attrs.get(sc.LLMWATCH_FEATURE)) or NONE_LABEL,
+        input_tokens=_count(attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS)),
+        output_tokens=_count(attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)),
+        cache_read_tokens=_count(attrs.get(sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS)),
+        reasoning_tokens=_count(attrs.get(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
+        cost_usd=cost if cost is not None and cost >= 0 else None,
+        unknown_model=attrs.get(sc.LLMWATCH_COST_UNKNOWN_MODEL) is True,
+        error=status_code == "ERROR" or error_type is not None,
+        error_type=error_type,
+        stream=attrs.get(sc.LLMWATCH_STREAM) is True,
+        ttft_ms=ttft if ttft is not None and ttft >= 0 else None,
+    )
+
+
+def _timestamp(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _text(value: object) -> str | None:
+    # Attribute values come from users' data: anything that is not a non-empty string is "absent",
+    # except numbers (a numeric user id is still an id).
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _number(value: object) -> float | None:
+    # The exporter writes non-finite floats as strings ("NaN"): those, like any non-number, are absent.
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _count(value: object) -> int:
+    number = _number(value)
+    return int(number) if number is not None and number > 0 else 0
