@@ -125,7 +125,9 @@ def stream_step(call: LLMCall, attrs: dict[str, Any]) -> None:
 def fingerprint_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     from llmwatch._content import fingerprint
 
-    attrs[sc.LLMWATCH_PROMPT_FINGERPRINT] = fingerprint(call.handler.prompt_parts(call.request))
+    parts = call.handler.prompt_parts(call.request)
+    if any(parts):  # no prompt recorded (an llm_call without set_input): no fingerprint of nothing
+        attrs[sc.LLMWATCH_PROMPT_FINGERPRINT] = fingerprint(parts)
 
 
 class ContentStep:

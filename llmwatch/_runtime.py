@@ -246,6 +246,10 @@ def release_globals(runtime: Runtime) -> None:
     if runtime.meter_provider is otel_metrics.get_meter_provider() and _created_by_llmwatch(runtime.meter_provider):
         metrics_internal._METER_PROVIDER_SET_ONCE._done = False
         metrics_internal._METER_PROVIDER = None
+        proxy = metrics_internal._PROXY_METER_PROVIDER
+        with proxy._lock:  # the proxy forwards to the provider it was last given: forget ours too
+            if proxy._real_meter_provider is runtime.meter_provider:
+                proxy._real_meter_provider = None
 
 
 def flush_owned(runtime: Runtime, timeout_s: float) -> bool:

@@ -36,7 +36,9 @@ def run_workload(server: FakeLLMServer) -> None:
         oa.chat.completions.create(model="gpt-4o-mini", messages=ASK)
         list(oa.chat.completions.create(model="gpt-4o-mini", messages=ASK, stream=True))
         with pytest.raises(openai.InternalServerError):
-            oa.chat.completions.create(model="gpt-4o-mini", messages=ASK, extra_headers={"x-fake-scenario": "error-500"})
+            oa.chat.completions.create(
+                model="gpt-4o-mini", messages=ASK, extra_headers={"x-fake-scenario": "error-500"}
+            )
     with llmwatch.attributes(user="u-2", feature="chat"):
         an.messages.create(model="claude-haiku-4-5", max_tokens=50, messages=ASK)
     llmwatch.kill_switch(feature="beta")
@@ -111,7 +113,8 @@ def test_metrics_arrive_with_semconv_names_units_buckets_and_attributes(receiver
 
     (spent,) = _flat(metrics["llmwatch.budget.spent"])
     (limit,) = _flat(metrics["llmwatch.budget.limit"])
-    assert spent.attributes == limit.attributes == {"llmwatch.budget.scope": "feature=search", "llmwatch.budget.window": "day"}
+    scope = {"llmwatch.budget.scope": "feature=search", "llmwatch.budget.window": "day"}
+    assert spent.attributes == limit.attributes == scope
     assert spent.proto.as_double == pytest.approx(cost["search"]) and limit.proto.as_double == 5.0
 
 
