@@ -3,6 +3,7 @@ and the run-side controls ``budget`` and ``kill_switch``."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -99,6 +100,7 @@ def _prices_stats() -> dict[str, Any]:
     return {
         "source": "genai-prices" + (" + overrides" if runtime.settings.prices else ""),
         "version": version,
+        **_pricing.genai_prices_freshness(_dt.datetime.now(tz=_dt.UTC).date().isoformat()),
         "loaded": _pricing.genai_prices_loaded(),
         "overrides": sorted(runtime.settings.prices or {}),
     }

@@ -14,6 +14,8 @@ are only linear within a tier: calls past the first tier threshold are priced by
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import threading
 from collections.abc import Mapping
@@ -163,6 +165,34 @@ def genai_prices_version() -> str | None:
         return version("genai-prices")
     except Exception:
         return None
+
+
+@functools.cache
+def _price_change_dates() -> tuple[str, ...]:
+    from genai_prices import data
+
+    dates = set()
+    for provider in data.providers:
+        for model in provider.models:
+            for conditional in model.prices if isinstance(model.prices, list) else ():
+                start = getattr(conditional.constraint, "start_date", None)
+                if start is not None:
+                    dates.add(start.isoformat())
+    return tuple(sorted(dates))
+
+
+def genai_prices_freshness(today: str) -> dict[str, Any]:
+    """How current the bundled price table is: its latest price change on or before ``today``
+    (ISO date) and the changes it already knows are coming. Empty until genai-prices is loaded
+    (in the background after ``configure()``): ``stats()`` must not pay its import."""
+    if not genai_prices_loaded():
+        return {}
+    try:
+        dates = _price_change_dates()
+    except Exception:
+        return {}
+    past = [d for d in dates if d <= today]
+    return {"latest_price_change": past[-1] if past else None, "scheduled_price_changes": len(dates) - len(past)}
 
 
 def genai_prices_loaded() -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from genai_prices import Usage as PricesUsage
 from genai_prices import calc_price
 
+import llmwatch
 from llmwatch._pricing import PriceBook, Usage, override_price
 
 CASES = [
@@ -84,3 +87,10 @@ def test_override_cache_and_reasoning_rates() -> None:
 def test_lookup_is_cached() -> None:
     book = PriceBook()
     assert book.lookup("openai", "gpt-4o") is book.lookup("openai", "gpt-4o")
+
+
+def test_stats_say_how_current_the_price_table_is() -> None:
+    prices = llmwatch.stats()["prices"]
+    assert prices["source"] == "genai-prices" and prices["loaded"] is True
+    assert prices["latest_price_change"] <= dt.date.today().isoformat()
+    assert prices["scheduled_price_changes"] >= 0
