@@ -940,12 +940,14 @@ class LlmwatchSpanProcessor(SpanProcessor):
         queue = self._queue
         if self._is_shutdown or len(queue) >= self._max_queue_size:
             HEALTH.spans_dropped.add()
-            if not self._is_shutdown and HEALTH.first_time(_QUEUE_FULL):
-                # Logged here, once per process: the worker may be the very thing that is stuck.
+            if not self._is_shutdown and HEALTH.due(_QUEUE_FULL):
+                # Logged here, at most once a minute: the worker may be the very thing that is stuck.
                 logger.warning(
                     "llmwatch: the export queue is full (%d spans); new spans are dropped and counted in "
-                    "llmwatch.stats()['spans_dropped']. Is the collector reachable? (logged once)",
+                    "llmwatch.stats()['spans_dropped'] (%d so far). Is the collector reachable? "
+                    "(logged at most once a minute)",
                     self._max_queue_size,
+                    HEALTH.spans_dropped.value,
                 )
             return
         queue.append(span)
@@ -1073,11 +1075,13 @@ class LlmwatchSpanProcessor(SpanProcessor):
         for _ in batch.spans:
             HEALTH.spans_dropped.add()
         HEALTH.last_export_error = failure
-        if HEALTH.first_time(_EXPORT_FAILED):
+        if HEALTH.due(_EXPORT_FAILED):
             logger.warning(
-                "llmwatch: span export failed (%s); the batch was dropped. Later failures are counted in "
-                "llmwatch.stats() and not logged.",
+                "llmwatch: span export failed (%s); the batch was dropped. %d failed exports and %d dropped "
+                "spans so far, counted in llmwatch.stats() (logged at most once a minute).",
                 failure,
+                HEALTH.exports_failed.value,
+                HEALTH.spans_dropped.value,
             )
         return False
 

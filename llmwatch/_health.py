@@ -13,11 +13,14 @@ import functools
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 logger = logging.getLogger("llmwatch")
+
+LOG_INTERVAL_S = 60.0  # export trouble is logged at most this often
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -67,6 +70,7 @@ class Health:
         self.last_export_error: str | None = None
         self.last_internal_error: str | None = None
         self._logged_places: set[str] = set()
+        self._last_logged: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def counters(self) -> dict[str, Any]:
@@ -99,6 +103,7 @@ class Health:
         self.last_internal_error = None
         with self._lock:
             self._logged_places.clear()
+            self._last_logged.clear()
 
     def first_time(self, place: str) -> bool:
         """True the first time ``place`` is seen: used to log a recurring problem once."""
@@ -109,6 +114,17 @@ class Health:
                 return False
             self._logged_places.add(place)
             return True
+
+
+    def due(self, place: str, interval_s: float = LOG_INTERVAL_S) -> bool:
+        """True at most once per ``interval_s`` for ``place``: a problem that persists (a dead
+        collector) is logged again each interval, with its counts, never once per span."""
+        now = time.monotonic()
+        last = self._last_logged.get(place)
+        if last is not None and now - last < interval_s:
+            return False
+        self._last_logged[place] = now  # a race may log twice in one interval: harmless, and no lock
+        return True
 
 
 HEALTH = Health()

@@ -15,7 +15,6 @@ are only linear within a tier: calls past the first tier threshold are priced by
 from __future__ import annotations
 
 import functools
-
 import logging
 import threading
 from collections.abc import Mapping

@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter, Sp
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from otlp_receiver import DeadPort, GrpcReceiver, HttpReceiver, Mode, running
 
+from llmwatch import _health
 from llmwatch._config import ConfigurationError
 from llmwatch._export import (
     PRESETS,
@@ -465,10 +466,10 @@ def test_full_queue_drops_the_new_spans_and_counts_them_exactly(caplog: pytest.L
         for index in range(15):
             pipeline.llm_span(f"second-{index}")
     assert HEALTH.spans_dropped.value == 5
-    assert [r.message for r in caplog.records].count(
+    assert [r.message for r in caplog.records] == [  # once per interval, not once per dropped span
         "llmwatch: the export queue is full (10 spans); new spans are dropped and counted in "
-        "llmwatch.stats()['spans_dropped']. Is the collector reachable? (logged once)"
-    ) == 1
+        "llmwatch.stats()['spans_dropped'] (1 so far). Is the collector reachable? (logged at most once a minute)"
+    ]
 
     exporter.release()
     assert pipeline.processor.force_flush(5000)
@@ -841,3 +842,14 @@ def test_forked_child_exports_over_its_own_otlp_connection(http_receiver: HttpRe
     assert peers["parent"] == peers["parent-again"]  # one keep-alive connection in the parent...
     assert peers["child"] != peers["parent"]  # ...never shared with the child
     pipeline.shutdown()
+
+
+def test_persistent_export_trouble_is_logged_again_each_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(_health.time, "monotonic", lambda: clock[0])
+    assert HEALTH.due("export failed") is True
+    assert HEALTH.due("export failed") is False
+    clock[0] += _health.LOG_INTERVAL_S - 1
+    assert HEALTH.due("export failed") is False
+    clock[0] += 1
+    assert HEALTH.due("export failed") is True
