@@ -67,6 +67,7 @@ class Health:
         self.internal_errors = Counter()
         self.calls_refused = Counter()
         self.scores_unmatched = Counter()
+        self.metrics_dropped = Counter()
         self.last_export_error: str | None = None
         self.last_internal_error: str | None = None
         self._logged_places: set[str] = set()
@@ -85,6 +86,7 @@ class Health:
             "last_internal_error": self.last_internal_error,
             "calls_refused": self.calls_refused.value,
             "scores_unmatched": self.scores_unmatched.value,
+            "metrics_dropped": self.metrics_dropped.value,
         }
 
     def reset(self) -> None:
@@ -97,6 +99,7 @@ class Health:
             self.internal_errors,
             self.calls_refused,
             self.scores_unmatched,
+            self.metrics_dropped,
         ):
             counter.reset()
         self.last_export_error = None

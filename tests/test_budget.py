@@ -13,6 +13,7 @@ import datetime as dt
 import inspect
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -407,3 +408,22 @@ def test_budget_gauges_and_error_counter(captured: Captured) -> None:
 
 def _now() -> float:
     return _budget.time.time()
+
+
+def test_metrics_are_recorded_off_the_callers_thread_and_none_are_lost(
+    captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmwatch import _metrics
+
+    for _ in range(_metrics._DRAIN_AT + 10):  # past the threshold: the background drainer records them
+        manual_call(feature="bulk")
+    deadline = time.monotonic() + 10
+    while _metrics._PENDING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _metrics._PENDING
+    (duration,) = captured.metrics()["gen_ai.client.operation.duration"]
+    assert duration.count == _metrics._DRAIN_AT + 10
+
+    monkeypatch.setattr(_metrics, "_MAX_PENDING", 0)  # a drainer that cannot keep up: drop and count
+    manual_call(feature="bulk")
+    assert llmwatch.stats()["metrics_dropped"] == 1

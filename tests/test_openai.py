@@ -21,6 +21,7 @@ import pytest
 import tiktoken
 from genai_prices import Usage as PricesUsage
 from genai_prices import calc_price
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import SpanProcessor
 
 import llmwatch
@@ -744,3 +745,21 @@ async def test_client_not_instrumented_gives_no_span(api: Api, captured: Capture
     copy = api.plain.with_options(timeout=5)  # a copy of an instrumented client stays instrumented
     await resolve(copy.chat.completions.create(model=MODEL, messages=USER))
     assert len(captured.llm_spans()) == 1
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        otel_context._SUPPRESS_INSTRUMENTATION_KEY,  # what the SDK's exporters set while exporting
+        "suppress_instrumentation",  # opentelemetry-instrumentation's suppress_instrumentation() sets it too
+        "suppress_language_model_instrumentation",
+    ],
+)
+def test_suppressed_instrumentation_makes_no_span(openai_client: Any, captured: Captured, key: str) -> None:
+    token = otel_context.attach(otel_context.set_value(key, True))
+    try:
+        reply = openai_client.chat.completions.create(model=MODEL, messages=USER)
+    finally:
+        otel_context.detach(token)
+    assert reply.choices[0].message.content
+    assert captured.llm_spans() == []

@@ -24,8 +24,14 @@ from llmwatch._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
 from llmwatch._streaming import AsyncStreamProxy, RawResponseProxy, StreamProxy
 
-# OTel's own "do not instrument" switch (set by exporters while they export).
-_SUPPRESS_KEYS = ("suppress_instrumentation", "suppress_language_model_instrumentation")
+# OTel's "do not instrument" switches: the SDK's own key (set by exporters while they export), the
+# plain-string key opentelemetry-instrumentation also sets, and the language-model one some use.
+_SUPPRESS_KEYS = (
+    otel_context._SUPPRESS_INSTRUMENTATION_KEY,
+    "suppress_instrumentation",
+    "suppress_language_model_instrumentation",
+)
+_MISSING = object()
 _RAW_RESPONSE_TYPES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
 
 
@@ -58,7 +64,8 @@ Prepare = Callable[[Any, Mapping[str, Any]], tuple[Handler, dict[str, Any], dict
 
 
 def _suppressed() -> bool:
-    return any(otel_context.get_value(key) for key in _SUPPRESS_KEYS)
+    current = otel_context.get_current()  # one context read, then plain dict lookups
+    return bool(current) and any(current.get(key) for key in _SUPPRESS_KEYS)
 
 
 def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall | None, dict[str, Any]]:
@@ -194,9 +201,14 @@ def field(obj: Any, name: str, default: Any = None) -> Any:
     """Read a field from an SDK model or a plain dict (streams and raw JSON both occur)."""
     if obj is None:
         return default
+    if type(obj) is dict:  # the common cases first: the ABC check below costs more than the lookup
+        return obj.get(name, default)
+    value = getattr(obj, name, _MISSING)
+    if value is not _MISSING:
+        return value
     if isinstance(obj, Mapping):
         return obj.get(name, default)
-    return getattr(obj, name, default)
+    return default
 
 
 def text_of(content: Any) -> str:
