@@ -97,8 +97,6 @@ class ContentPolicy:
 
 def fingerprint(parts: list[str]) -> str:
     """A stable, content-free hash of a rendered prompt (role and text of each message, in order)."""
-    digest = hashlib.blake2b(digest_size=8)
-    for part in parts:
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x1f")
-    return digest.hexdigest()
+    # One join and one update: the same bytes as hashing part + separator one by one, in fewer calls.
+    joined = "\x1f".join(parts) + "\x1f"
+    return hashlib.blake2b(joined.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()

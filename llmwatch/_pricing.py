@@ -89,16 +89,13 @@ class Price:
     def cost(self, usage: Usage) -> Cost:
         if self.tier_threshold is not None and usage.input_tokens > self.tier_threshold:
             return _exact_cost(self.exact, usage)
-        counts = (
-            usage.input_tokens,
-            usage.cache_read_tokens,
-            usage.cache_write_tokens,
-            usage.cache_write_1h_tokens,
-            usage.output_tokens,
-            usage.output_reasoning_tokens,
-        )
-        input_usd = sum(c * n for c, n in zip(self.input_coefficients, counts, strict=True))
-        output_usd = sum(c * n for c, n in zip(self.output_coefficients, counts, strict=True))
+        # Spelled out rather than zip/sum over generators: this runs on every call.
+        i0, i1, i2, i3, i4, i5 = self.input_coefficients
+        o0, o1, o2, o3, o4, o5 = self.output_coefficients
+        n0, n1, n2 = usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens
+        n3, n4, n5 = usage.cache_write_1h_tokens, usage.output_tokens, usage.output_reasoning_tokens
+        input_usd = i0 * n0 + i1 * n1 + i2 * n2 + i3 * n3 + i4 * n4 + i5 * n5
+        output_usd = o0 * n0 + o1 * n1 + o2 * n2 + o3 * n3 + o4 * n4 + o5 * n5
         return Cost(input_usd + output_usd, input_usd, output_usd)
 
 
