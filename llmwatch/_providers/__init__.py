@@ -45,7 +45,7 @@ def install(provider: ModuleType) -> bool:
         originals: list[tuple[type, str, Any]] = []
         for module_name, class_name, method, handler, is_async in provider.TARGETS:
             cls = _find_class(module_name, class_name)
-            if cls is None:
+            if cls is None or method not in cls.__dict__:  # an SDK version without it: nothing to hook
                 continue
             originals.append((cls, method, cls.__dict__[method]))
             wrapt.wrap_function_wrapper(cls, method, provider.make_wrapper(handler, is_async))
