@@ -24,6 +24,7 @@ from llmwatch._health import HEALTH, record_internal_error
 
 if TYPE_CHECKING:
     from llmwatch._budget import Budget, Refusal
+    from llmwatch._content import ContentPolicy
     from llmwatch._runtime import Runtime
 
 
@@ -37,7 +38,7 @@ class Handler(Protocol):
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool: ...
     def prompt_parts(self, request: Mapping[str, Any]) -> list[str]: ...
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]: ...
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None: ...
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None: ...
 
 
 class Choice:

@@ -187,6 +187,13 @@ PARAMS: tuple[Param, ...] = (
         _parse_positive_int,
         "max chars per captured text",
     ),
+    Param(
+        "max_span_content_chars",
+        ("LLMWATCH_MAX_SPAN_CONTENT_CHARS",),
+        131072,
+        _parse_positive_int,
+        "max chars of captured content per span",
+    ),
 )
 
 
@@ -209,6 +216,7 @@ class Settings:
     metrics_user_dimension: bool = False
     instrument: bool = True
     max_content_chars: int = 32768
+    max_span_content_chars: int = 131072
 
 
 _UNSET: Any = object()

@@ -54,11 +54,15 @@ def truncate(text: str, limit: int) -> str:
 class ContentPolicy:
     """What happens to a text before it may leave the process."""
 
-    __slots__ = ("_hook", "_steps", "max_chars")
+    __slots__ = ("_hook", "_mode", "_steps", "max_chars", "max_span_chars")
 
-    def __init__(self, mode: bool | str, hook: Callable[[str], str] | None, max_chars: int) -> None:
+    def __init__(
+        self, mode: bool | str, hook: Callable[[str], str] | None, max_chars: int, max_span_chars: int = 131072
+    ) -> None:
         self._hook = hook
+        self._mode = mode
         self.max_chars = max_chars
+        self.max_span_chars = max_span_chars
         steps: list[Callable[[str], str]] = []
         if mode == "redacted":
             steps.append(builtin_redact)
@@ -77,6 +81,10 @@ class ContentPolicy:
                 record_internal_error("redact hook", TypeError("redact hook must return a str"))
                 return REDACTION_FAILED
         return truncate(value, self.max_chars)
+
+    def with_max_chars(self, max_chars: int) -> ContentPolicy:
+        """The same policy with a smaller per-text limit (to fit a span's content budget)."""
+        return ContentPolicy(self._mode, self._hook, max_chars, self.max_span_chars)
 
     def json(self, value: Any) -> str:
         """Serialise a structure whose texts already went through :meth:`text`."""

@@ -21,6 +21,7 @@ from llmwatch import _runtime
 from llmwatch import _semconv as sc
 from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
 from llmwatch._call import LLMCall, start_call
+from llmwatch._content import ContentPolicy
 from llmwatch._health import record_internal_error
 from llmwatch._providers._base import field, text_of, text_part
 from llmwatch._providers._openai import output_messages
@@ -53,10 +54,7 @@ class ManualHandler:
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
         return False
 
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        policy = call.runtime.content
-        if policy is None:
-            return
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
         messages = [
             {"role": str(field(m, "role") or "user"), "parts": [text_part(policy.text(text_of(field(m, "content"))))]}
             for m in call.request.get("messages") or ()

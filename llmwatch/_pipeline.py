@@ -137,10 +137,29 @@ class ContentStep:
         self.policy = policy
 
     def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        call.handler.content_attributes(call, attrs)
+        policy = self.policy
+        content = self._content(call, policy)
+        # Over the span's content budget: halve the per-text limit until it fits, so every attribute
+        # stays valid JSON (cutting the serialised JSON itself would not).
+        while _size(content) > policy.max_span_chars and policy.max_chars > _MIN_TEXT_CHARS:
+            policy = policy.with_max_chars(max(policy.max_chars // 2, _MIN_TEXT_CHARS))
+            content = self._content(call, policy)
+        attrs.update(content)
+
+    def _content(self, call: LLMCall, policy: ContentPolicy) -> dict[str, Any]:
+        content: dict[str, Any] = {}
+        call.handler.content_attributes(call, content, policy)
         prompt = call.attribution.prompt
         if prompt is not None and prompt.variables:
-            attrs[sc.LLMWATCH_PROMPT_VARIABLES] = self.policy.json(self.policy.any_value(dict(prompt.variables)))
+            content[sc.LLMWATCH_PROMPT_VARIABLES] = policy.json(policy.any_value(dict(prompt.variables)))
+        return content
+
+
+_MIN_TEXT_CHARS = 64
+
+
+def _size(content: dict[str, Any]) -> int:
+    return sum(len(value) for value in content.values() if isinstance(value, str))
 
 
 class Pipeline:

@@ -70,7 +70,12 @@ class Runtime:
             else None
         )
         self.content = (
-            ContentPolicy(settings.capture_content, settings.redact, settings.max_content_chars)
+            ContentPolicy(
+                settings.capture_content,
+                settings.redact,
+                settings.max_content_chars,
+                settings.max_span_content_chars,
+            )
             if settings.capture_content
             else None
         )

@@ -59,3 +59,21 @@ def test_fingerprint_is_stable_and_sensitive() -> None:
     assert fingerprint(["user", "hi"]) == fingerprint(["user", "hi"])
     assert fingerprint(["user", "hi"]) != fingerprint(["user", "hi!"])
     assert fingerprint(["user", "ab", "c"]) != fingerprint(["user", "a", "bc"])
+
+
+def test_a_span_keeps_its_content_within_the_span_budget_and_valid_json() -> None:
+    import json
+
+    import llmwatch
+    from llmwatch import testing
+
+    with testing.capture(capture_content=True, max_content_chars=10_000, max_span_content_chars=4_000) as cap:
+        with llmwatch.llm_call(provider="openai", model="gpt-4o-mini") as call:
+            call.set_input([{"role": "user", "content": "q" * 9_000}, {"role": "user", "content": "r" * 9_000}])
+            call.set_output("a" * 9_000, input_tokens=1, output_tokens=1)
+    (span,) = cap.llm_spans()
+    captured = {k: v for k, v in span.attributes.items() if k in ("gen_ai.input.messages", "gen_ai.output.messages")}
+    assert sum(len(v) for v in captured.values()) <= 4_000
+    inputs = json.loads(captured["gen_ai.input.messages"])  # still valid JSON: texts were cut, not the JSON
+    assert "[truncated" in inputs[0]["parts"][0]["content"]
+    assert json.loads(captured["gen_ai.output.messages"])[0]["parts"][0]["content"].startswith("aaa")

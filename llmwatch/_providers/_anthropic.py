@@ -21,6 +21,7 @@ from typing import Any
 from llmwatch import _semconv as sc
 from llmwatch._budget import PROCEED, accept, settle, settle_async
 from llmwatch._call import LLMCall
+from llmwatch._content import ContentPolicy
 from llmwatch._health import record_internal_error
 from llmwatch._providers._base import (
     REGISTRY,
@@ -124,10 +125,7 @@ class Messages:
         return False
 
     # --- content (opt-in) ------------------------------------------------------------------------
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        policy = call.runtime.content
-        if policy is None:
-            return
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
         system = call.request.get("system")
         if given(system) and system:
             attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json([text_part(policy.text(_blocks_text(system)))])

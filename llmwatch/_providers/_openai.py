@@ -20,6 +20,7 @@ from typing import Any
 
 from llmwatch import _semconv as sc
 from llmwatch._call import Choice, LLMCall
+from llmwatch._content import ContentPolicy
 from llmwatch._providers._base import (
     async_wrapper,
     field,
@@ -129,10 +130,7 @@ class ChatCompletions:
         return False
 
     # --- content (opt-in) ------------------------------------------------------------------------
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        policy = call.runtime.content
-        if policy is None:
-            return
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
         messages = [_input_message(m, policy.text) for m in _messages(call.request)]
         attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
         system = [
@@ -142,7 +140,7 @@ class ChatCompletions:
         ]
         if system:
             attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json(system)
-        put_tool_definitions(call, attrs)
+        put_tool_definitions(call, attrs, policy)
         attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
 
 
@@ -330,10 +328,9 @@ def output_messages(call: LLMCall, text: Any) -> list[dict[str, Any]]:
     return messages
 
 
-def put_tool_definitions(call: LLMCall, attrs: dict[str, Any]) -> None:
+def put_tool_definitions(call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
     tools = call.request.get("tools")
-    policy = call.runtime.content
-    if policy is None or not isinstance(tools, (list, tuple)) or not tools:
+    if not isinstance(tools, (list, tuple)) or not tools:
         return
     attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.json(policy.any_value([_tool_definition(t) for t in tools]))
 
@@ -427,10 +424,7 @@ class Responses:
             call.response_model = field(response, "model")
         return False
 
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        policy = call.runtime.content
-        if policy is None:
-            return
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
         instructions = call.request.get("instructions")
         if isinstance(instructions, str):
             attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json([text_part(policy.text(instructions))])
@@ -439,7 +433,7 @@ class Responses:
             for item in _response_input(call.request)
         ]
         attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
-        put_tool_definitions(call, attrs)
+        put_tool_definitions(call, attrs, policy)
         attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
 
 
@@ -523,7 +517,7 @@ class Embeddings:
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
         return False
 
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
         return None
 
 
