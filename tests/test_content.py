@@ -67,10 +67,13 @@ def test_a_span_keeps_its_content_within_the_span_budget_and_valid_json() -> Non
     import llmwatch
     from llmwatch import testing
 
-    with testing.capture(capture_content=True, max_content_chars=10_000, max_span_content_chars=4_000) as cap:
-        with llmwatch.llm_call(provider="openai", model="gpt-4o-mini") as call:
-            call.set_input([{"role": "user", "content": "q" * 9_000}, {"role": "user", "content": "r" * 9_000}])
-            call.set_output("a" * 9_000, input_tokens=1, output_tokens=1)
+    limits = {"max_content_chars": 10_000, "max_span_content_chars": 4_000}
+    with (
+        testing.capture(capture_content=True, **limits) as cap,
+        llmwatch.llm_call(provider="openai", model="gpt-4o-mini") as call,
+    ):
+        call.set_input([{"role": "user", "content": "q" * 9_000}, {"role": "user", "content": "r" * 9_000}])
+        call.set_output("a" * 9_000, input_tokens=1, output_tokens=1)
     (span,) = cap.llm_spans()
     captured = {k: v for k, v in span.attributes.items() if k in ("gen_ai.input.messages", "gen_ai.output.messages")}
     assert sum(len(v) for v in captured.values()) <= 4_000
