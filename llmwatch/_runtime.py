@@ -159,11 +159,13 @@ def _tracer_provider(settings: Settings, plan: Callable[[], Any], owned: list[An
 def _new_tracer_provider(settings: Settings) -> Any:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
+    # Sampling everything needs no ratio arithmetic per span: ALWAYS_ON decides the same, for less.
+    root = ALWAYS_ON if settings.sample_rate >= 1.0 else TraceIdRatioBased(settings.sample_rate)
     provider = SdkTracerProvider(
         resource=Resource.create({"service.name": settings.service_name}),
-        sampler=ParentBased(TraceIdRatioBased(settings.sample_rate)),
+        sampler=ParentBased(root),
     )
     provider._llmwatch_created = True  # type: ignore[attr-defined]  # ours to replace on reconfigure
     return provider

@@ -763,3 +763,24 @@ def test_suppressed_instrumentation_makes_no_span(openai_client: Any, captured: 
         otel_context.detach(token)
     assert reply.choices[0].message.content
     assert captured.llm_spans() == []
+
+
+def test_reasoning_content_of_compatible_servers_counts_as_first_output() -> None:
+    # DeepSeek-style servers stream reasoning as an undeclared delta field before any content.
+    from llmwatch import _runtime
+    from llmwatch._call import start_call
+    from llmwatch._providers._openai import CHAT
+
+    chunk = openai.types.chat.ChatCompletionChunk.model_validate(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "deepseek-reasoner",
+            "choices": [{"index": 0, "delta": {"content": None, "reasoning_content": "Let me think"}}],
+        }
+    )
+    call = start_call(_runtime.CURRENT, CHAT, {"model": "deepseek-reasoner", "messages": []}, {}, stream=True)
+    assert CHAT.on_chunk(call, chunk) is False
+    assert call.choices[0].reasoning == ["Let me think"] and call.first_chunk_ns is not None
+    call.end_stream(True)

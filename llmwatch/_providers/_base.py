@@ -32,6 +32,7 @@ _SUPPRESS_KEYS = (
     "suppress_language_model_instrumentation",
 )
 _MISSING = object()
+_NUMBER_TYPES = frozenset({int, float})
 _EMPTY: Mapping[str, Any] = {}
 _RAW_RESPONSE_TYPES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
 
@@ -175,8 +176,16 @@ def given(value: Any) -> bool:
 
 
 def put_number(attrs: dict[str, Any], key: str, value: Any) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if type(value) in _NUMBER_TYPES:  # int or float, not bool (nor the SDKs' NOT_GIVEN sentinels)
         attrs[key] = value
+
+
+def put_numbers(attrs: dict[str, Any], kwargs: Mapping[str, Any], params: tuple[tuple[str, str], ...]) -> None:
+    """``attrs[attribute] = kwargs[param]`` for each numeric request parameter the caller gave."""
+    for param, attribute in params:
+        value = kwargs.get(param)
+        if type(value) in _NUMBER_TYPES:
+            attrs[attribute] = value
 
 
 def put_stop_sequences(attrs: dict[str, Any], key: str, value: Any) -> None:
@@ -191,26 +200,39 @@ def server_attributes(client: Any, attrs: dict[str, Any]) -> None:
     url = getattr(client, "base_url", None)
     if url is None:
         return
+    cached = _SERVER_ATTRIBUTES.get(id(url))
+    if cached is None or cached[0] is not url:  # parsing a URL's host and port costs µs: once per URL
+        cached = (url, _server_attributes(url))
+        if len(_SERVER_ATTRIBUTES) > 1024:
+            _SERVER_ATTRIBUTES.clear()
+        _SERVER_ATTRIBUTES[id(url)] = cached
+    attrs.update(cached[1])
+
+
+def _server_attributes(url: Any) -> dict[str, Any]:
     host = getattr(url, "host", None)
-    if host:
-        attrs["server.address"] = host
-        port = getattr(url, "port", None)
-        attrs["server.port"] = port if port else (443 if getattr(url, "scheme", "https") == "https" else 80)
+    if not host:
+        return {}
+    port = getattr(url, "port", None)
+    return {"server.address": host, "server.port": port or (443 if getattr(url, "scheme", "https") == "https" else 80)}
+
+
+# id(url) -> (url, attributes); holding the URL keeps its id from being reused for another one.
+_SERVER_ATTRIBUTES: dict[int, tuple[Any, dict[str, Any]]] = {}
 
 
 def field(obj: Any, name: str, default: Any = None) -> Any:
     """Read a field from an SDK model or a plain dict (streams and raw JSON both occur)."""
     if obj is None:
         return default
-    # Runs several times per stream chunk: the common cases first, and no exceptions. (A missing name
-    # on a pydantic model makes getattr raise inside pydantic's __getattr__, ~1 µs each time.)
     if type(obj) is dict:
         return obj.get(name, default)
-    attributes = getattr(obj, "__dict__", None)
-    if attributes is not None and name in attributes:
-        return attributes[name]
-    extra: Any = getattr(obj, "__pydantic_extra__", _MISSING)
-    if extra is not _MISSING:  # a pydantic model: declared fields are in __dict__, unknown ones here
+    if _is_pydantic(type(obj)):
+        value = obj.__dict__.get(name, _MISSING)
+        if value is not _MISSING:
+            return value
+        # Undeclared fields (compatible servers' extras) live apart; rare, so the slower read is fine.
+        extra = getattr(obj, "__pydantic_extra__", None)
         return extra.get(name, default) if extra else default
     if isinstance(obj, Mapping):
         return obj.get(name, default)
@@ -218,20 +240,31 @@ def field(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def fields_of(obj: Any) -> Mapping[str, Any]:
-    """All fields of an SDK model (declared and extra) or a plain dict, as one mapping to ``.get`` from.
+    """The declared fields of an SDK model, or a plain dict, as a mapping to ``.get`` from.
 
-    For the per-chunk paths: one call per object, then plain dict lookups."""
+    For the per-chunk paths: one call per object, then plain dict lookups. A pydantic model's extra
+    (undeclared) fields are not in it: read those with :func:`field`."""
     if obj is None:
         return _EMPTY
     if type(obj) is dict:
         return obj
-    attributes = getattr(obj, "__dict__", None)
-    extra: Any = getattr(obj, "__pydantic_extra__", _MISSING)
-    if attributes is not None and extra is not _MISSING:
-        return {**attributes, **extra} if extra else attributes
+    if _is_pydantic(type(obj)):
+        return obj.__dict__  # type: ignore[no-any-return]
     if isinstance(obj, Mapping):
         return obj
     return _AttributeView(obj)
+
+
+def _is_pydantic(cls: type) -> bool:
+    # Decided once per type. Asking the object instead (hasattr(obj, "__pydantic_extra__")) raises
+    # inside pydantic's __getattr__ for models the SDKs build with construct(), ~1.5 µs a time.
+    known = _PYDANTIC_TYPES.get(cls)
+    if known is None:
+        known = _PYDANTIC_TYPES[cls] = hasattr(cls, "__pydantic_fields__") and hasattr(cls, "model_fields")
+    return known
+
+
+_PYDANTIC_TYPES: dict[type, bool] = {}
 
 
 class _AttributeView(Mapping[str, Any]):

@@ -28,6 +28,7 @@ from llmwatch._providers._base import (
     given,
     parse_arguments,
     put_number,
+    put_numbers,
     put_stop_sequences,
     semconv_finish_reason,
     server_attributes,
@@ -38,6 +39,13 @@ from llmwatch._providers._base import (
 from llmwatch._streaming import end_unfinished_stream
 
 PROVIDER = "openai"
+_CHAT_NUMBER_PARAMS = (
+    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", sc.GEN_AI_REQUEST_TOP_P),
+    ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY),
+    ("seed", sc.GEN_AI_REQUEST_SEED),
+)
 
 
 class ChatCompletions:
@@ -54,12 +62,10 @@ class ChatCompletions:
         server_attributes(getattr(instance, "_client", None), attrs)
         max_tokens = kwargs.get("max_completion_tokens")
         put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, max_tokens if given(max_tokens) else kwargs.get("max_tokens"))
-        put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
-        put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
-        put_number(attrs, sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, kwargs.get("frequency_penalty"))
-        put_number(attrs, sc.GEN_AI_REQUEST_PRESENCE_PENALTY, kwargs.get("presence_penalty"))
-        put_number(attrs, sc.GEN_AI_REQUEST_SEED, kwargs.get("seed"))
-        put_stop_sequences(attrs, sc.GEN_AI_REQUEST_STOP_SEQUENCES, kwargs.get("stop"))
+        put_numbers(attrs, kwargs, _CHAT_NUMBER_PARAMS)
+        stop = kwargs.get("stop")
+        if stop is not None:
+            put_stop_sequences(attrs, sc.GEN_AI_REQUEST_STOP_SEQUENCES, stop)
         n = kwargs.get("n")
         if isinstance(n, int) and n != 1:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
@@ -87,26 +93,28 @@ class ChatCompletions:
     def on_response(self, call: LLMCall, response: Any) -> None:
         if response is None:
             return
-        call.response_id = field(response, "id")
-        call.response_model = field(response, "model")
-        for raw in field(response, "choices") or ():
-            choice = call.choice(field(raw, "index", 0) or 0)
-            message = field(raw, "message")
-            content = field(message, "content")
+        fields = fields_of(response)
+        call.response_id = fields.get("id")
+        call.response_model = fields.get("model")
+        for raw in fields.get("choices") or ():
+            choice_fields = fields_of(raw)
+            choice = call.choice(choice_fields.get("index") or 0)
+            message = fields_of(choice_fields.get("message"))
+            content = message.get("content")
             if content:
                 choice.text.append(content)
-            refusal = field(message, "refusal")
+            refusal = message.get("refusal")
             if refusal:
                 choice.text.append(refusal)
-            for position, tool in enumerate(field(message, "tool_calls") or ()):
+            for position, tool in enumerate(message.get("tool_calls") or ()):
                 function = field(tool, "function")
                 choice.tool_calls[position] = {
                     "id": field(tool, "id"),
                     "name": field(function, "name"),
                     "arguments": field(function, "arguments") or "",
                 }
-            choice.finish_reason = field(raw, "finish_reason")
-        record_chat_usage(call, field(response, "usage"))
+            choice.finish_reason = choice_fields.get("finish_reason")
+        record_chat_usage(call, fields.get("usage"))
 
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
         fields = fields_of(chunk)  # per chunk: one view, then dict lookups (see _base.fields_of)
@@ -175,21 +183,23 @@ def _record_chat_delta(call: LLMCall, raw: Any) -> None:
     fields = fields_of(raw)
     index = fields.get("index") or 0
     choice = call.choices.get(index) or call.choice(index)
-    delta = fields_of(fields.get("delta"))
+    delta_object = fields.get("delta")
+    delta = fields_of(delta_object)
     content = delta.get("content")
     if content:
         if call.first_chunk_ns is None:
             call.first_chunk_ns = perf_counter_ns()
         choice.text.append(content)
     else:  # a delta carries text, or one of these (reasoning, refusal, tool calls), not both
-        _record_rare_delta(call, choice, delta)
+        _record_rare_delta(call, choice, delta, delta_object)
     reason = fields.get("finish_reason")
     if reason:
         choice.finish_reason = reason
 
 
-def _record_rare_delta(call: LLMCall, choice: Choice, delta: Mapping[str, Any]) -> None:
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning")  # compatible servers' extras
+def _record_rare_delta(call: LLMCall, choice: Choice, delta: Mapping[str, Any], delta_object: Any) -> None:
+    # Compatible servers' reasoning arrives as undeclared (extra) fields: field() reads those too.
+    reasoning = field(delta_object, "reasoning_content") or field(delta_object, "reasoning")
     if reasoning and isinstance(reasoning, str):
         call.mark_first_output()
         choice.reasoning.append(reasoning)
@@ -223,10 +233,11 @@ def record_chat_usage(call: LLMCall, usage: Any) -> None:
     """Chat Completions usage; ``prompt_tokens`` includes cached, ``completion_tokens`` reasoning."""
     if usage is None:
         return
-    call.input_tokens = field(usage, "prompt_tokens") or 0
-    call.output_tokens = field(usage, "completion_tokens") or 0
-    call.cache_read_tokens = field(field(usage, "prompt_tokens_details"), "cached_tokens") or 0
-    call.reasoning_tokens = field(field(usage, "completion_tokens_details"), "reasoning_tokens") or 0
+    fields = fields_of(usage)
+    call.input_tokens = fields.get("prompt_tokens") or 0
+    call.output_tokens = fields.get("completion_tokens") or 0
+    call.cache_read_tokens = fields_of(fields.get("prompt_tokens_details")).get("cached_tokens") or 0
+    call.reasoning_tokens = fields_of(fields.get("completion_tokens_details")).get("reasoning_tokens") or 0
 
 
 def _messages(request: Mapping[str, Any]) -> list[Any]:
