@@ -3,6 +3,8 @@ and the run-side controls ``budget`` and ``kill_switch``."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as _dt
 import threading
 from collections.abc import Callable, Mapping
@@ -52,10 +54,27 @@ def configure(
         previous = _runtime.swap(runtime)
         _runtime.shutdown_owned(previous, timeout_s=5.0)
     _budget.RULES.reload_env()
+    _register_exit_shutdown()
     _pricing.start_background_import()
     _tokens.start_loading()
     if settings.instrument:
         _providers.instrument_all()
+
+
+EXIT_SHUTDOWN_TIMEOUT_S = 3.0  # at interpreter exit: export what we can, never hold the exit longer
+_exit_registered = False
+
+
+def _register_exit_shutdown() -> None:
+    global _exit_registered
+    if not _exit_registered:
+        atexit.register(_shutdown_at_exit)
+        _exit_registered = True
+
+
+def _shutdown_at_exit() -> None:
+    with contextlib.suppress(Exception):  # at exit, nothing is worth a traceback in the host's output
+        shutdown(timeout_s=EXIT_SHUTDOWN_TIMEOUT_S)
 
 
 def instrument(client: ClientT) -> ClientT:

@@ -164,7 +164,7 @@ class LLMCall:
             return self.handler.on_chunk(self, chunk)
         except Exception as exc:
             record_internal_error(f"{self.handler.provider} chunk parsing", exc)
-            return False
+            return self.hide_usage_chunk and is_requested_usage_chunk(chunk)
 
     def end_stream(self, completed: bool) -> None:
         if self.ended:
@@ -200,6 +200,14 @@ class LLMCall:
         except Exception as exc:
             record_internal_error("span end", exc)
             _end_span_plainly(self.span)
+
+
+def is_requested_usage_chunk(chunk: Any) -> bool:
+    """The usage-only chunk (no choices) of an OpenAI chat stream, read without the handler."""
+    try:
+        return not getattr(chunk, "choices", True) and getattr(chunk, "usage", None) is not None
+    except Exception:
+        return False
 
 
 def _end_span_plainly(span: Span) -> None:

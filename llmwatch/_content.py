@@ -75,7 +75,7 @@ class ContentPolicy:
             try:
                 value = step(value)
             except Exception as exc:
-                record_internal_error("redact hook", exc)
+                record_internal_error("redact hook", exc, private=True)
                 return REDACTION_FAILED
             if not isinstance(value, str):
                 record_internal_error("redact hook", TypeError("redact hook must return a str"))

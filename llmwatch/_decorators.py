@@ -241,8 +241,8 @@ class ObserveHooks:
         if state.ended or state.span is None:
             return
         state.ended = True
+        span = state.span
         try:
-            span = state.span
             if error is not None:
                 span.set_attribute(sc.ERROR_TYPE, type(error).__name__)
                 span.set_status(Status(StatusCode.ERROR, str(error)[:512]))
@@ -251,10 +251,14 @@ class ObserveHooks:
                 policy = _runtime.CURRENT.content
                 if policy is not None:
                     span.set_attribute(sc.LLMWATCH_OUTPUT, policy.json(policy.any_value(result)))
-            span.end()
-            HEALTH.spans_ended.add()
         except Exception as exc:
             record_internal_error("observe finish", exc)
+        finally:  # whatever failed above, the span still ends (and is exported)
+            try:
+                span.end()
+                HEALTH.spans_ended.add()
+            except Exception as exc:
+                record_internal_error("observe span end", exc)
 
 
 @overload

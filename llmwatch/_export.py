@@ -499,7 +499,19 @@ def _describe(target: _OtlpTarget, environ: Mapping[str, str]) -> str:
         extras.append(" (TLS)" if _grpc_uses_tls(where, environ) else " (plaintext)")
     if target.headers:
         extras.append(f" headers: {', '.join(sorted(target.headers))}")  # names only: values are secrets
-    return f"{target.preset} {signal.protocol} -> {where}{''.join(extras)}"
+    return f"{target.preset} {signal.protocol} -> {_without_credentials(where)}{''.join(extras)}"
+
+
+def _without_credentials(url: str) -> str:
+    """A URL fit for a log line: no ``user:password@`` and no query string (keys hide in both)."""
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    if not parts.username and not parts.password and not parts.query:
+        return url
+    netloc = parts.netloc
+    if parts.username or parts.password:
+        netloc = f"***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    scheme = f"{parts.scheme}://" if parts.scheme else ""
+    return f"{scheme}{netloc}{parts.path}" + ("?***" if parts.query else "")
 
 
 def _grpc_uses_tls(endpoint: str, environ: Mapping[str, str]) -> bool:

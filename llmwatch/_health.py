@@ -133,16 +133,21 @@ class Health:
 HEALTH = Health()
 
 
-def record_internal_error(place: str, exc: BaseException) -> None:
-    """Count an exception raised by llmwatch's own code and log it the first time ``place`` fails."""
+def record_internal_error(place: str, exc: BaseException, *, private: bool = False) -> None:
+    """Count an exception raised by llmwatch's own code and log it the first time ``place`` fails.
+
+    ``private``: the exception may quote user content (a ``redact`` hook's error about the text it
+    was given), so only its type is logged and kept, never its message or traceback.
+    """
     HEALTH.internal_errors.add()
-    HEALTH.last_internal_error = f"{place}: {type(exc).__name__}: {exc}"
+    HEALTH.last_internal_error = f"{place}: {type(exc).__name__}" + ("" if private else f": {exc}")
     if HEALTH.first_time(place):
         logger.warning(
-            "llmwatch internal error in %s (your code still runs; telemetry for this call may be "
+            "llmwatch internal error in %s%s (your code still runs; telemetry for this call may be "
             "incomplete; further errors here are counted in llmwatch.stats() but not logged)",
             place,
-            exc_info=exc,
+            f": {type(exc).__name__} (message withheld: it may quote captured content)" if private else "",
+            exc_info=None if private else exc,
         )
     if raise_internal_errors:
         raise exc

@@ -23,7 +23,7 @@ from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
 from llmwatch._call import LLMCall, start_call
 from llmwatch._content import ContentPolicy
 from llmwatch._health import record_internal_error
-from llmwatch._providers._base import field, text_of, text_part
+from llmwatch._providers._base import check_rules, field, text_of, text_part
 from llmwatch._providers._openai import output_messages
 
 Messages = str | Sequence[Mapping[str, Any]]
@@ -92,10 +92,11 @@ class ManualCall:
             if self._server_address:
                 attrs[sc.SERVER_ADDRESS] = self._server_address
             self._call = start_call(_runtime.CURRENT, self._handler, self._request, attrs, stream=self._stream)
-            if RULES.active:
-                self._call.refusal = RULES.check(self._call)
         except Exception as exc:
             record_internal_error("llm_call start", exc)
+            return
+        if RULES.active:
+            check_rules(self._call)
 
     def _refusal(self) -> LLMCall | None:
         call = self._call

@@ -166,6 +166,7 @@ def _new_tracer_provider(settings: Settings) -> Any:
     provider = SdkTracerProvider(
         resource=Resource.create({"service.name": settings.service_name}),
         sampler=ParentBased(root),
+        shutdown_on_exit=False,  # OTel's own atexit waits without a deadline: ours has one (_api)
     )
     provider._llmwatch_created = True  # type: ignore[attr-defined]  # ours to replace on reconfigure
     return provider
@@ -213,6 +214,7 @@ def _meter_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any
     provider = SdkMeterProvider(
         resource=Resource.create({"service.name": settings.service_name}),
         metric_readers=[reader] if reader is not None else [],
+        shutdown_on_exit=False,
     )
     provider._llmwatch_created = True  # type: ignore[attr-defined]
     owned.append(provider)

@@ -17,12 +17,13 @@ parent captured at request time, so ending it needs no current context.
 from __future__ import annotations
 
 import inspect
+import sys
 from types import TracebackType
 from typing import Any
 
 import wrapt
 
-from llmwatch._call import LLMCall
+from llmwatch._call import LLMCall, is_requested_usage_chunk
 from llmwatch._health import record_internal_error
 
 
@@ -46,13 +47,25 @@ class _StreamBase(wrapt.ObjectProxy):  # type: ignore[type-arg]
             record_internal_error("stream fail", internal)
 
     def __del__(self) -> None:
-        # An abandoned stream: end its span with what arrived so far.
+        # An abandoned stream: end its span with what arrived so far. Not while the interpreter is
+        # tearing down: exporters are shut (llmwatch's atexit ran) and imports no longer work.
+        if sys.is_finalizing():
+            return
         call = getattr(self, "_self_call", None)
         if call is not None and not call.ended:
             self._self_end(False)
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
+
+
+def _hidden(call: LLMCall, chunk: Any) -> bool:
+    """Record a chunk; True when it is the usage chunk llmwatch asked for (the user never sees it)."""
+    try:
+        return call.record_chunk(chunk)
+    except Exception as exc:  # record_chunk guards itself; this is the last line, for the caller
+        record_internal_error("stream chunk", exc)
+        return call.hide_usage_chunk and is_requested_usage_chunk(chunk)
 
 
 class StreamProxy(_StreamBase):
@@ -72,7 +85,7 @@ class StreamProxy(_StreamBase):
             except BaseException as exc:
                 self._self_fail(exc)
                 raise
-            if not call.record_chunk(chunk):
+            if not _hidden(call, chunk):
                 return chunk
 
     def close(self) -> None:
@@ -114,7 +127,7 @@ class AsyncStreamProxy(_StreamBase):
             except BaseException as exc:
                 self._self_fail(exc)
                 raise
-            if not call.record_chunk(chunk):
+            if not _hidden(call, chunk):
                 return chunk
 
     async def close(self) -> None:
@@ -173,6 +186,8 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
         return parsed if wrapped is None else wrapped
 
     def __del__(self) -> None:
+        if sys.is_finalizing():
+            return
         call = getattr(self, "_self_call", None)
         if call is not None and not call.ended:
             call.end_stream(False) if call.stream else call.finish(None)

@@ -35,10 +35,10 @@ from llmwatch._providers._base import (
     put_stop_sequences,
     semconv_finish_reason,
     server_attributes,
+    stream_proxy,
     sync_wrapper,
     text_part,
 )
-from llmwatch._streaming import AsyncStreamProxy, StreamProxy
 
 PROVIDER = "anthropic"
 
@@ -311,7 +311,7 @@ def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async:
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            return AsyncStreamProxy(raw, call)
+            return stream_proxy(call, raw, is_async=True)
 
         setattr(manager, attribute, request_async())
     else:
@@ -329,7 +329,7 @@ def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async:
             except BaseException as exc:
                 call.fail(exc)
                 raise
-            return StreamProxy(raw, call)
+            return stream_proxy(call, raw, is_async=False)
 
         setattr(manager, attribute, request)
 

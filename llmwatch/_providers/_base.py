@@ -79,13 +79,21 @@ def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple
         rt = _runtime.CURRENT
         handler, attrs, send_kwargs, stream, hide_usage = prepare(instance, kwargs)
         call = start_call(rt, handler, kwargs, attrs, stream=stream)
-        call.hide_usage_chunk = hide_usage
-        if RULES.active:
-            call.refusal = RULES.check(call)
-        return call, send_kwargs
     except Exception as exc:
         record_internal_error("call start", exc)
         return None, kwargs
+    call.hide_usage_chunk = hide_usage
+    if RULES.active:
+        check_rules(call)
+    return call, send_kwargs
+
+
+def check_rules(call: LLMCall) -> None:
+    """Budgets and kill switches; a failure in the check itself lets the call go ahead (counted)."""
+    try:
+        call.refusal = RULES.check(call)
+    except Exception as exc:
+        record_internal_error("budget check", exc)
 
 
 def _after(call: LLMCall, result: Any, is_async: bool) -> Any:
@@ -98,7 +106,18 @@ def _after(call: LLMCall, result: Any, is_async: bool) -> Any:
         call.finish(result)
     except Exception as exc:
         record_internal_error("call end", exc)
+        call.end_stream(False) if call.stream else call.finish(None)  # no proxy: end the span now
     return None
+
+
+def stream_proxy(call: LLMCall, raw: Any, is_async: bool) -> Any:
+    """The proxy that follows ``raw`` and ends the call; the raw stream itself if making it fails."""
+    try:
+        return AsyncStreamProxy(raw, call) if is_async else StreamProxy(raw, call)
+    except Exception as exc:
+        record_internal_error("stream proxy", exc)
+        call.end_stream(False)
+        return raw
 
 
 def _attach(call: LLMCall) -> object | None:
