@@ -1,0 +1,1 @@
+"""Fault injection: llmwatch must never break the host application."""
