@@ -14,8 +14,6 @@ import threading
 from types import ModuleType
 from typing import Any
 
-import wrapt
-
 from llmwatch._health import record_internal_error
 from llmwatch._providers import _anthropic, _openai
 from llmwatch._providers._base import REGISTRY
@@ -42,6 +40,8 @@ def install(provider: ModuleType) -> bool:
         except ImportError:
             return False
         _warn_unknown_version(provider, sdk)
+        import wrapt  # here, not at import: `import llmwatch` should not pay for it (~25 ms)
+
         originals: list[tuple[type, str, Any]] = []
         for module_name, class_name, method, handler, is_async in provider.TARGETS:
             cls = _find_class(module_name, class_name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -22,7 +23,6 @@ from llmwatch import _runtime
 from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
 from llmwatch._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
-from llmwatch._streaming import AsyncStreamProxy, RawResponseProxy, StreamProxy
 
 # OTel's "do not instrument" switches: the SDK's own key (set by exporters while they export), the
 # plain-string key opentelemetry-instrumentation also sets, and the language-model one some use.
@@ -100,9 +100,10 @@ def _after(call: LLMCall, result: Any, is_async: bool) -> Any:
     """End a non-streamed call, or return the proxy that will end it (None: return result as is)."""
     try:
         if type(result).__name__ in _RAW_RESPONSE_TYPES:
-            return RawResponseProxy(result, call, is_async)
+            return _streams().RawResponseProxy(result, call, is_async)
         if call.stream:
-            return AsyncStreamProxy(result, call) if is_async else StreamProxy(result, call)
+            streams = _streams()
+            return streams.AsyncStreamProxy(result, call) if is_async else streams.StreamProxy(result, call)
         call.finish(result)
     except Exception as exc:
         record_internal_error("call end", exc)
@@ -110,10 +111,19 @@ def _after(call: LLMCall, result: Any, is_async: bool) -> Any:
     return None
 
 
+def _streams() -> ModuleType:
+    # Imported on first use (by then instrumentation has loaded it): it pulls in wrapt, ~25 ms that a
+    # bare `import llmwatch` should not pay.
+    from llmwatch import _streaming
+
+    return _streaming
+
+
 def stream_proxy(call: LLMCall, raw: Any, is_async: bool) -> Any:
     """The proxy that follows ``raw`` and ends the call; the raw stream itself if making it fails."""
     try:
-        return AsyncStreamProxy(raw, call) if is_async else StreamProxy(raw, call)
+        streams = _streams()
+        return streams.AsyncStreamProxy(raw, call) if is_async else streams.StreamProxy(raw, call)
     except Exception as exc:
         record_internal_error("stream proxy", exc)
         call.end_stream(False)

@@ -36,7 +36,6 @@ from llmwatch._providers._base import (
     text_of,
     text_part,
 )
-from llmwatch._streaming import end_unfinished_stream
 
 PROVIDER = "openai"
 _CHAT_NUMBER_PARAMS = (
@@ -593,11 +592,17 @@ def _helper_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: di
     try:
         return wrapped(*args, **kwargs)
     finally:
-        end_unfinished_stream(getattr(instance, "_raw_stream", None))
+        _end_helper_stream(instance)
 
 
 async def _async_helper_close(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         return await wrapped(*args, **kwargs)
     finally:
-        end_unfinished_stream(getattr(instance, "_raw_stream", None))
+        _end_helper_stream(instance)
+
+
+def _end_helper_stream(helper: Any) -> None:
+    from llmwatch._streaming import end_unfinished_stream  # (wrapt is loaded by now: see _base._streams)
+
+    end_unfinished_stream(getattr(helper, "_raw_stream", None))

@@ -37,7 +37,7 @@ from faults._support import (
     internal_error_places,
     perform,
 )
-from llmwatch import _attribution, _budget, _metrics, _pricing, _tokens
+from llmwatch import _attribution, _budget, _metrics, _pricing, _streaming, _tokens
 from llmwatch._call import LLMCall
 from llmwatch._providers import _anthropic, _base, _openai
 from llmwatch._runtime import Runtime
@@ -106,8 +106,8 @@ def _break_context_attach(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> 
 
 
 def _break_stream_proxies(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
-    monkeypatch.setattr(_base, "StreamProxy", boom)  # every provider makes its proxies through _base
-    monkeypatch.setattr(_base, "AsyncStreamProxy", boom)
+    monkeypatch.setattr(_streaming, "StreamProxy", boom)  # every provider makes its proxies through _base,
+    monkeypatch.setattr(_streaming, "AsyncStreamProxy", boom)  # which reads them from _streaming per call
 
 
 def _streams_that_deliver(kind: CallKind, scenario: str) -> bool:
