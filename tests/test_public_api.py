@@ -24,3 +24,11 @@ def test_every_public_callable_is_in_all() -> None:
 def test_submodules_are_private_except_testing() -> None:
     names = {m.name for m in pkgutil.iter_modules(llmwatch.__path__)}
     assert {n for n in names if not n.startswith("_")} == {"testing"}
+
+
+def test_the_version_is_the_packages() -> None:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert llmwatch.__version__ == pyproject["project"]["version"]
