@@ -37,8 +37,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from llmwatch._health import HEALTH
-
 if TYPE_CHECKING:
     from llmwatch._attribution import Attribution
     from llmwatch._call import LLMCall
@@ -279,16 +277,13 @@ def _split_env(raw: str | None) -> set[str]:
 class Refusal:
     """Why a call may not go ahead as asked, and what the caller's policy says to do."""
 
-    __slots__ = ("budget", "error", "on_exceed", "reason", "scope")
+    __slots__ = ("error", "on_exceed", "reason", "scope")
 
-    def __init__(
-        self, reason: str, scope: str, error: Exception, on_exceed: OnExceed, budget: Budget | None = None
-    ) -> None:
+    def __init__(self, reason: str, scope: str, error: Exception, on_exceed: OnExceed) -> None:
         self.reason = reason
         self.scope = scope
         self.error = error
         self.on_exceed = on_exceed
-        self.budget = budget
 
 
 class Rules:
@@ -395,7 +390,7 @@ class Rules:
             return None
         exceeded = budget.exceeded(key, now)
         exceeded.provider, exceeded.model, exceeded.request = call.handler.provider, call.request_model, call.request
-        return Refusal(REASON_BUDGET, key, exceeded, budget.on_exceed, budget)
+        return Refusal(REASON_BUDGET, key, exceeded, budget.on_exceed)
 
     def state(self) -> dict[str, Any]:
         now = time.time()
@@ -489,6 +484,3 @@ def budget_from_args(
         )
     return Budget(float(limit_usd), per, user, feature, model, on_exceed)  # type: ignore[arg-type]
 
-
-def count_refusal() -> None:
-    HEALTH.calls_refused.add()
