@@ -180,6 +180,13 @@ class LLMCall:
             self.stream_completed = False
         self._end()
 
+    def abandon(self) -> None:
+        """End a call nobody will finish (its proxy could not be made, or was collected unparsed)."""
+        if self.stream:
+            self.end_stream(False)
+        else:
+            self.finish(None)
+
     def refuse(self, exc: BaseException | None) -> None:
         """The call never reached the provider (budget or kill switch): end the span saying so.
 

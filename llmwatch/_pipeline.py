@@ -252,15 +252,9 @@ class Pipeline:
 
     def _record_metrics(self, call: LLMCall, attrs: dict[str, Any], duration_s: float) -> None:
         assert self.metrics is not None
-        metric_attrs: dict[str, Any] = {
-            sc.GEN_AI_OPERATION_NAME: call.handler.operation,
-            sc.GEN_AI_PROVIDER_NAME: call.handler.provider,
-            sc.GEN_AI_REQUEST_MODEL: call.request_model,
-        }
+        metric_attrs = self._metric_attributes(call)
         if call.response_model is not None:
             metric_attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
-        if call.attribution.feature is not None:
-            metric_attrs[sc.LLMWATCH_FEATURE] = call.attribution.feature
         error = attrs.get(sc.ERROR_TYPE)
         if error is not None:
             metric_attrs[sc.ERROR_TYPE] = error

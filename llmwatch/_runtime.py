@@ -220,18 +220,31 @@ def _install_global_tracer_provider(provider: Any) -> None:
     if _created_by_llmwatch(current):
         # Replacing our own earlier provider: OTel allows one set per process, so reset its guard.
         # Never done for a provider the user installed (that case never reaches here).
-        trace._TRACER_PROVIDER_SET_ONCE._done = False
-        trace._TRACER_PROVIDER = None
+        _unset_global_tracer_provider()
     trace.set_tracer_provider(provider)
 
 
 def _install_global_meter_provider(provider: Any) -> None:
+    if _created_by_llmwatch(otel_metrics.get_meter_provider()):
+        _unset_global_meter_provider(None)
+    otel_metrics.set_meter_provider(provider)
+
+
+def _unset_global_tracer_provider() -> None:
+    trace._TRACER_PROVIDER_SET_ONCE._done = False
+    trace._TRACER_PROVIDER = None
+
+
+def _unset_global_meter_provider(forget: Any) -> None:
+    """Hand OTel's global meter slot back; ``forget``: a provider OTel's proxy must stop forwarding to."""
     from opentelemetry.metrics import _internal as metrics_internal
 
-    if _created_by_llmwatch(otel_metrics.get_meter_provider()):
-        metrics_internal._METER_PROVIDER_SET_ONCE._done = False
-        metrics_internal._METER_PROVIDER = None
-    otel_metrics.set_meter_provider(provider)
+    metrics_internal._METER_PROVIDER_SET_ONCE._done = False
+    metrics_internal._METER_PROVIDER = None
+    proxy = metrics_internal._PROXY_METER_PROVIDER
+    with proxy._lock:  # the proxy forwards to the provider it was last given
+        if forget is not None and proxy._real_meter_provider is forget:
+            proxy._real_meter_provider = None
 
 
 def release_globals(runtime: Runtime) -> None:
@@ -240,18 +253,10 @@ def release_globals(runtime: Runtime) -> None:
     OTel lets a process set its globals once; the providers were ours, so handing the slot back (as
     reconfiguring does) is safe, and spans made afterwards go to OTel's proxy as before configure().
     """
-    from opentelemetry.metrics import _internal as metrics_internal
-
     if runtime.tracer_provider is trace.get_tracer_provider() and _created_by_llmwatch(runtime.tracer_provider):
-        trace._TRACER_PROVIDER_SET_ONCE._done = False
-        trace._TRACER_PROVIDER = None
+        _unset_global_tracer_provider()
     if runtime.meter_provider is otel_metrics.get_meter_provider() and _created_by_llmwatch(runtime.meter_provider):
-        metrics_internal._METER_PROVIDER_SET_ONCE._done = False
-        metrics_internal._METER_PROVIDER = None
-        proxy = metrics_internal._PROXY_METER_PROVIDER
-        with proxy._lock:  # the proxy forwards to the provider it was last given: forget ours too
-            if proxy._real_meter_provider is runtime.meter_provider:
-                proxy._real_meter_provider = None
+        _unset_global_meter_provider(runtime.meter_provider)
 
 
 def flush_owned(runtime: Runtime, timeout_s: float) -> bool:

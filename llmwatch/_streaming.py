@@ -190,7 +190,7 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
             return
         call = getattr(self, "_self_call", None)
         if call is not None and not call.ended:
-            call.end_stream(False) if call.stream else call.finish(None)
+            call.abandon()
 
 
 def end_unfinished_stream(stream: Any) -> None:

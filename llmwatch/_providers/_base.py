@@ -98,25 +98,30 @@ def check_rules(call: LLMCall) -> None:
 
 def _after(call: LLMCall, result: Any, is_async: bool) -> Any:
     """End a non-streamed call, or return the proxy that will end it (None: return result as is)."""
+    if call.stream and type(result).__name__ not in _RAW_RESPONSE_TYPES:
+        return stream_proxy(call, result, is_async)
     try:
         if type(result).__name__ in _RAW_RESPONSE_TYPES:
             return _streams().RawResponseProxy(result, call, is_async)
-        if call.stream:
-            streams = _streams()
-            return streams.AsyncStreamProxy(result, call) if is_async else streams.StreamProxy(result, call)
         call.finish(result)
     except Exception as exc:
         record_internal_error("call end", exc)
-        call.end_stream(False) if call.stream else call.finish(None)  # no proxy: end the span now
+        call.abandon()  # no proxy: end the span now
     return None
+
+
+_streaming_module: ModuleType | None = None
 
 
 def _streams() -> ModuleType:
     # Imported on first use (by then instrumentation has loaded it): it pulls in wrapt, ~25 ms that a
-    # bare `import llmwatch` should not pay.
-    from llmwatch import _streaming
+    # bare `import llmwatch` should not pay. Kept once found: this runs on every call.
+    global _streaming_module
+    if _streaming_module is None:
+        from llmwatch import _streaming
 
-    return _streaming
+        _streaming_module = _streaming
+    return _streaming_module
 
 
 def stream_proxy(call: LLMCall, raw: Any, is_async: bool) -> Any:
