@@ -144,7 +144,8 @@ def budget(
 
     Scope: ``user``, ``feature`` and ``model`` narrow it (``None`` = any; ``"*"`` = each value on its
     own, e.g. ``user="*"`` caps every user separately); with none given it is global. Setting the
-    same scope and window again replaces the limit and keeps what was spent. Checked before each
+    same scope and window again updates that budget's limit and ``on_exceed``, keeps what was spent,
+    and returns the same handle (so any handle's ``.remove()`` lifts it). Checked before each
     call: once the scope has spent its limit, ``on_exceed`` decides: ``"raise"`` raises
     ``BudgetExceeded`` before anything is sent; ``"warn"`` logs once per window and lets calls go
     ahead (spans marked ``llmwatch.budget.exceeded``); a callable ``fn(exc)`` may return a fallback

@@ -135,6 +135,12 @@ class Budget:
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
 
+    def update(self, limit_usd: float, on_exceed: OnExceed) -> None:
+        """A new limit and policy for this scope; what was spent this window stays."""
+        self.limit_usd = float(limit_usd)
+        self._limit_pico = round(self.limit_usd * _PICO)
+        self.on_exceed = on_exceed
+
     @property
     def rule(self) -> tuple[str, str]:
         """What identifies this budget: setting the same scope and window again replaces its limit."""
@@ -301,18 +307,26 @@ class Rules:
 
     # --- writers -------------------------------------------------------------------------------------
     def set_budget(self, budget: Budget) -> Budget:
+        """Add ``budget``, or update the one already set for its scope and window and return that.
+
+        One scope and window is one budget with one handle: ``budget(150, feature="search")`` after
+        ``b = budget(100, feature="search")`` raises ``b``'s limit (keeping what was spent), so
+        ``b.remove()`` lifts the ceiling, whichever handle the caller kept.
+        """
         with self._lock:
-            kept = tuple(b for b in self.budgets if b.rule != budget.rule)
-            replaced = [b for b in self.budgets if b.rule == budget.rule]
-            if replaced:  # a raised (or lowered) limit keeps what was already spent this window
-                budget._windows = replaced[0]._windows
-            self.budgets = (*kept, budget)
+            for existing in self.budgets:
+                if existing.rule == budget.rule:
+                    existing.update(budget.limit_usd, budget.on_exceed)
+                    self._publish()
+                    return existing
+            self.budgets = (*self.budgets, budget)
             self._publish()
         return budget
 
     def remove_budget(self, budget: Budget) -> None:
+        """Lift the budget of ``budget``'s scope and window (a no-op when it is not set)."""
         with self._lock:
-            self.budgets = tuple(b for b in self.budgets if b is not budget)
+            self.budgets = tuple(b for b in self.budgets if b.rule != budget.rule)
             self._publish()
 
     def switch(self, feature: str | None, model: str | None, enabled: bool) -> None:
