@@ -13,8 +13,9 @@
         assert span.attributes["llmwatch.feature"] == "search"
 
 While the block runs, llmwatch records into private in-memory providers (the globals are not
-touched) with the settings you pass (same names as ``llmwatch.configure``); on exit the previous
-configuration is back.
+touched). Everything else stays as your ``llmwatch.configure()`` set it (prices, content capture,
+redaction, ...), so a test sees what production would record; settings you pass (same names as
+``llmwatch.configure``) override it for the block. On exit the previous configuration is back.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def capture(**settings: Any) -> Iterator[Captured]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    resolved = _config.resolve({**settings, "instrument": False})
+    resolved = _settings_for_capture(settings)
     resolved = dataclasses.replace(resolved, tracer_provider=tracer_provider, meter_provider=meter_provider)
     runtime = _runtime.Runtime(resolved, tracer_provider, meter_provider)
     previous = _runtime.swap(runtime)
@@ -87,3 +88,13 @@ def capture(**settings: Any) -> Iterator[Captured]:
         _runtime.swap(previous)
         meter_provider.shutdown()
         tracer_provider.shutdown()
+
+
+def _settings_for_capture(overrides: dict[str, Any]) -> _config.Settings:
+    """The current configuration with ``overrides`` on top (validated as ``configure()`` would).
+
+    Only the export side is swapped for in-memory providers: what the user configured (prices,
+    content policy, ...) still applies, else a test would see other costs than production."""
+    current = _runtime.CURRENT.settings
+    given = {field.name: getattr(current, field.name) for field in dataclasses.fields(current)}
+    return _config.resolve({**given, **overrides, "instrument": False})
