@@ -165,5 +165,12 @@ def kill_switch(feature: str | None = None, model: str | None = None, enabled: b
     """
     for name, value in (("feature", feature), ("model", model)):
         if value is not None and (not isinstance(value, str) or not value):
-            raise ValueError(f"llmwatch.kill_switch(): {name} must be a non-empty string, got {value!r}")
-    _budget.RULES.switch(feature, model, bool(enabled))
+            raise _config.ConfigurationError(
+                f"llmwatch.kill_switch(): {name} must be a non-empty string, got {value!r}"
+            )
+    if not isinstance(enabled, bool):  # "no" or 0 must not engage a switch by being truthy
+        raise _config.ConfigurationError(
+            f"llmwatch.kill_switch(): enabled must be True (refuse calls) or False (allow them again), "
+            f"got {enabled!r}"
+        )
+    _budget.RULES.switch(feature, model, enabled)

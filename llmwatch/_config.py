@@ -153,6 +153,24 @@ def _identity(name: str, value: Any) -> Any:
     return value
 
 
+def _parse_tracer_provider(name: str, value: Any) -> Any:
+    if value is not None and not callable(getattr(value, "get_tracer", None)):
+        raise ConfigurationError(
+            f"{name} must be an OpenTelemetry TracerProvider (e.g. opentelemetry.sdk.trace.TracerProvider()), "
+            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
+        )
+    return value
+
+
+def _parse_meter_provider(name: str, value: Any) -> Any:
+    if value is not None and not callable(getattr(value, "get_meter", None)):
+        raise ConfigurationError(
+            f"{name} must be an OpenTelemetry MeterProvider (e.g. opentelemetry.sdk.metrics.MeterProvider()), "
+            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
+        )
+    return value
+
+
 PARAMS: tuple[Param, ...] = (
     Param("service_name", ("OTEL_SERVICE_NAME",), "unknown_service", _parse_str, "resource service.name"),
     Param("exporter", ("LLMWATCH_EXPORTER",), None, _identity, "otlp|datadog|newrelic|console|file|none"),
@@ -169,8 +187,8 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("redact", (), None, _parse_redact, "callable(str) -> str run on every captured text"),
     Param("prices", ("LLMWATCH_PRICES",), None, _parse_prices, "price overrides: mapping or JSON path"),
-    Param("tracer_provider", (), None, _identity, "TracerProvider to use"),
-    Param("meter_provider", (), None, _identity, "MeterProvider to use"),
+    Param("tracer_provider", (), None, _parse_tracer_provider, "TracerProvider to use"),
+    Param("meter_provider", (), None, _parse_meter_provider, "MeterProvider to use"),
     Param("sample_rate", ("LLMWATCH_SAMPLE_RATE",), 1.0, _parse_ratio, "head sampling ratio"),
     Param(
         "metrics_user_dimension",
@@ -227,7 +245,22 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] = os.enviro
     values: dict[str, Any] = {}
     for param in PARAMS:
         values[param.name] = _resolve_param(param, arguments.get(param.name, _UNSET), environ)
+    _check_combinations(values)
     return Settings(**values)
+
+
+def _check_combinations(values: Mapping[str, Any]) -> None:
+    provider = values["tracer_provider"]
+    if (
+        provider is not None
+        and values["exporter"] is not None
+        and not callable(getattr(provider, "add_span_processor", None))
+    ):
+        raise ConfigurationError(
+            f"exporter= needs a tracer_provider llmwatch can add its span processor to; "
+            f"{type(provider).__qualname__} has no add_span_processor(). Use an SDK TracerProvider, "
+            "or leave exporter out and export from your provider yourself."
+        )
 
 
 def _resolve_param(param: Param, argument: Any, environ: Mapping[str, str]) -> Any:

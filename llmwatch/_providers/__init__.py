@@ -84,6 +84,7 @@ def instrument_client(client: Any) -> Any:
     module = type(client).__module__.split(".", 1)[0]
     for provider in PROVIDER_MODULES:
         if module == provider.SDK_MODULE:
+            _check_is_client(client, provider)
             install(provider)
             REGISTRY.mark(client)
             if hasattr(provider, "on_client_instrumented"):
@@ -91,6 +92,25 @@ def instrument_client(client: Any) -> Any:
             return client
     supported = ", ".join(f"{m}.{c}" for p in PROVIDER_MODULES for m, c in p.CLIENT_CLASSES)
     raise TypeError(f"llmwatch.instrument(): {type(client).__qualname__} is not supported; supported: {supported}")
+
+
+def _check_is_client(client: Any, provider: ModuleType) -> None:
+    """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing."""
+    base = _find_class(f"{provider.SDK_MODULE}._base_client", "BaseClient")
+    if base is None or isinstance(client, base):
+        return
+    owner = getattr(client, "_client", None)
+    hint = (
+        f" It looks like a part of a client ({type(owner).__qualname__}): pass the client itself, "
+        "e.g. llmwatch.instrument(client), not llmwatch.instrument(client.chat.completions)."
+        if owner is not None and isinstance(owner, base)
+        else ""
+    )
+    clients = ", ".join(f"{m}.{c}" for m, c in provider.CLIENT_CLASSES)
+    raise TypeError(
+        f"llmwatch.instrument(): {type(client).__module__}.{type(client).__qualname__} is not a client "
+        f"(expected {clients} or another {provider.SDK_MODULE} client).{hint}"
+    )
 
 
 def uninstrument() -> None:
