@@ -15,6 +15,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar, cast
 
 from llmwatch import _semconv as sc
+from llmwatch._text import clean, clean_value
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,8 +28,8 @@ class PromptInfo:
     __slots__ = ("name", "variables", "version")
 
     def __init__(self, name: str, version: str | None, variables: Mapping[str, Any] | None) -> None:
-        self.name = name
-        self.version = version
+        self.name = clean(name)
+        self.version = _clean_optional(version)
         self.variables = MappingProxyType(dict(variables or {}))
 
 
@@ -45,10 +46,13 @@ class Attribution:
         tags: Mapping[str, AttributeValue] | None = None,
         prompt: PromptInfo | None = None,
     ) -> None:
-        self.user = user
-        self.feature = feature
-        self.session = session
-        self.tags: Mapping[str, AttributeValue] = MappingProxyType(dict(tags or {}))
+        # Cleaned here, once per value: these strings reach every span and metric point below.
+        self.user = _clean_optional(user)
+        self.feature = _clean_optional(feature)
+        self.session = _clean_optional(session)
+        self.tags: Mapping[str, AttributeValue] = MappingProxyType(
+            {clean(str(key)): clean_value(value) for key, value in (tags or {}).items()}
+        )
         self.prompt = prompt
         self.span_attributes: Mapping[str, AttributeValue] = MappingProxyType(self._span_attributes())
 
@@ -85,6 +89,10 @@ class Attribution:
             tags={**self.tags, **(tags or {})},
             prompt=self.prompt if prompt is None else prompt,
         )
+
+
+def _clean_optional(value: str | None) -> str | None:
+    return clean(value) if type(value) is str else value
 
 
 EMPTY = Attribution()

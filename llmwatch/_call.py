@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, SpanKind
 from llmwatch import _attribution
 from llmwatch import _semconv as sc
 from llmwatch._health import HEALTH, record_internal_error
+from llmwatch._text import clean
 
 if TYPE_CHECKING:
     from llmwatch._budget import Budget, Refusal
@@ -87,6 +88,7 @@ class LLMCall:
         "stream",
         "stream_completed",
         "usage_source",
+        "usage_unknown",
     )
 
     def __init__(
@@ -127,6 +129,9 @@ class LLMCall:
         self.cache_write_1h_tokens = 0
         self.reasoning_tokens = 0
         self.usage_source = sc.USAGE_SOURCE_PROVIDER
+        # True when nothing was sent or received that tokens could be counted from (an empty
+        # ``llm_call`` block): the span then records no usage and no cost rather than an estimate.
+        self.usage_unknown = False
 
     # --- accumulation (called by provider handlers) ------------------------------------------------
     def choice(self, index: int) -> Choice:
@@ -236,7 +241,7 @@ def start_call(
 ) -> LLMCall:
     """Open the span and the record for one call (raises only on an llmwatch bug; callers guard)."""
     attribution = _attribution.current()
-    request_model = str(request.get("model") or "unknown")
+    request_model = clean(str(request.get("model") or "unknown"))
     attrs = request_attributes
     attrs[sc.GEN_AI_OPERATION_NAME] = handler.operation
     attrs[sc.GEN_AI_PROVIDER_NAME] = handler.provider

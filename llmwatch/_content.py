@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmwatch._health import record_internal_error
+from llmwatch._text import clean
 
 REDACTION_FAILED = "[redaction failed]"
 
@@ -80,7 +81,7 @@ class ContentPolicy:
             if not isinstance(value, str):
                 record_internal_error("redact hook", TypeError("redact hook must return a str"))
                 return REDACTION_FAILED
-        return truncate(value, self.max_chars)
+        return truncate(clean(value), self.max_chars)
 
     def with_max_chars(self, max_chars: int) -> ContentPolicy:
         """The same policy with a smaller per-text limit (to fit a span's content budget)."""
@@ -88,7 +89,8 @@ class ContentPolicy:
 
     def json(self, value: Any) -> str:
         """Serialise a structure whose texts already went through :meth:`text`."""
-        return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+        # Keys and non-text values (tool names, argument keys) did not go through text(): clean all.
+        return clean(json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")))
 
     def any_value(self, value: Any) -> Any:
         """Apply :meth:`text` to every string inside an arbitrary JSON-like value."""

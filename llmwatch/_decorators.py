@@ -24,6 +24,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from llmwatch import _attribution, _runtime
 from llmwatch import _semconv as sc
 from llmwatch._health import HEALTH, record_internal_error
+from llmwatch._text import clean, error_description, exception_event_overrides
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -245,8 +246,8 @@ class ObserveHooks:
         try:
             if error is not None:
                 span.set_attribute(sc.ERROR_TYPE, type(error).__name__)
-                span.set_status(Status(StatusCode.ERROR, str(error)[:512]))
-                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, error_description(error)))
+                span.record_exception(error, attributes=exception_event_overrides(error))
             elif self.capture_args and result is not None:
                 policy = _runtime.CURRENT.content
                 if policy is not None:
@@ -279,7 +280,7 @@ def observe(fn: Any = None, *, name: str | None = None, feature: str | None = No
     """
 
     def decorate(func: F) -> F:
-        hooks = ObserveHooks(name or func.__qualname__, feature, capture_args)
+        hooks = ObserveHooks(clean(name or func.__qualname__), feature, capture_args)
         return cast(F, wrap_function(func, hooks))
 
     if fn is not None:

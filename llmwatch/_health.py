@@ -68,6 +68,7 @@ class Health:
         self.calls_refused = Counter()
         self.scores_unmatched = Counter()
         self.metrics_dropped = Counter()
+        self.strings_repaired = Counter()  # lone surrogates replaced before a string reached a span
         self.last_export_error: str | None = None
         self.last_internal_error: str | None = None
         self._logged_places: set[str] = set()
@@ -87,6 +88,7 @@ class Health:
             "calls_refused": self.calls_refused.value,
             "scores_unmatched": self.scores_unmatched.value,
             "metrics_dropped": self.metrics_dropped.value,
+            "strings_repaired": self.strings_repaired.value,
         }
 
     def reset(self) -> None:
@@ -100,6 +102,7 @@ class Health:
             self.calls_refused,
             self.scores_unmatched,
             self.metrics_dropped,
+            self.strings_repaired,
         ):
             counter.reset()
         self.last_export_error = None

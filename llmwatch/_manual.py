@@ -25,6 +25,7 @@ from llmwatch._content import ContentPolicy
 from llmwatch._health import record_internal_error
 from llmwatch._providers._base import check_rules, field, text_of, text_part
 from llmwatch._providers._openai import output_messages
+from llmwatch._text import clean
 
 Messages = str | Sequence[Mapping[str, Any]]
 
@@ -33,8 +34,8 @@ class ManualHandler:
     """Handler for one ``llm_call``: messages in the common ``{"role", "content"}`` shape."""
 
     def __init__(self, provider: str, operation: str) -> None:
-        self.provider = provider
-        self.operation = operation
+        self.provider = clean(provider)
+        self.operation = clean(operation)
 
     def prompt_parts(self, request: Mapping[str, Any]) -> list[str]:
         parts: list[str] = []
@@ -156,6 +157,8 @@ class ManualCall:
         call = self._call
         if call is None:
             return
+        if not self._request["messages"] and not call.choices and call.input_tokens is None:
+            call.usage_unknown = True  # nothing recorded: no estimate of nothing, no cost
         if exc is not None:
             call.fail(exc)
         elif call.stream:

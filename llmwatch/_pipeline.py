@@ -16,6 +16,7 @@ from llmwatch import _semconv as sc
 from llmwatch._budget import REASON_BUDGET, add_cost
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._pricing import Usage
+from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
 if TYPE_CHECKING:
     from llmwatch._call import LLMCall
@@ -27,19 +28,20 @@ Step = Callable[["LLMCall", dict[str, Any]], None]
 
 
 def response_step(call: LLMCall, attrs: dict[str, Any]) -> None:
+    # Strings the provider sent: cleaned, since a JSON body may carry a lone surrogate escape.
     if call.response_id is not None:
-        attrs[sc.GEN_AI_RESPONSE_ID] = call.response_id
+        attrs[sc.GEN_AI_RESPONSE_ID] = clean(str(call.response_id))
     if call.response_model is not None:
-        attrs[sc.GEN_AI_RESPONSE_MODEL] = call.response_model
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = clean(str(call.response_model))
     reasons = [c.finish_reason for _, c in sorted(call.choices.items()) if c.finish_reason is not None]
     if reasons:
-        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = clean_value(reasons)
 
 
 def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     """Provider usage when reported; else tiktoken, else an estimate (and say which)."""
-    if call.error is not None and call.input_tokens is None and not call.choices:
-        return  # a failed call with no output: nothing was generated and nothing is known
+    if call.input_tokens is None and not call.choices and (call.error is not None or call.usage_unknown):
+        return  # a failed or empty call with no output: nothing was generated and nothing is known
     if call.input_tokens is None:
         call.input_tokens, call.usage_source = call.handler.count_input_tokens(call)
     if call.output_tokens is None:
@@ -193,8 +195,8 @@ class Pipeline:
             attrs[sc.ERROR_TYPE] = error_type(error)
         span.set_attributes(attrs)
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, str(error)[:512]))
-            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, error_description(error)))
+            span.record_exception(error, attributes=exception_event_overrides(error))
         span.end()
         HEALTH.spans_ended.add()
         duration_s = (end_ns - call.start_ns) / 1e9
@@ -229,7 +231,7 @@ class Pipeline:
             attrs[sc.LLMWATCH_BUDGET_FALLBACK] = True
         else:
             attrs[sc.ERROR_TYPE] = error_type(call.error)
-            span.set_status(Status(StatusCode.ERROR, str(call.error)[:512]))
+            span.set_status(Status(StatusCode.ERROR, error_description(call.error)))
         span.set_attributes(attrs)
         span.end()
         HEALTH.spans_ended.add()
