@@ -170,7 +170,6 @@ def kill_switch(feature: str | None = None, model: str | None = None, enabled: b
             )
     if not isinstance(enabled, bool):  # "no" or 0 must not engage a switch by being truthy
         raise _config.ConfigurationError(
-            f"llmwatch.kill_switch(): enabled must be True (refuse calls) or False (allow them again), "
-            f"got {enabled!r}"
+            f"llmwatch.kill_switch(): enabled must be True (refuse calls) or False (allow them again), got {enabled!r}"
         )
     _budget.RULES.switch(feature, model, enabled)

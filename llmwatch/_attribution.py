@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 
 from llmwatch import _semconv as sc
 from llmwatch._text import clean, clean_value
+from llmwatch._wrapping import ContextHooks, wrap_function
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,8 +147,6 @@ class _ScopedAttribution:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
-        from llmwatch._decorators import ContextHooks, wrap_function
-
         return cast(F, wrap_function(fn, ContextHooks(self._push, _CURRENT.reset)))
 
 

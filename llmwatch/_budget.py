@@ -497,4 +497,3 @@ def budget_from_args(
             f"fallback response or None, got {on_exceed!r}"
         )
     return Budget(float(limit_usd), per, user, feature, model, on_exceed)  # type: ignore[arg-type]
-

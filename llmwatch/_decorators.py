@@ -1,21 +1,17 @@
 """``@llmwatch.observe``: workflow and task spans around the user's own functions.
 
-One wrapper per function kind (sync, async, generator, async generator), all driven by the same
-:class:`Hooks`: ``start`` once per call, ``enter``/``leave`` around every step the function runs,
-``finish`` once. For generators a "step" is one ``next``/``send``/``throw``: the span's context is
-attached at the start of a step and detached at its end, in the same frame, never across a
-``yield`` (the consumer may resume the generator in another task or thread, and a context token
-must be detached where it was attached). The span itself lives from the first step to exhaustion,
-``close()`` or an error.
+The function wrappers (sync, async, generator, async generator) are ``_wrapping``'s; this module
+gives them the span hooks. The span's context is attached at the start of each step and detached at
+its end, in the same frame, never across a ``yield``. The span itself lives from the first step to
+exhaustion, ``close()`` or an error. The content policy is the one in force when the span started,
+so a ``configure()`` in between never changes how that span's content is treated.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
-from contextvars import ContextVar, Token
-from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+from contextvars import ContextVar
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -23,8 +19,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmwatch import _attribution, _runtime
 from llmwatch import _semconv as sc
+from llmwatch._content import ContentPolicy
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._text import clean, error_description, exception_event_overrides
+from llmwatch._wrapping import wrap_function
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,159 +31,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 _IN_WORKFLOW: ContextVar[bool] = ContextVar("llmwatch_in_workflow", default=False)
 
 
-class Hooks(Protocol):
-    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
-    def enter(self, state: Any) -> Any: ...
-    def leave(self, state: Any, token: Any) -> None: ...
-    def finish(self, state: Any, error: BaseException | None, result: Any) -> None: ...
-
-
-class ContextHooks:
-    """Hooks that only set and reset a context variable (``llmwatch.attributes`` as a decorator)."""
-
-    def __init__(self, push: Callable[[], Token[Any]], pop: Callable[[Token[Any]], None]) -> None:
-        self._push = push
-        self._pop = pop
-
-    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        return None
-
-    def enter(self, state: Any) -> Any:
-        return self._push()
-
-    def leave(self, state: Any, token: Any) -> None:
-        self._pop(token)
-
-    def finish(self, state: Any, error: BaseException | None, result: Any) -> None:
-        return None
-
-
-def wrap_function(fn: Callable[..., Any], hooks: Hooks) -> Callable[..., Any]:
-    """Wrap ``fn`` of any kind so ``hooks`` bracket the call and each of its steps."""
-    if inspect.isasyncgenfunction(fn):
-        return _wrap_async_generator(fn, hooks)
-    if inspect.isgeneratorfunction(fn):
-        return _wrap_generator(fn, hooks)
-    if inspect.iscoroutinefunction(fn):
-        return _wrap_coroutine(fn, hooks)
-    return _wrap_sync(fn, hooks)
-
-
-def _wrap_sync(fn: Callable[..., Any], hooks: Hooks) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = hooks.start(args, kwargs)
-        token = hooks.enter(state)
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            hooks.leave(state, token)
-            hooks.finish(state, exc, None)
-            raise
-        hooks.leave(state, token)
-        hooks.finish(state, None, result)
-        return result
-
-    return wrapper
-
-
-def _wrap_coroutine(fn: Callable[..., Any], hooks: Hooks) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = hooks.start(args, kwargs)
-        token = hooks.enter(state)
-        try:
-            result = await fn(*args, **kwargs)
-        except BaseException as exc:
-            hooks.leave(state, token)
-            hooks.finish(state, exc, None)
-            raise
-        hooks.leave(state, token)
-        hooks.finish(state, None, result)
-        return result
-
-    return wrapper
-
-
-def _wrap_generator(fn: Callable[..., Any], hooks: Hooks) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = hooks.start(args, kwargs)
-        token = hooks.enter(state)
-        try:
-            gen = fn(*args, **kwargs)
-        finally:
-            hooks.leave(state, token)
-        send: Callable[[Any], Any] = gen.send
-        value: Any = None
-        while True:
-            token = hooks.enter(state)
-            try:
-                item = send(value)
-            except StopIteration as stop:
-                hooks.leave(state, token)
-                hooks.finish(state, None, stop.value)
-                return stop.value
-            except BaseException as exc:
-                hooks.leave(state, token)
-                hooks.finish(state, exc, None)
-                raise
-            hooks.leave(state, token)
-            try:
-                value = yield item
-                send = gen.send
-            except GeneratorExit:
-                gen.close()  # closed early by the consumer: not an error
-                hooks.finish(state, None, None)
-                raise
-            except BaseException as exc:
-                send, value = gen.throw, exc
-
-    return wrapper
-
-
-def _wrap_async_generator(fn: Callable[..., Any], hooks: Hooks) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = hooks.start(args, kwargs)
-        token = hooks.enter(state)
-        try:
-            agen = fn(*args, **kwargs)
-        finally:
-            hooks.leave(state, token)
-        send: Callable[[Any], Any] = agen.asend
-        value: Any = None
-        while True:
-            token = hooks.enter(state)
-            try:
-                item = await send(value)
-            except StopAsyncIteration:
-                hooks.leave(state, token)
-                hooks.finish(state, None, None)
-                return
-            except BaseException as exc:
-                hooks.leave(state, token)
-                hooks.finish(state, exc, None)
-                raise
-            hooks.leave(state, token)
-            try:
-                value = yield item
-                send = agen.asend
-            except GeneratorExit:
-                await agen.aclose()
-                hooks.finish(state, None, None)
-                raise
-            except BaseException as exc:
-                send, value = agen.athrow, exc
-
-    return wrapper
-
-
 class _ObserveState:
-    __slots__ = ("ended", "span")
+    __slots__ = ("content", "ended", "span")
 
-    def __init__(self, span: Span | None) -> None:
+    def __init__(self, span: Span | None, content: ContentPolicy | None = None) -> None:
         self.span = span
+        self.content = content  # the policy at start: what the return value is captured under
         self.ended = False
 
 
@@ -210,7 +61,7 @@ class ObserveHooks:
                 attrs[sc.LLMWATCH_INPUT] = policy.json(policy.any_value({"args": list(args), "kwargs": kwargs}))
             span = runtime.tracer.start_span(self.name, kind=SpanKind.INTERNAL, attributes=attrs)
             HEALTH.spans_started.add()
-            return _ObserveState(span)
+            return _ObserveState(span, runtime.content if self.capture_args else None)
         except Exception as exc:
             record_internal_error("observe start", exc)
             return _ObserveState(None)
@@ -249,7 +100,7 @@ class ObserveHooks:
                 span.set_status(Status(StatusCode.ERROR, error_description(error)))
                 span.record_exception(error, attributes=exception_event_overrides(error))
             elif self.capture_args and result is not None:
-                policy = _runtime.CURRENT.content
+                policy = state.content
                 if policy is not None:
                     span.set_attribute(sc.LLMWATCH_OUTPUT, policy.json(policy.any_value(result)))
         except Exception as exc:

@@ -121,7 +121,6 @@ class Health:
             self._logged_places.add(place)
             return True
 
-
     def due(self, place: str, interval_s: float = LOG_INTERVAL_S) -> bool:
         """True at most once per ``interval_s`` for ``place``: a problem that persists (a dead
         collector) is logged again each interval, with its counts, never once per span."""

@@ -14,7 +14,7 @@ import collections
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -59,7 +59,9 @@ class UserCap:
 class Metrics:
     """The instruments, created once per ``configure()`` from its MeterProvider."""
 
-    def __init__(self, meter: Meter, *, user_dimension: bool) -> None:
+    def __init__(
+        self, meter: Meter, *, user_dimension: bool, budget_state: Callable[[], Mapping[str, Mapping[str, Any]]]
+    ) -> None:
         self.token_usage = meter.create_histogram(
             sc.METRIC_TOKEN_USAGE,
             unit="{token}",
@@ -89,7 +91,7 @@ class Metrics:
         self.errors = meter.create_counter(
             sc.METRIC_ERRORS, unit="{error}", description="Failed GenAI operations, by error.type."
         )
-        spent = _budget_gauge(spent=True)
+        spent = _budget_gauge(budget_state, spent=True)
 
         def drain_then_observe_spent(options: CallbackOptions) -> Iterable[Observation]:
             # Observable callbacks run first in every collection: record what is queued, so the
@@ -105,7 +107,7 @@ class Metrics:
         )
         meter.create_observable_gauge(
             sc.METRIC_BUDGET_LIMIT,
-            callbacks=[_budget_gauge(spent=False)],
+            callbacks=[_budget_gauge(budget_state, spent=False)],
             unit="USD",
             description="The limit of each llmwatch budget scope.",
         )
@@ -221,14 +223,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _budget_gauge(*, spent: bool) -> Callable[[CallbackOptions], Iterable[Observation]]:
-    """A gauge callback over every budget scope (read at export time, off the hot path)."""
+def _budget_gauge(
+    budget_state: Callable[[], Mapping[str, Mapping[str, Any]]], *, spent: bool
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """A gauge callback over every budget scope (read at export time, off the hot path).
+
+    ``budget_state`` is ``stats()["budgets"]``'s source, handed in so metrics need not know budgets."""
 
     def observe(options: CallbackOptions) -> Iterable[Observation]:
-        from llmwatch._budget import RULES
-
         observations = []
-        for key, state in RULES.state().items():
+        for key, state in budget_state().items():
             scope, _, window = key.rpartition("/")
             value = state["spent_usd"] if spent else state["limit_usd"]
             observations.append(

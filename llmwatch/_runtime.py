@@ -25,11 +25,12 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
 from llmwatch import _pipeline, _semconv
+from llmwatch._budget import RULES
+from llmwatch._completions import remember_completion
 from llmwatch._config import Settings
 from llmwatch._content import ContentPolicy
 from llmwatch._metrics import Metrics
 from llmwatch._pricing import PriceBook
-from llmwatch._scores import remember_completion
 
 logger = logging.getLogger("llmwatch")
 
@@ -57,7 +58,9 @@ class Runtime:
         self.tracer: Tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, VERSION)
         self.metrics = (
             Metrics(
-                meter_provider.get_meter(INSTRUMENTATION_NAME, VERSION), user_dimension=settings.metrics_user_dimension
+                meter_provider.get_meter(INSTRUMENTATION_NAME, VERSION),
+                user_dimension=settings.metrics_user_dimension,
+                budget_state=RULES.state,
             )
             if meter_provider is not None
             else None

@@ -10,8 +10,6 @@ response id through a bounded in-memory map filled as LLM spans end (the most re
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -20,38 +18,10 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 
 from llmwatch import _runtime
 from llmwatch import _semconv as sc
+from llmwatch._completions import COMPLETIONS, MAX_REMEMBERED
 from llmwatch._health import HEALTH, record_internal_error
 
 logger = logging.getLogger("llmwatch")
-MAX_REMEMBERED = 10_000
-
-
-class _Completions:
-    """response id -> span context of the completion, bounded (oldest forgotten first)."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._map: OrderedDict[str, SpanContext] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def remember(self, response_id: str, context: SpanContext) -> None:
-        with self._lock:
-            self._map[response_id] = context
-            if len(self._map) > self._limit:
-                self._map.popitem(last=False)
-
-    def find(self, response_id: str) -> SpanContext | None:
-        with self._lock:
-            return self._map.get(response_id)
-
-
-COMPLETIONS = _Completions(MAX_REMEMBERED)
-
-
-def remember_completion(call: Any, attrs: dict[str, Any]) -> None:
-    """Pipeline hook: index each ended LLM span by its response id."""
-    if call.response_id:
-        COMPLETIONS.remember(str(call.response_id), call.span.get_span_context())
 
 
 def _resolve(target: Any) -> tuple[SpanContext | None, str | None]:
