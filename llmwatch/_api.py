@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from llmwatch import _budget, _config, _health, _pricing, _providers, _runtime, _tokens
-from llmwatch._budget import BudgetExceeded
+from llmwatch._errors import BudgetExceeded, ConfigurationError
 
 ClientT = TypeVar("ClientT")
 _lock = threading.Lock()
@@ -165,11 +165,9 @@ def kill_switch(feature: str | None = None, model: str | None = None, enabled: b
     """
     for name, value in (("feature", feature), ("model", model)):
         if value is not None and (not isinstance(value, str) or not value):
-            raise _config.ConfigurationError(
-                f"llmwatch.kill_switch(): {name} must be a non-empty string, got {value!r}"
-            )
+            raise ConfigurationError(f"llmwatch.kill_switch(): {name} must be a non-empty string, got {value!r}")
     if not isinstance(enabled, bool):  # "no" or 0 must not engage a switch by being truthy
-        raise _config.ConfigurationError(
+        raise ConfigurationError(
             f"llmwatch.kill_switch(): enabled must be True (refuse calls) or False (allow them again), got {enabled!r}"
         )
     _budget.RULES.switch(feature, model, enabled)

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from llmwatch._attribution import Attribution
     from llmwatch._call import LLMCall
 
+from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
+from llmwatch._errors import FeatureDisabled as FeatureDisabled
+
 logger = logging.getLogger("llmwatch")
 
 Window = Literal["hour", "day", "month"]
@@ -55,36 +58,6 @@ _PICO: Final = 1_000_000_000_000  # spent totals are int picodollars: exact, ord
 _WINDOWS: Final = ("hour", "day", "month")
 # Per-value ("*") budgets keep one window per value; past this many, the least-spent are forgotten.
 _MAX_KEYS_PER_BUDGET: Final = 10_000
-
-
-class BudgetExceeded(Exception):
-    """A call was refused because its budget scope has spent its limit for the current window."""
-
-    def __init__(self, scope: str, window: str, limit_usd: float, spent_usd: float, resets_at: dt.datetime) -> None:
-        self.scope = scope
-        self.window = window
-        self.limit_usd = limit_usd
-        self.spent_usd = spent_usd
-        self.resets_at = resets_at
-        # The refused call, so an ``on_exceed`` callable can ask a cheaper model the same thing:
-        # ``request`` is the keyword arguments of the SDK call (``{"model": ...}`` for ``llm_call``).
-        self.provider: str | None = None
-        self.model: str | None = None
-        self.request: Mapping[str, Any] = {}
-        super().__init__(
-            f"llmwatch budget exceeded for {scope} ({window}): spent ${spent_usd:.6f} of ${limit_usd:.6f}; "
-            f"resets at {resets_at.isoformat()}"
-        )
-
-
-class FeatureDisabled(Exception):
-    """A call was refused because a kill switch covers its feature or model."""
-
-    def __init__(self, scope: str, feature: str | None, model: str | None) -> None:
-        self.scope = scope
-        self.feature = feature
-        self.model = model
-        super().__init__(f"llmwatch kill switch engaged for {scope}: call refused before any request was sent")
 
 
 # --- windows ----------------------------------------------------------------------------------------

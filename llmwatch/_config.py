@@ -18,12 +18,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from llmwatch._errors import ConfigurationError as ConfigurationError  # re-exported: its old home
+
 CaptureMode = Literal[False, True, "redacted"]
 Redactor = Callable[[str], str]
-
-
-class ConfigurationError(ValueError):
-    """A wrong ``configure()`` argument or environment variable; the message says how to fix it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,47 @@
+"""Every exception llmwatch raises to its users, in one place (all are re-exported by ``llmwatch``).
+
+- :class:`ConfigurationError` (a ``ValueError``): a wrong ``configure()`` argument or environment
+  variable, raised at ``configure()`` with a message saying how to fix it.
+- :class:`BudgetExceeded`: a call refused before any I/O because its budget scope spent its limit.
+- :class:`FeatureDisabled`: a call refused before any I/O because a kill switch covers it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+
+class ConfigurationError(ValueError):
+    """A wrong ``configure()`` argument or environment variable; the message says how to fix it."""
+
+
+class BudgetExceeded(Exception):
+    """A call was refused because its budget scope has spent its limit for the current window."""
+
+    def __init__(self, scope: str, window: str, limit_usd: float, spent_usd: float, resets_at: dt.datetime) -> None:
+        self.scope = scope
+        self.window = window
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.resets_at = resets_at
+        # The refused call, so an ``on_exceed`` callable can ask a cheaper model the same thing:
+        # ``request`` is the keyword arguments of the SDK call (``{"model": ...}`` for ``llm_call``).
+        self.provider: str | None = None
+        self.model: str | None = None
+        self.request: Mapping[str, Any] = {}
+        super().__init__(
+            f"llmwatch budget exceeded for {scope} ({window}): spent ${spent_usd:.6f} of ${limit_usd:.6f}; "
+            f"resets at {resets_at.isoformat()}"
+        )
+
+
+class FeatureDisabled(Exception):
+    """A call was refused because a kill switch covers its feature or model."""
+
+    def __init__(self, scope: str, feature: str | None, model: str | None) -> None:
+        self.scope = scope
+        self.feature = feature
+        self.model = model
+        super().__init__(f"llmwatch kill switch engaged for {scope}: call refused before any request was sent")
