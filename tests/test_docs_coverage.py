@@ -1,0 +1,525 @@
+"""The coverage tables of docs/openai.md and docs/anthropic.md say what really happens.
+
+Each row names calls (``client.chat.completions.create(stream=True)``) and the clients they are made
+on; this test makes every one with the real SDK against the loopback server and checks the row:
+
+- "Methods covered": exactly one llmwatch span, with tokens and cost, and no span of the SDK's own;
+- "Not covered": no span at all (the request still reaches the server, so "none" is not an accident);
+- the platform-client tables (Azure, Bedrock, Vertex...): the number of spans and the provider name
+  they state. Those clients reach the loopback server through :class:`PlatformRoutes`, a transport
+  that maps their URL schemes onto its routes.
+
+And every method llmwatch hooks (the providers' ``TARGETS``) must appear in its page's "Methods
+covered" table, so a hook added without its documentation fails here too.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib
+import inspect
+import json
+import operator
+import re
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from anthropic._streaming import SSEDecoder
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import llmwatch
+from llmwatch._demo._server import FakeLLMServer
+from llmwatch._providers import _anthropic, _openai
+from llmwatch.testing import Captured
+
+try:
+    import httpx2 as httpx  # the HTTP client of the SDK versions this suite runs
+except ImportError:  # pragma: no cover - older SDKs
+    import httpx  # type: ignore[no-redef]
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = {"openai": "openai.md", "anthropic": "anthropic.md"}
+PLATFORM_TABLES = {"openai": "Other OpenAI clients", "anthropic": "Bedrock, Vertex and the other platform clients"}
+CODE = re.compile(r"`([^`]+)`")
+WRAPPERS = ("with_raw_response", "with_streaming_response")
+ASK = [{"role": "user", "content": "Hello there"}]
+CLAUDE = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": ASK}
+# The smallest valid request per resource (the path without ``beta.`` and the raw-response wrappers),
+# or per resource and method; a row's own arguments are added to it.
+REQUESTS: dict[str, dict[str, Any]] = {
+    "chat.completions": {"model": "gpt-4o-mini", "messages": ASK},
+    "completions": {"model": "gpt-3.5-turbo-instruct", "prompt": "Hello there"},
+    "responses": {"model": "gpt-4o-mini", "input": "Hello there"},
+    "embeddings": {"model": "text-embedding-3-small", "input": "Hello there"},
+    "messages": CLAUDE,
+    "messages.count_tokens": {"model": CLAUDE["model"], "messages": ASK},
+    "messages.batches": {"requests": [{"custom_id": "one", "params": CLAUDE}]},
+}
+REPLACES_REQUEST = frozenset({"response_id"})  # resuming a stored response takes nothing else
+
+
+# --- reading the docs ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Call:
+    text: str  # as the doc writes it
+    path: str  # from the client: "chat.completions.with_raw_response.create"
+    arguments: tuple[tuple[str, Any], ...]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.arguments)
+
+
+def parse_call(text: str) -> Call:
+    node = ast.parse(text, mode="eval").body
+    arguments: tuple[tuple[str, Any], ...] = ()
+    if isinstance(node, ast.Call):
+        arguments = tuple((str(k.arg), ast.literal_eval(k.value)) for k in node.keywords)
+        node = node.func
+    path = ast.unparse(node)
+    assert path.startswith("client."), f"a call in the docs must start with `client.`: {text}"
+    return Call(text, path.removeprefix("client."), arguments)
+
+
+def table(page: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table under ``## heading``, as lists of cells."""
+    lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
+    assert f"## {heading}" in lines, f"docs/{page} has no '## {heading}' section"
+    rows: list[list[str]] = []
+    for line in lines[lines.index(f"## {heading}") + 1 :]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    assert len(rows) > 2, f"docs/{page}, '## {heading}': no table"
+    return rows[2:]  # past the header and the |---| line
+
+
+def call_rows(sdk: str, heading: str) -> list[tuple[Call, str]]:
+    """(call, "sync" | "async") for every row of a "Methods covered" / "Not covered" table."""
+    rows = []
+    for cells in table(PAGES[sdk], heading):
+        calls = CODE.findall(cells[0])
+        assert len(calls) == 1, f"docs/{PAGES[sdk]}, '{heading}': one `client....` call per row, not {cells[0]}"
+        (text,) = calls
+        rows += [(parse_call(text), flavour.strip()) for flavour in cells[1].split(",")]
+    return rows
+
+
+def platform_rows(sdk: str) -> list[tuple[str, Call, int, str | None]]:
+    """(client class, call, llmwatch spans, provider name) for every client and call of a row."""
+    rows = []
+    for cells in table(PAGES[sdk], PLATFORM_TABLES[sdk]):
+        clients, calls, spans, provider = cells[:4]
+        names = CODE.findall(provider)
+        for client in CODE.findall(clients):
+            rows += [
+                (client, parse_call(text), int(spans), names[0] if names else None) for text in CODE.findall(calls)
+            ]
+    return rows
+
+
+def params(rows: list[Any], sdk: str) -> list[Any]:
+    return [
+        pytest.param(sdk, *row, id=f"{sdk}:{'-'.join(str(v.text if isinstance(v, Call) else v) for v in row)}")
+        for row in rows
+    ]
+
+
+# --- making the calls ------------------------------------------------------------------------------
+async def resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def drain(stream: Any, is_async: bool) -> None:
+    if is_async:
+        async for _ in stream:
+            pass
+    else:
+        for _ in stream:
+            pass
+
+
+async def make_call(client: Any, call: Call, is_async: bool) -> None:
+    """Make the call as a user would, and read it to the end (parse the raw response, drain the stream)."""
+    parts = call.path.split(".")
+    method, wrapper = parts[-1], parts[-2] if parts[-2] in WRAPPERS else None
+    resource = ".".join(p for p in parts[:-1] if p not in WRAPPERS).removeprefix("beta.")
+    base = REQUESTS.get(f"{resource}.{method}", REQUESTS.get(resource))
+    assert base is not None, f"no request known for `{call.text}`: add one to REQUESTS"
+    request = call.kwargs if REPLACES_REQUEST & set(call.kwargs) else {**base, **call.kwargs}
+    streamed = call.kwargs.get("stream") is True
+    bound = operator.attrgetter(call.path)(client)
+    if wrapper == "with_streaming_response":
+        if is_async:
+            async with bound(**request) as response:
+                parsed = await response.parse()
+                if streamed:
+                    await drain(parsed, True)
+        else:
+            with bound(**request) as response:
+                parsed = response.parse()
+                if streamed:
+                    await drain(parsed, False)
+    elif method == "stream":  # the stream helpers: a context manager around the events
+        if is_async:
+            async with bound(**request) as events:
+                await drain(events, True)
+        else:
+            with bound(**request) as events:
+                await drain(events, False)
+    else:
+        result = raw = await resolve(bound(**request))
+        if wrapper == "with_raw_response":
+            # `raw` stays referenced until the stream is read: see test_raw_stream_outlives_its_raw_response.
+            result = await resolve(raw.parse())
+        if streamed:
+            await drain(result, is_async)
+        del raw
+
+
+def first_party_client(sdk: str, flavour: str, server: FakeLLMServer, *, traced: bool = True) -> Any:
+    if sdk == "openai":
+        cls: Any = openai.AsyncOpenAI if flavour == "async" else openai.OpenAI
+        client = cls(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0)
+    else:
+        cls = anthropic.AsyncAnthropic if flavour == "async" else anthropic.Anthropic
+        client = cls(api_key="sk-ant-test-0123456789", base_url=server.anthropic_base_url, max_retries=0)
+    return llmwatch.instrument(client) if traced else client
+
+
+class PlatformRoutes:
+    """Sends a platform client's requests to the loopback server's routes, over real HTTP.
+
+    Bedrock (``/model/{id}/invoke[-with-response-stream]``) and Vertex (``.../models/{id}:rawPredict``)
+    carry the model in the URL: it goes back into the body, as the server reads it there. ``models``
+    stands in for what a platform's own server does with a name (an Azure deployment's model).
+    """
+
+    def __init__(self, server: FakeLLMServer, models: dict[str, str] | None = None) -> None:
+        self.origin = server.base_url
+        self.models = models or {}
+
+    def route(self, request: Any) -> Any:
+        path = urllib.parse.unquote(request.url.path)
+        body = json.loads(request.content or b"{}")
+        bedrock = re.search(r"/model/(.+)/invoke(-with-response-stream)?$", path)
+        vertex = re.search(r"/models/(.+):(?:stream)?[rR]awPredict$", path)
+        if bedrock:
+            body["model"], body["stream"] = bedrock.group(1), bool(bedrock.group(2))
+        elif vertex:
+            body["model"] = vertex.group(1)
+        if isinstance(body.get("model"), str):
+            body["model"] = self.models.get(body["model"], body["model"])
+        if bedrock or vertex or path.endswith("/messages"):
+            path = "/v1/messages"
+        elif path.endswith("/chat/completions"):
+            path = "/v1/chat/completions"
+        query = f"?{request.url.query.decode()}" if request.url.query else ""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        return httpx.Request(request.method, self.origin + path + query, headers=headers, content=json.dumps(body))
+
+
+class SyncRoutes(httpx.BaseTransport):
+    def __init__(self, routes: PlatformRoutes) -> None:
+        self.routes, self.inner = routes, httpx.HTTPTransport()
+
+    def handle_request(self, request: Any) -> Any:
+        return self.inner.handle_request(self.routes.route(request))
+
+
+class AsyncRoutes(httpx.AsyncBaseTransport):
+    def __init__(self, routes: PlatformRoutes) -> None:
+        self.routes, self.inner = routes, httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: Any) -> Any:
+        return await self.inner.handle_async_request(self.routes.route(request))
+
+
+# Per platform client (its name without "Async"): what it needs to start without credentials or a
+# network, and the model name that platform uses in requests.
+PLATFORM_CLIENTS: dict[str, tuple[dict[str, Any], str]] = {
+    "AzureOpenAI": (
+        {"api_key": "azure-test-key", "api_version": "2024-10-21", "azure_endpoint": "https://r.openai.azure.com"},
+        "gpt-4o-mini",
+    ),
+    "BedrockOpenAI": ({"api_key": "bedrock-test-key", "aws_region": "us-east-1"}, "gpt-4o-mini"),
+    "AnthropicBedrock": (
+        {"api_key": "bedrock-test-key", "aws_region": "us-east-1"},
+        "anthropic.claude-haiku-4-5-20251001-v1:0",
+    ),
+    "AnthropicVertex": (
+        {"access_token": "vertex-test-token", "region": "us-east5", "project_id": "p"},
+        "claude-haiku-4-5@20251001",
+    ),
+    "AnthropicAWS": ({"api_key": "aws-test-key", "aws_region": "us-east-1", "workspace_id": "w"}, "claude-haiku-4-5"),
+    "AnthropicFoundry": ({"api_key": "foundry-test-key", "resource": "r"}, "claude-haiku-4-5"),
+    "AnthropicGoogleCloud": (
+        {"skip_auth": True, "project": "p", "location": "global", "workspace_id": "w"},
+        "claude-haiku-4-5",
+    ),
+    "AnthropicBedrockMantle": ({"api_key": "mantle-test-key", "aws_region": "us-east-1"}, "claude-haiku-4-5"),
+}
+
+
+def platform_client(name: str, server: FakeLLMServer, models: dict[str, str] | None = None) -> tuple[Any, str, bool]:
+    """(instrumented client, its model name, is it async) for ``openai.AzureOpenAI`` etc."""
+    module_name, class_name = name.split(".")
+    is_async = class_name.startswith("Async")
+    known = PLATFORM_CLIENTS.get(class_name.removeprefix("Async"))
+    assert known is not None, f"no way to start `{name}` in this test: add it to PLATFORM_CLIENTS"
+    options, model = known
+    routes = PlatformRoutes(server, models)
+    http = httpx.AsyncClient(transport=AsyncRoutes(routes)) if is_async else httpx.Client(transport=SyncRoutes(routes))
+    client = getattr(importlib.import_module(module_name), class_name)(**options, http_client=http, max_retries=0)
+    if class_name.removeprefix("Async") == "AnthropicBedrock":
+        # Bedrock frames stream events as an AWS event stream (decoded with botocore); the server sends
+        # them as SSE. llmwatch sees the decoded events either way.
+        client._make_sse_decoder = SSEDecoder
+    return llmwatch.instrument(client), model, is_async
+
+
+def with_model(call: Call, model: str) -> Call:
+    return Call(call.text, call.path, (*call.arguments, ("model", model)))
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def sdk_spans() -> Iterator[InMemorySpanExporter]:
+    """A real global TracerProvider: where an SDK puts spans of its own (OTel sets it once: reset)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace._TRACER_PROVIDER_SET_ONCE._done = False
+    trace._TRACER_PROVIDER = None
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    trace._TRACER_PROVIDER_SET_ONCE._done = False
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture(autouse=True)
+def _healthy() -> Iterator[None]:
+    yield
+    stats = llmwatch.stats()
+    assert stats["internal_errors"] == 0
+    assert stats["spans_started"] == stats["spans_ended"]
+
+
+def assert_one_priced_span(captured: Captured, where: str) -> dict[str, Any]:
+    spans = captured.llm_spans()
+    assert len(spans) == 1, f"{where}: {len(spans)} llmwatch spans, the docs say 1"
+    attrs = dict(spans[0].attributes or {})
+    assert attrs["gen_ai.usage.input_tokens"] > 0, where
+    if attrs["gen_ai.operation.name"] != "embeddings":
+        assert attrs["gen_ai.usage.output_tokens"] > 0, where
+    assert attrs["llmwatch.cost.usd"] > 0, where
+    if attrs.get("llmwatch.stream"):
+        assert attrs["llmwatch.stream.completed"] is True, where
+    return attrs
+
+
+# --- the tables ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sdk", "call", "flavour"),
+    params(call_rows("openai", "Methods covered"), "openai")
+    + params(call_rows("anthropic", "Methods covered"), "anthropic"),
+)
+async def test_each_covered_call_gives_one_span_with_tokens_and_cost(
+    server: FakeLLMServer, captured: Captured, sdk_spans: InMemorySpanExporter, sdk: str, call: Call, flavour: str
+) -> None:
+    await make_call(first_party_client(sdk, flavour, server), call, flavour == "async")
+    assert_one_priced_span(captured, f"docs/{PAGES[sdk]}: `{call.text}` ({flavour})")
+    assert sdk_spans.get_finished_spans() == ()  # nor a second one from the SDK itself
+
+
+@pytest.mark.parametrize(
+    ("sdk", "call", "flavour"),
+    params(call_rows("openai", "Not covered"), "openai") + params(call_rows("anthropic", "Not covered"), "anthropic"),
+)
+async def test_each_call_not_covered_gives_no_span(
+    server: FakeLLMServer, captured: Captured, sdk_spans: InMemorySpanExporter, sdk: str, call: Call, flavour: str
+) -> None:
+    sent = len(server.requests)
+    # A route the loopback server lacks answers 404: a hooked method would still give an (error) span.
+    with contextlib.suppress(openai.APIStatusError, anthropic.APIStatusError):
+        await make_call(first_party_client(sdk, flavour, server), call, flavour == "async")
+    assert len(server.requests) > sent, f"`{call.text}` never reached the server: the check would prove nothing"
+    assert captured.llm_spans() == [], f"docs/{PAGES[sdk]} lists `{call.text}` ({flavour}) as not covered"
+    assert sdk_spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize(
+    ("sdk", "client", "call", "spans", "provider"),
+    params(platform_rows("openai"), "openai") + params(platform_rows("anthropic"), "anthropic"),
+)
+async def test_platform_clients_give_the_spans_the_docs_say(
+    server: FakeLLMServer,
+    captured: Captured,
+    sdk_spans: InMemorySpanExporter,
+    sdk: str,
+    client: str,
+    call: Call,
+    spans: int,
+    provider: str | None,
+) -> None:
+    instance, model, is_async = platform_client(client, server)
+    await make_call(instance, with_model(call, model), is_async)
+    where = f"docs/{PAGES[sdk]}: `{call.text}` on `{client}`"
+    found = captured.llm_spans()
+    assert len(found) == spans, f"{where}: {len(found)} llmwatch spans, the docs say {spans}"
+    for span in found:
+        assert (span.attributes or {})["gen_ai.provider.name"] == provider, where
+        assert (span.attributes or {})["gen_ai.usage.input_tokens"] > 0, where
+    assert sdk_spans.get_finished_spans() == ()  # a traced client's own SDK spans are off, in every case
+
+
+@pytest.mark.parametrize(("sdk", "module"), [("openai", _openai), ("anthropic", _anthropic)])
+def test_every_hooked_method_is_in_its_methods_covered_table(server: FakeLLMServer, sdk: str, module: Any) -> None:
+    documented: set[tuple[type, str]] = set()
+    for call, flavour in call_rows(sdk, "Methods covered"):
+        if any(wrapper in call.path for wrapper in WRAPPERS):
+            continue
+        owner, _, method = call.path.rpartition(".")
+        documented.add(
+            (type(operator.attrgetter(owner)(first_party_client(sdk, flavour, server, traced=False))), method)
+        )
+    missing = []
+    for module_name, class_name, method, _, _ in module.TARGETS:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if not isinstance(cls, type) or method not in cls.__dict__:
+            continue  # not in this SDK version: nothing is hooked
+        if not any(issubclass(owner, cls) and name == method for owner, name in documented):
+            missing.append(f"{module_name}.{class_name}.{method}")
+    assert missing == [], f"llmwatch hooks these, docs/{PAGES[sdk]} 'Methods covered' does not list them: {missing}"
+
+
+# --- what the prose around the tables says ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sdk", "derive"),
+    [
+        ("openai", "with_options"),
+        ("openai", "copy"),
+        ("anthropic", "with_options"),
+        ("anthropic", "copy"),
+        ("anthropic", "with_middleware"),
+    ],
+)
+def test_a_client_derived_from_a_traced_one_is_traced(
+    server: FakeLLMServer, captured: Captured, sdk: str, derive: str
+) -> None:
+    derived = getattr(first_party_client(sdk, "sync", server), derive)()
+    if sdk == "openai":
+        derived.chat.completions.create(**REQUESTS["chat.completions"])
+    else:
+        derived.messages.create(**CLAUDE)
+    assert_one_priced_span(captured, f"{sdk} client.{derive}()")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="llmwatch bug: a raw response collected after parse() abandons its stream's call"
+)
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_raw_stream_outlives_its_raw_response(server: FakeLLMServer, captured: Captured, sdk: str) -> None:
+    """``with_raw_response.create(stream=True).parse()`` in one expression: the raw response is gone at once.
+
+    The docs tell users to keep it referenced until the stream is read; once this passes, drop that
+    advice from docs/openai.md and docs/anthropic.md (and this xfail).
+    """
+    client = first_party_client(sdk, "sync", server)
+    if sdk == "openai":
+        chunks = list(
+            client.chat.completions.with_raw_response.create(**REQUESTS["chat.completions"], stream=True).parse()
+        )
+        assert all(chunk.choices for chunk in chunks)  # the usage chunk llmwatch asked for stays hidden
+    else:
+        list(client.messages.with_raw_response.create(**CLAUDE, stream=True).parse())
+    assert_one_priced_span(captured, f"{sdk}: with_raw_response.create(stream=True).parse()")
+
+
+@pytest.mark.parametrize(
+    "bedrock_id", ["anthropic.claude-haiku-4-5-20251001-v1:0", "us.anthropic.claude-haiku-4-5-20251001-v1:0"]
+)
+def test_bedrock_model_ids_are_unpriced_unless_the_response_names_a_claude_model(
+    server: FakeLLMServer, captured: Captured, bedrock_id: str
+) -> None:
+    client, _, _ = platform_client("anthropic.AnthropicBedrock", server)
+    client.messages.create(**{**CLAUDE, "model": bedrock_id})  # the server answers with the id it was sent
+    client, _, _ = platform_client("anthropic.AnthropicBedrock", server, models={bedrock_id: "claude-haiku-4-5"})
+    client.messages.create(**{**CLAUDE, "model": bedrock_id})  # ... or with the Claude name
+    first_party_client("anthropic", "sync", server).messages.create(**CLAUDE)
+    by_id, by_name, first_party = (dict(s.attributes or {}) for s in captured.llm_spans())
+    assert by_id["gen_ai.request.model"] == by_name["gen_ai.request.model"] == bedrock_id
+    assert by_id["llmwatch.cost.unknown_model"] is True and "llmwatch.cost.usd" not in by_id
+    assert by_name["llmwatch.cost.usd"] == first_party["llmwatch.cost.usd"]  # Anthropic's own rates
+
+
+def test_vertex_model_ids_are_priced_at_anthropic_rates(server: FakeLLMServer, captured: Captured) -> None:
+    client, model, _ = platform_client("anthropic.AnthropicVertex", server)
+    client.messages.create(**{**CLAUDE, "model": model})
+    first_party_client("anthropic", "sync", server).messages.create(**CLAUDE)
+    vertex, first_party = (dict(s.attributes or {}) for s in captured.llm_spans())
+    assert vertex["gen_ai.response.model"] == model == "claude-haiku-4-5@20251001"
+    assert vertex["gen_ai.usage.input_tokens"] == first_party["gen_ai.usage.input_tokens"]
+    assert vertex["llmwatch.cost.usd"] == first_party["llmwatch.cost.usd"]
+
+
+def test_azure_is_priced_by_the_model_its_response_names(server: FakeLLMServer, captured: Captured) -> None:
+    for models in ({"prod-chat": "gpt-4o-mini"}, {}):  # the deployment's model, or a name the server echoes
+        client, _, _ = platform_client("openai.AzureOpenAI", server, models=models)
+        client.chat.completions.create(**{**REQUESTS["chat.completions"], "model": "prod-chat"})
+    known, unknown = (dict(s.attributes or {}) for s in captured.llm_spans())
+    assert known["gen_ai.request.model"] == unknown["gen_ai.request.model"] == "prod-chat"
+    assert known["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18" and known["llmwatch.cost.usd"] > 0
+    assert unknown["llmwatch.cost.unknown_model"] is True and "llmwatch.cost.usd" not in unknown
+
+
+@pytest.mark.parametrize("client_name", ["anthropic.AnthropicBedrock", "anthropic.AnthropicVertex"])
+def test_llm_call_is_the_only_span_of_an_untraced_platform_beta_call(
+    server: FakeLLMServer, captured: Captured, sdk_spans: InMemorySpanExporter, client_name: str
+) -> None:
+    client, model, _ = platform_client(client_name, server)
+    with llmwatch.llm_call(provider="anthropic", model=model) as call:
+        message = client.beta.messages.create(**{**CLAUDE, "model": model})
+        call.set_output(
+            message.content[0].text, input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens
+        )
+    assert len(captured.llm_spans()) == 1
+    assert sdk_spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_llm_call_around_a_traced_call_counts_it_twice(server: FakeLLMServer, captured: Captured, sdk: str) -> None:
+    """Why docs/manual.md says never to wrap a covered call in ``llm_call``."""
+    client = first_party_client(sdk, "sync", server)
+    with llmwatch.llm_call(provider=sdk, model="gpt-4o-mini" if sdk == "openai" else CLAUDE["model"]) as call:
+        if sdk == "openai":
+            reply = client.chat.completions.create(**REQUESTS["chat.completions"])
+            call.set_output(
+                reply.choices[0].message.content,
+                input_tokens=reply.usage.prompt_tokens,
+                output_tokens=reply.usage.completion_tokens,
+            )
+        else:
+            message = client.messages.create(**CLAUDE)
+            call.set_output(
+                message.content[0].text,
+                input_tokens=message.usage.input_tokens,
+                output_tokens=message.usage.output_tokens,
+            )
+    spans = captured.llm_spans()
+    assert len(spans) == 2
+    assert spans[0].attributes["llmwatch.cost.usd"] == spans[1].attributes["llmwatch.cost.usd"] > 0
