@@ -27,7 +27,7 @@ def span_file(tmp_path: Path) -> Path:
 def test_report_prints_tables(span_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(span_file), "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert "12 calls | 0 errors (0.0%)" in out
+    assert "12 calls | 0 refused | 0 errors (0.0% of 12 sent)" in out
     assert "By feature" in out and "By user" in out and "By model" in out
     assert "(others) 1 more" in out
     assert "skipped 1 unreadable line(s)" in out
