@@ -1,9 +1,10 @@
-"""The ``llmwatch`` command: ``llmwatch report [FILE ...]`` and ``llmwatch demo``.
+"""The ``llmwatch`` command: ``llmwatch report [FILE ...]``, ``llmwatch demo``, ``llmwatch serve-fake``.
 
 ``main`` returns the exit code instead of exiting (the console script and ``python -m llmwatch``
 pass it to ``sys.exit``), so tests call it directly. Exit codes: 0 done (an empty file included),
-2 a usage error, a span file that cannot be read, or a missing optional dependency (the message
-says what to do); 1 when stdout was closed early (``llmwatch report | head``).
+2 a usage error, a span file that cannot be read, an address ``serve-fake`` cannot listen on, or a
+missing optional dependency (the message says what to do); 1 when stdout was closed early
+(``llmwatch report | head``). ``serve-fake`` exits 0 when stopped by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "serve-fake":
+            return _serve_fake(args)
         return run_report(args.files or [default_span_file()], top=args.top, as_json=args.json, html_out=args.html)
     except BrokenPipeError:
         # `llmwatch report --json | head`: the reader left. Point stdout at devnull so the interpreter's
@@ -65,8 +68,10 @@ def default_span_file() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmwatch", description="Observe LLM calls: local report and demo.")
-    commands = parser.add_subparsers(dest="command", metavar="{report,demo}")
+    parser = argparse.ArgumentParser(
+        prog="llmwatch", description="Observe LLM calls: local report, demo, and a fake provider for local trials."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{report,demo,serve-fake}")
     report = commands.add_parser(
         "report",
         help="cost, tokens, latency and errors by feature, user and model, from a JSON Lines span file",
@@ -99,6 +104,17 @@ def _parser() -> argparse.ArgumentParser:
         default=f"./{DEMO_HTML_FILE}",
         help=f"HTML page with charts (default ./{DEMO_HTML_FILE}; needs the html extra; '' for none)",
     )
+    serve = commands.add_parser(
+        "serve-fake",
+        help="run the demo's fake OpenAI/Anthropic server for your own app (no keys, no network)",
+        description="Serve the OpenAI and Anthropic APIs on loopback with deterministic answers and "
+        "scenarios (errors, 429s, cut streams...), until Ctrl-C or SIGTERM. Any API key works.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=_port, default=0, metavar="N", help="port (default 0: a free one, printed)")
+    serve.add_argument("--latency", type=_seconds, default=0.0, metavar="S", help="delay of JSON answers, seconds")
+    serve.add_argument("--ttft", type=_seconds, default=0.0, metavar="S", help="delay to a stream's first token")
+    serve.add_argument("--chunk-delay", type=_seconds, default=0.0, metavar="S", help="delay between stream chunks")
     return parser
 
 
@@ -111,6 +127,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 600:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 to 600 seconds, got {text}")
     return value
 
 
@@ -195,3 +225,17 @@ def _demo(args: argparse.Namespace) -> int:
         print("llmwatch demo: no HTML page (plotly is not installed: pip install 'llmwatch[html]')", file=sys.stderr)
         html_out = None
     return run_report([path], top=args.top, as_json=args.json, html_out=html_out)
+
+
+def _serve_fake(args: argparse.Namespace) -> int:
+    from llmwatch._demo._serve import serve_fake
+
+    return serve_fake(
+        host=args.host,
+        port=args.port,
+        latency_s=args.latency,
+        ttft_s=args.ttft,
+        chunk_delay_s=args.chunk_delay,
+        out=sys.stdout,
+        err=sys.stderr,
+    )

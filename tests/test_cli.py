@@ -1,11 +1,16 @@
-"""The command line: ``llmwatch report`` and ``llmwatch demo`` (``main`` returns the exit code)."""
+"""The command line: ``llmwatch report``, ``demo`` and ``serve-fake`` (``main`` returns the exit code)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,7 @@ from test_report import span, write_spans
 
 import llmwatch._demo
 from llmwatch._cli import main
+from llmwatch._demo._serve import serve_fake
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +33,7 @@ def span_file(tmp_path: Path) -> Path:
 def test_report_prints_tables(span_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(span_file), "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert "12 calls | 0 errors (0.0%)" in out
+    assert "12 calls | 0 refused | 0 errors (0.0% of 12 sent)" in out
     assert "By feature" in out and "By user" in out and "By model" in out
     assert "(others) 1 more" in out
     assert "skipped 1 unreadable line(s)" in out
@@ -95,7 +101,17 @@ def test_report_html_without_plotly(
     assert "pip install 'llmwatch[html]'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [[], ["report", "--top", "-1"], ["demo", "--requests", "0"], ["frobnicate"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["report", "--top", "-1"],
+        ["demo", "--requests", "0"],
+        ["frobnicate"],
+        ["serve-fake", "--port", "70000"],
+        ["serve-fake", "--latency", "nan"],
+    ],
+)
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert capsys.readouterr().err
@@ -170,3 +186,108 @@ def test_real_demo_end_to_end(
     assert totals["output_tokens"] == sum(a.get("gen_ai.usage.output_tokens", 0) for a in calls)
     assert totals["errors"] == sum("error.type" in a for a in calls)
     assert (tmp_path / "llmwatch-demo.html").exists()
+
+
+# --- serve-fake -----------------------------------------------------------------------------------
+
+
+def _start_serve_fake(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``python -m llmwatch serve-fake`` in a subprocess; returns it and the ``export`` lines it printed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmwatch", "serve-fake", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    watchdog = threading.Timer(120, proc.kill)  # a hung server fails the test instead of hanging it
+    watchdog.start()
+    exports: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if match := re.match(r"\s*export (\w+_BASE_URL)=(\S+)$", line):
+            exports[match.group(1)] = match.group(2)
+        if line.startswith("  ") and "stream-error-event" in line:  # the scenario list: the banner's end
+            break
+    watchdog.cancel()
+    return proc, exports
+
+
+def _stop(proc: subprocess.Popen[str], signum: int) -> tuple[int, str]:
+    proc.send_signal(signum)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_serve_fake_serves_the_real_sdks_until_stopped(signum: int) -> None:
+    import anthropic
+    import openai
+
+    proc, exports = _start_serve_fake("--port", "0")
+    try:
+        assert set(exports) == {"OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"}, exports
+        base = exports["ANTHROPIC_BASE_URL"]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base) and int(base.rsplit(":", 1)[1]) > 0
+        assert exports["OPENAI_BASE_URL"] == base + "/v1"
+        oai = openai.OpenAI(api_key="anything", base_url=exports["OPENAI_BASE_URL"], max_retries=0)
+        reply = oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello there"}])
+        assert reply.model == "gpt-4o-2024-08-06" and reply.choices[0].message.content
+        assert reply.usage is not None and reply.usage.prompt_tokens == 5
+        with pytest.raises(openai.RateLimitError):  # a scenario, chosen from the prompt text
+            oai.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi [[scenario:error-429]]"}]
+            )
+        ant = anthropic.Anthropic(api_key="whatever", base_url=exports["ANTHROPIC_BASE_URL"], max_retries=0)
+        message = ant.messages.create(
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "hello there"}]
+        )
+        assert message.content[0].type == "text" and message.usage.input_tokens == 5
+        with ant.messages.stream(
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "stream [[chunks:3]]"}]
+        ) as stream:
+            assert "".join(stream.text_stream)
+    finally:
+        code, err = _stop(proc, signum)
+    assert code == 0, err
+    assert "stopped after 4 request(s)" in err
+    assert "Traceback" not in err and "warning" not in err
+
+
+def test_serve_fake_off_loopback_only_when_asked_and_with_a_warning() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    stopped = threading.Event()
+    stopped.set()  # serve, print, and stop at once
+    assert serve_fake(out=out, err=err, stop=stopped) == 0
+    assert "(loopback only)" in out.getvalue() and "warning" not in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert serve_fake(host="0.0.0.0", out=out, err=err, stop=stopped) == 0
+    assert "warning: listening on 0.0.0.0, not loopback" in err.getvalue()
+    assert "reachable from other machines" in out.getvalue()
+    assert "export OPENAI_BASE_URL=http://127.0.0.1:" in out.getvalue()  # the URL to use on this machine
+
+
+def test_serve_fake_lists_every_scenario_and_how_to_pick_one() -> None:
+    from llmwatch._demo._server import SCENARIOS
+
+    out = io.StringIO()
+    stopped = threading.Event()
+    stopped.set()
+    assert serve_fake(out=out, err=io.StringIO(), stop=stopped) == 0
+    text = out.getvalue()
+    assert "[[scenario:NAME]]" in text and "x-fake-scenario" in text and "any API key works" in text
+    assert set(text.splitlines()[-1].split()) == SCENARIOS
+    docs = (ROOT / "docs" / "report.md").read_text()
+    assert all(f"`{name}`" in docs for name in SCENARIOS)  # each one documented
+
+
+def test_serve_fake_port_in_use_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve-fake", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1

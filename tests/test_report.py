@@ -49,8 +49,19 @@ def span(
     error: str | None = None,
     stream: bool = False,
     ttft_ms: float | None = None,
+    refused: str | None = None,
 ) -> dict[str, Any]:
-    """One LLM-call span in the exporter's JSON Lines shape (llmwatch/_export.py)."""
+    """One LLM-call span in the exporter's JSON Lines shape (llmwatch/_export.py).
+
+    ``refused`` ("budget" or "kill_switch") makes it a refused call as llmwatch/_pipeline.py writes
+    one: the refusal event, ``error.type`` and an ERROR status, no response model, tokens or cost.
+    """
+    events: list[dict[str, Any]] = []
+    if refused is not None:
+        error = "BudgetExceeded" if refused == "budget" else "FeatureDisabled"
+        response_model, cost, input_tokens, output_tokens = None, None, 0, 0
+        reason = {"llmwatch.refusal.reason": refused, "llmwatch.budget.scope": f"feature={feature}"}
+        events.append({"name": "llmwatch.call.refused", "time_unix_nano": T0, "attributes": reason})
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider,
@@ -81,7 +92,7 @@ def span(
         "end_time_unix_nano": start + int(latency_ms * 1e6),
         "status": {"code": "ERROR" if error else "UNSET", "description": None},
         "attributes": attrs,
-        "events": [],
+        "events": events,
         "links": [],
         "resource": {"service.name": "svc"},
         "scope": {"name": "llmwatch", "version": "0.1.0"},
@@ -147,7 +158,10 @@ def test_groups_none_labels_and_model_grouping(tmp_path: Path) -> None:
     assert [(g.key, g.calls) for g in report.by_feature] == [("chat", 3), (NONE_LABEL, 1)]
     # by cost, then by calls on a tie
     assert [(g.key, g.calls) for g in report.by_user] == [("u-2", 2), (NONE_LABEL, 1), ("u-3", 1)]
-    assert [g.key for g in report.by_model] == ["openai/gpt-4-0613", "openai/gpt-4o-mini", "anthropic/claude-x"]
+    # grouped by the request model; the response model (a dated snapshot) is listed inside its row
+    assert [g.key for g in report.by_model] == ["openai/gpt-4", "openai/gpt-4o-mini", "anthropic/claude-x"]
+    assert [(snap.model, snap.calls) for snap in report.by_model[0].snapshots] == [("gpt-4-0613", 2)]
+    assert report.by_model[1].snapshots == () and report.by_feature[0].snapshots == ()
     assert report.totals.cost_usd == pytest.approx(1.1)
     assert sum(g.cost_usd for g in report.by_model) == pytest.approx(report.totals.cost_usd)
 
@@ -192,6 +206,210 @@ def test_errors_and_unknown_models(tmp_path: Path) -> None:
     text = console.export_text()
     assert "unknown" in text and "+?" in text
     assert "1 call(s) to models with no known price" in text
+
+
+# --- refusals and request models (issue 12, item 5) ------------------------------------------------
+
+
+def _refusal_records() -> list[dict[str, Any]]:
+    sent = dict(user="u-1", feature="summarize", model="gpt-4o", stream=True)
+    records = [
+        span(start_ms=i, latency_ms=lat, response_model="gpt-4o-2024-08-06", cost=0.003, ttft_ms=100.0 + i, **sent)
+        for i, lat in enumerate((800.0, 900.0, 1000.0))
+    ]
+    records.append(span(start_ms=5, latency_ms=200.0, cost=None, error="RateLimitError", **sent))
+    # Refused before any I/O: a few microseconds each, more of them than sent calls.
+    records += [span(start_ms=10 + i, latency_ms=0.01, refused="budget", **sent) for i in range(5)]
+    records.append(
+        span(start_ms=20, latency_ms=0.01, user="u-2", feature="beta", model="gpt-4o", refused="kill_switch")
+    )
+    return records
+
+
+def test_refusals_are_counted_apart_and_left_out_of_errors_and_latency(tmp_path: Path) -> None:
+    report = build_report(load_spans([write_spans(tmp_path / "s.jsonl", _refusal_records())]))
+    feature = {g.key: g for g in report.by_feature}
+    user = {g.key: g for g in report.by_user}
+    model = {g.key: g for g in report.by_model}
+    # one row per request model: the failed and refused calls are not a row of their own
+    assert list(model) == ["openai/gpt-4o"]
+    for group in (report.totals, feature["summarize"], user["u-1"], model["openai/gpt-4o"]):
+        extra = 1 if group in (report.totals, model["openai/gpt-4o"]) else 0  # the kill-switched call
+        assert (group.calls, group.refused, group.sent, group.errors) == (9 + extra, 5 + extra, 4, 1), group.key
+        assert group.error_rate == pytest.approx(1 / 4)  # over the 4 calls sent
+        # nearest rank over the sent latencies 200, 800, 900, 1000: no refusal's 0.01 ms
+        assert (group.latency_p50_ms, group.latency_p95_ms, group.latency_p99_ms) == (800.0, 1000.0, 1000.0)
+        assert group.streams == 4 and group.ttft_p50_ms == 101.0
+        assert group.cost_usd == pytest.approx(0.009) and group.avg_cost_usd == pytest.approx(0.003)
+    beta = feature["beta"]
+    assert (beta.calls, beta.refused, beta.sent, beta.errors, beta.latency_p50_ms) == (1, 1, 0, 0, None)
+
+
+def test_refusals_and_snapshots_in_the_json(tmp_path: Path) -> None:
+    doc = report_to_dict(build_report(load_spans([write_spans(tmp_path / "s.jsonl", _refusal_records())])))
+    (row,) = doc["by_model"]
+    assert (row["key"], row["provider"], row["model"]) == ("openai/gpt-4o", "openai", "gpt-4o")
+    assert (row["calls"], row["sent"], row["refused"], row["errors"]) == (10, 4, 6, 1)
+    assert row["error_rate"] == pytest.approx(0.25)
+    assert row["latency_ms"] == {"p50": 800.0, "p95": 1000.0, "p99": 1000.0}
+    assert row["snapshots"] == [{"model": "gpt-4o-2024-08-06", "calls": 3, "cost_usd": pytest.approx(0.009)}]
+    totals = doc["totals"]
+    assert (totals["calls"], totals["sent"], totals["refused"], totals["errors"]) == (10, 4, 6, 1)
+    beta = next(group for group in doc["by_feature"] if group["key"] == "beta")
+    assert (beta["refused"], beta["sent"], beta["error_rate"], beta["latency_ms"]["p50"]) == (1, 0, None, None)
+    for table in ("by_feature", "by_user", "by_model"):
+        assert sum(group["refused"] for group in doc[table]) == totals["refused"]
+    json.dumps(doc, allow_nan=False)
+
+
+def test_a_refusal_whose_event_was_dropped_still_counts(tmp_path: Path) -> None:
+    fallback = span(cost=None)  # a budget fallback answered instead of the provider
+    fallback["attributes"]["llmwatch.budget.fallback"] = True
+    limited = {**span(refused="budget"), "events": []}  # events lost to an attribute-limited exporter
+    limited["attributes"]["llmwatch.refusal.reason"] = "budget"
+    report = build_report(load_spans([write_spans(tmp_path / "s.jsonl", [span(), fallback, limited])]))
+    assert (report.totals.calls, report.totals.refused, report.totals.errors) == (3, 2, 0)
+
+
+def test_real_refusals_failures_and_snapshots(tmp_path: Path, openai_client: Any) -> None:
+    """Real SDK calls on the loopback server, real refusals, the real exporter's file."""
+    import openai
+
+    path = tmp_path / "s.jsonl"
+    llmwatch.configure(exporter="file", file_path=str(path), service_name="t", instrument=False)
+    messages = [{"role": "user", "content": "hello there"}]
+    try:
+        llmwatch.budget(1e-9, per="day", feature="summarize")  # the first call crosses it; the rest are refused
+        llmwatch.kill_switch(feature="beta")
+        with llmwatch.attributes(user="u-1", feature="summarize"):
+            openai_client.chat.completions.create(model="gpt-4o", messages=messages)
+            for _ in range(4):
+                with pytest.raises(llmwatch.BudgetExceeded):
+                    openai_client.chat.completions.create(model="gpt-4o", messages=messages)
+        with llmwatch.attributes(user="u-1", feature="search"):
+            for _ in range(2):
+                openai_client.chat.completions.create(model="gpt-4o", messages=messages)
+            with pytest.raises(openai.InternalServerError):
+                openai_client.chat.completions.create(
+                    model="gpt-4o", messages=messages, extra_headers={"x-fake-scenario": "error-500"}
+                )
+        with llmwatch.attributes(user="u-2", feature="beta"), pytest.raises(llmwatch.FeatureDisabled):
+            openai_client.chat.completions.create(model="gpt-4o", messages=messages)
+        assert llmwatch.force_flush(timeout_s=10)
+    finally:
+        llmwatch.shutdown(timeout_s=5)
+
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    sent = [r for r in records if not any(e["name"] == "llmwatch.call.refused" for e in r["events"])]
+    assert len(records) == 9 and len(sent) == 4
+    sent_latencies = sorted((r["end_time_unix_nano"] - r["start_time_unix_nano"]) / 1e6 for r in sent)
+    report = build_report(load_spans([path]))
+    (row,) = report.by_model
+    assert row.key == "openai/gpt-4o"
+    assert [(snap.model, snap.calls) for snap in row.snapshots] == [("gpt-4o-2024-08-06", 3)]
+    assert (row.calls, row.refused, row.sent, row.errors) == (9, 5, 4, 1)
+    assert row.error_rate == pytest.approx(0.25)
+    assert row.latency_p50_ms == pytest.approx(percentile(sent_latencies, 50))
+    assert row.latency_p99_ms == pytest.approx(sent_latencies[-1])
+    by_feature = {g.key: g for g in report.by_feature}
+    assert (by_feature["summarize"].refused, by_feature["summarize"].errors) == (4, 0)
+    assert (by_feature["search"].refused, by_feature["search"].errors) == (0, 1)
+    assert (by_feature["beta"].refused, by_feature["beta"].sent) == (1, 0)
+    console = Console(record=True, width=200)
+    render_terminal(report, console)
+    text = console.export_text()
+    assert "gpt-4o-2024-08-06 \N{MULTIPLICATION SIGN}3" in text
+    assert "9 calls | 5 refused | 1 errors (25.0% of 4 sent)" in text
+
+
+# --- the terminal at any width: numbers whole ------------------------------------------------------
+
+
+def _wide_figures_report(tmp_path: Path) -> Any:
+    records = _refusal_records()
+    for i, (model, response_model) in enumerate(
+        [
+            ("claude-sonnet-4-6-20250929-with-a-long-name", None),
+            ("gpt-4o-mini", "gpt-4o-mini-2024-07-18"),
+            ("meta-llama/Llama-3.1-405B-Instruct-Turbo", None),
+        ]
+    ):
+        for j in range(3):
+            records.append(
+                span(
+                    start_ms=100 + 10 * i + j,
+                    latency_ms=1234.5 + j,
+                    user=f"user-with-a-rather-long-identifier-{i}",
+                    feature=f"feature-{i}",
+                    provider="anthropic" if i == 0 else "together" if i == 2 else "openai",
+                    model=model,
+                    response_model=response_model,
+                    cost=[1234.56789, 0.0000413, 0.0123456][i] * (j + 1),
+                    input_tokens=1_234_567,
+                    output_tokens=98_765,
+                    stream=True,
+                    ttft_ms=4321.0,
+                    unknown_model=i == 2 and j == 0,
+                )
+            )
+    return build_report(load_spans([write_spans(tmp_path / "s.jsonl", records)]))
+
+
+def _whole(figure: str, text: str) -> bool:
+    return re.search(rf"(?<!\S){re.escape(figure)}(?!\S)", text) is not None
+
+
+@pytest.mark.parametrize("width", [200, 100, 80, 60, 40])
+def test_every_figure_is_printed_whole_at_any_width(tmp_path: Path, width: int) -> None:
+    from llmwatch._report._terminal import COLUMNS, cost_cell
+
+    report = _wide_figures_report(tmp_path)
+    console = Console(record=True, width=width)
+    render_terminal(report, console)
+    text = console.export_text()
+    assert "\N{HORIZONTAL ELLIPSIS}" not in text
+    assert all(len(line) <= width for line in text.splitlines())
+    left_out = re.search(r"left out at this width: (.*?) \(", " ".join(text.split()))
+    dropped = set(left_out.group(1).split(", ")) if left_out else set()
+    groups = [*report.by_feature, *report.by_user, *report.by_model]
+    assert _whole(cost_cell(report.totals).split()[0], text)
+    for group in groups:
+        cost = cost_cell(group)  # every time, in full: "$7,407.41", "$0.0741 +?" (in a block: "cost=$0.0741+?")
+        assert _whole(cost, text) or _whole("cost=" + cost.replace(" ", ""), text), (width, group.key, cost)
+        for column in COLUMNS:
+            if column.short in dropped:
+                continue
+            cell = column.cell(group).replace(" ", "")
+            block = f"{column.short.replace(' ', '')}={cell}"  # the narrowest layout's word
+            assert any(_whole(candidate, text.replace(" +?", "+?")) for candidate in (cell, block)), (
+                width,
+                group.key,
+                column.short,
+            )
+    if width >= 200:
+        assert not dropped
+    if width <= 100:
+        assert "avg" in dropped or width <= 40  # the least important column goes first
+    assert ("calls=" in text) == (width <= 40)  # the narrowest: a block per group instead of a table
+
+
+def test_wrapped_labels_keep_every_character() -> None:
+    from llmwatch._report._terminal import wrap_label
+
+    label = "meta-llama/Llama-3.1-405B-Instruct-Turbo"
+    for width in (4, 8, 12, 16, 40):
+        lines = wrap_label(label, width)
+        assert all(len(line) <= width for line in lines)
+        assert "".join(line.strip() for line in lines) == label
+    assert wrap_label("anthropic/claude-sonnet-4-6", 16) == ["anthropic/", "  claude-sonnet-", "  4-6"]
+
+
+def test_html_shows_refusals_and_snapshots(tmp_path: Path) -> None:
+    loaded = load_spans([write_spans(tmp_path / "s.jsonl", _refusal_records())])
+    page = write_html(build_report(loaded), loaded, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<th>refused</th>" in page
+    assert '<span class="snap">gpt-4o-2024-08-06 \N{MULTIPLICATION SIGN}3</span>' in page
+    assert "10 calls | 6 refused | 1 errors (25.0% of 4 sent)" in page
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -309,8 +527,8 @@ def test_report_totals_equal_sums_over_a_real_span_file(tmp_path: Path) -> None:
 # --- JSON -----------------------------------------------------------------------------------------
 
 GROUP_KEYS = {
-    "key", "calls", "errors", "error_rate", "cost_usd", "priced_calls", "unknown_cost_calls", "avg_cost_usd",
-    "input_tokens", "output_tokens", "cache_read_input_tokens", "reasoning_output_tokens", "streams",
+    "key", "calls", "sent", "refused", "errors", "error_rate", "cost_usd", "priced_calls", "unknown_cost_calls",
+    "avg_cost_usd", "input_tokens", "output_tokens", "cache_read_input_tokens", "reasoning_output_tokens", "streams",
     "latency_ms", "ttft_ms",
 }  # fmt: skip
 
@@ -323,14 +541,14 @@ def test_json_schema(tmp_path: Path) -> None:
         "schema_version", "file", "files", "skipped_lines", "other_spans", "totals",
         "by_feature", "by_user", "other_users", "by_model",
     }  # fmt: skip
-    assert doc["schema_version"] == 1 and doc["file"] == str(path) and doc["files"] == [str(path)]
+    assert doc["schema_version"] == 2 and doc["file"] == str(path) and doc["files"] == [str(path)]
     assert set(doc["totals"]) == GROUP_KEYS | {
         "users", "features", "models", "first_start_unix_nano", "last_end_unix_nano", "duration_s",
     }  # fmt: skip
     for row in doc["by_feature"] + doc["by_user"]:
         assert set(row) == GROUP_KEYS
         assert set(row["latency_ms"]) == {"p50", "p95", "p99"} and set(row["ttft_ms"]) == {"p50", "p95"}
-    assert set(doc["by_model"][0]) == GROUP_KEYS | {"provider", "model"}
+    assert set(doc["by_model"][0]) == GROUP_KEYS | {"provider", "model", "snapshots"}
     assert (doc["by_model"][0]["provider"], doc["by_model"][0]["model"]) == ("openai", "gpt-4o-mini")
     assert [row["key"] for row in doc["by_user"]][-1] == OTHERS_LABEL and doc["other_users"] == 1
     assert doc["totals"]["ttft_ms"] == {"p50": 12.5, "p95": 12.5}
@@ -350,7 +568,7 @@ def test_terminal_prints_user_strings_as_typed(tmp_path: Path) -> None:
     assert "\x1b" not in text and "evil\N{REPLACEMENT CHARACTER}[2Jfeature" in text
     assert f"{OTHERS_LABEL} 1 more" in text
     assert "By feature" in text and "By user" in text and "By model" in text
-    assert "2 calls | 0 errors (0.0%)" in text
+    assert "2 calls | 0 refused | 0 errors (0.0% of 2 sent)" in text
 
 
 # --- HTML -----------------------------------------------------------------------------------------

@@ -729,12 +729,20 @@ class FakeLLMServer:
         with self._lock:
             return list(self._requests)
 
-    def start(self) -> FakeLLMServer:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeLLMServer:
+        """Listen on ``host:port`` (port 0: a free one) and serve in a background thread.
+
+        Loopback unless told otherwise: the server has no authentication. ``base_url`` names the
+        address clients should use (loopback when ``host`` is a wildcard such as ``0.0.0.0``).
+        """
         if self._httpd is not None:
             return self
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        server_class = _HTTPServer6 if ":" in host else _HTTPServer
+        self._httpd = server_class((host, port), _Handler)
         self._httpd.fake = self
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        url_host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        url_host = f"[{url_host}]" if ":" in url_host else url_host
+        self.base_url = f"http://{url_host}:{self._httpd.server_address[1]}"
         # A short poll interval: stop() waits for the serving loop to notice, 0.5 s by default.
         serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
         self._thread = threading.Thread(target=serve, name="llmwatch-fake-llm", daemon=True)
@@ -825,6 +833,10 @@ class _HTTPServer(ThreadingHTTPServer):
         # Anything else is a bug in this server and should be seen.
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
+
+
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -4,6 +4,15 @@ Percentiles are exact, by the nearest-rank method: the p-th percentile of n sort
 value at rank ``ceil(p/100 * n)`` (1-based), so it is always a latency that some call really had.
 Exact is affordable here: the report reads a local file, so sorting even a few hundred thousand
 latencies takes well under a second.
+
+Refused calls (budget, kill switch) never reached the provider: they are counted in ``refused`` and
+left out of everything that describes the provider's answers (errors, error rate, latency, time to
+first token, streams), which is over the calls that were sent. Their few microseconds would
+otherwise pull the latency percentiles down, and their ``BudgetExceeded`` would count as errors.
+
+The by-model table groups by the *request* model (what the code asked for, and what a failed or
+refused call still has); the response models seen within a group (dated snapshots such as
+``gpt-4o-2024-08-06``) are listed inside it, with their call counts.
 """
 
 from __future__ import annotations
@@ -19,12 +28,22 @@ OTHERS_LABEL = "(others)"
 
 
 @dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """One response model seen inside a by-model group, and how many of its calls it answered."""
+
+    model: str
+    calls: int
+    cost_usd: float
+
+
+@dataclasses.dataclass(frozen=True)
 class GroupStats:
     """Figures for one group of calls (a feature, a user, a model, or all of them)."""
 
     key: str
-    calls: int
-    errors: int
+    calls: int  # every call, refused ones included
+    refused: int  # refused before any request was sent: not in errors, latency or ttft
+    errors: int  # sent calls that failed
     cost_usd: float  # sum over the calls that carry a cost
     priced_calls: int  # calls that carry a cost
     unknown_cost_calls: int  # calls whose model has no known price: their cost is not in cost_usd
@@ -32,17 +51,23 @@ class GroupStats:
     output_tokens: int
     cache_read_tokens: int
     reasoning_tokens: int
-    streams: int
-    latency_p50_ms: float | None
+    streams: int  # sent streamed calls
+    latency_p50_ms: float | None  # over sent calls; None when none was sent
     latency_p95_ms: float | None
     latency_p99_ms: float | None
     ttft_p50_ms: float | None  # streams that recorded a first token only; None when there were none
     ttft_p95_ms: float | None
+    snapshots: tuple[Snapshot, ...] = ()  # by-model groups only: response models, most calls first
+
+    @property
+    def sent(self) -> int:
+        """Calls that reached the provider."""
+        return self.calls - self.refused
 
     @property
     def error_rate(self) -> float:
-        """Failed calls as a fraction of all calls (0.0 when there are no calls)."""
-        return self.errors / self.calls if self.calls else 0.0
+        """Failed calls as a fraction of the calls sent (0.0 when none was sent)."""
+        return self.errors / self.sent if self.sent else 0.0
 
     @property
     def avg_cost_usd(self) -> float | None:
@@ -57,7 +82,7 @@ class Report:
     totals: GroupStats
     by_feature: list[GroupStats]  # by cost, highest first
     by_user: list[GroupStats]  # the top N users by cost, then an OTHERS_LABEL row when more exist
-    by_model: list[GroupStats]  # key "provider/model", by cost, highest first
+    by_model: list[GroupStats]  # key "provider/request model", by cost, highest first; with snapshots
     users: int  # distinct users, "(none)" counting as one
     other_users: int  # users folded into the OTHERS_LABEL row
     first_start_ns: int | None
@@ -75,15 +100,17 @@ def percentile(sorted_values: Sequence[float], p: float) -> float | None:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def group_stats(key: str, calls: Sequence[CallSpan]) -> GroupStats:
-    """Aggregate one group of calls."""
-    latencies = sorted(call.latency_ms for call in calls)
-    ttfts = sorted(call.ttft_ms for call in calls if call.stream and call.ttft_ms is not None)
+def group_stats(key: str, calls: Sequence[CallSpan], *, snapshots: bool = False) -> GroupStats:
+    """Aggregate one group of calls; ``snapshots`` lists the response models inside it."""
+    sent = [call for call in calls if not call.refused]
+    latencies = sorted(call.latency_ms for call in sent)
+    ttfts = sorted(call.ttft_ms for call in sent if call.stream and call.ttft_ms is not None)
     costs = [call.cost_usd for call in calls if call.cost_usd is not None]
     return GroupStats(
         key=key,
         calls=len(calls),
-        errors=sum(call.error for call in calls),
+        refused=len(calls) - len(sent),
+        errors=sum(call.error for call in sent),
         cost_usd=math.fsum(costs),
         priced_calls=len(costs),
         unknown_cost_calls=sum(call.unknown_model for call in calls),
@@ -91,13 +118,27 @@ def group_stats(key: str, calls: Sequence[CallSpan]) -> GroupStats:
         output_tokens=sum(call.output_tokens for call in calls),
         cache_read_tokens=sum(call.cache_read_tokens for call in calls),
         reasoning_tokens=sum(call.reasoning_tokens for call in calls),
-        streams=sum(call.stream for call in calls),
+        streams=sum(call.stream for call in sent),
         latency_p50_ms=percentile(latencies, 50),
         latency_p95_ms=percentile(latencies, 95),
         latency_p99_ms=percentile(latencies, 99),
         ttft_p50_ms=percentile(ttfts, 50),
         ttft_p95_ms=percentile(ttfts, 95),
+        snapshots=_snapshots(calls) if snapshots else (),
     )
+
+
+def _snapshots(calls: Sequence[CallSpan]) -> tuple[Snapshot, ...]:
+    answered = group_by([call for call in calls if call.response_model is not None], _response_model)
+    found = [
+        Snapshot(model, len(group), math.fsum(call.cost_usd for call in group if call.cost_usd is not None))
+        for model, group in answered.items()
+    ]
+    return tuple(sorted(found, key=lambda snap: (-snap.calls, snap.model)))
+
+
+def _response_model(call: CallSpan) -> str:
+    return call.response_model or ""
 
 
 def group_by(calls: Sequence[CallSpan], key: Callable[[CallSpan], str]) -> dict[str, list[CallSpan]]:
@@ -127,7 +168,7 @@ def build_report(spans: LoadResult | Sequence[CallSpan], top_users: int = 10) ->
         totals=group_stats("(all)", spans),
         by_feature=_ranked(group_by(spans, lambda call: call.feature)),
         by_user=by_user,
-        by_model=_ranked(group_by(spans, lambda call: call.model_key)),
+        by_model=_ranked(group_by(spans, lambda call: call.model_key), snapshots=True),
         users=len(users),
         other_users=len(rest),
         first_start_ns=min((call.start_ns for call in spans), default=None),
@@ -138,8 +179,9 @@ def build_report(spans: LoadResult | Sequence[CallSpan], top_users: int = 10) ->
     )
 
 
-def _ranked(groups: dict[str, list[CallSpan]]) -> list[GroupStats]:
-    return [group_stats(key, calls) for key, calls in sorted(groups.items(), key=_by_cost_then_calls)]
+def _ranked(groups: dict[str, list[CallSpan]], *, snapshots: bool = False) -> list[GroupStats]:
+    ranked = sorted(groups.items(), key=_by_cost_then_calls)
+    return [group_stats(key, calls, snapshots=snapshots) for key, calls in ranked]
 
 
 def _by_cost_then_calls(item: tuple[str, list[CallSpan]]) -> tuple[float, int, str]:

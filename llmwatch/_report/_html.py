@@ -29,6 +29,7 @@ from llmwatch._report._terminal import (
     notes,
     period_line,
     row_cells,
+    snapshot_lines,
     totals_line,
     user_table_title,
 )
@@ -126,6 +127,7 @@ def _cost_over_time(go: Any, calls: Sequence[CallSpan]) -> Any:
 
 
 def _latency_histogram(go: Any, calls: Sequence[CallSpan]) -> Any:
+    calls = [c for c in calls if not c.refused]  # a refusal's microseconds are not a provider's latency
     top = _top_keys(calls, lambda c: c.model_key, lambda c: 1.0)
     figure = go.Figure()
     for name in top:
@@ -186,13 +188,16 @@ def _meta(report: Report) -> str:
 
 
 def _table(title: str, key_name: str, groups: list[GroupStats], other_users: int) -> str:
-    head = "".join(f"<th>{html.escape(name)}</th>" for name in (key_name, *COLUMNS))
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in (key_name, *(column.header for column in COLUMNS)))
     rows = []
     for group in groups:
         is_others = bool(other_users) and group.key == OTHERS_LABEL and group is groups[-1]
-        label = f"{OTHERS_LABEL} {other_users} more" if is_others else group.key
+        label = html.escape(fmt.clean(f"{OTHERS_LABEL} {other_users} more" if is_others else group.key, limit=120))
+        label += "".join(
+            f'<br><span class="snap">{html.escape(fmt.clean(line))}</span>' for line in snapshot_lines(group)
+        )
         cells = "".join(f'<td class="num">{html.escape(cell)}</td>' for cell in row_cells(group))
-        rows.append(f'<tr><td class="key">{html.escape(fmt.clean(label, limit=120))}</td>{cells}</tr>')
+        rows.append(f'<tr><td class="key">{label}</td>{cells}</tr>')
     return f"<h2>{html.escape(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -208,6 +213,7 @@ th, td { padding: 4px 10px; border-bottom: 1px solid #e5e7eb; } th { background:
 th { white-space: nowrap; } th:first-child { text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.key { min-width: 14em; max-width: 28em; overflow-wrap: anywhere; }
+.snap { color: #6b7280; font-size: 0.9em; padding-left: 1em; }
 """
 
 _TEMPLATE = """<!DOCTYPE html>

@@ -6,7 +6,9 @@ from typing import Any
 
 from llmwatch._report._aggregate import GroupStats, Report
 
-SCHEMA_VERSION = 1
+# 2: refusals counted apart ("refused", "sent"; errors, error_rate and latency over sent calls);
+# by_model grouped by the request model, with its response models in "snapshots".
+SCHEMA_VERSION = 2
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
@@ -39,8 +41,10 @@ def group_to_dict(group: GroupStats) -> dict[str, Any]:
     return {
         "key": group.key,
         "calls": group.calls,
+        "sent": group.sent,
+        "refused": group.refused,
         "errors": group.errors,
-        "error_rate": group.error_rate,
+        "error_rate": group.error_rate if group.sent else None,  # over sent calls; null when none was
         "cost_usd": group.cost_usd,
         "priced_calls": group.priced_calls,
         "unknown_cost_calls": group.unknown_cost_calls,
@@ -58,7 +62,8 @@ def group_to_dict(group: GroupStats) -> dict[str, Any]:
 def _model_to_dict(group: GroupStats) -> dict[str, Any]:
     # Provider names never hold "/", model names may ("meta-llama/Llama-3-8B"): split on the first.
     provider, _, model = group.key.partition("/")
-    return {**group_to_dict(group), "provider": provider, "model": model}
+    snapshots = [{"model": snap.model, "calls": snap.calls, "cost_usd": snap.cost_usd} for snap in group.snapshots]
+    return {**group_to_dict(group), "provider": provider, "model": model, "snapshots": snapshots}
 
 
 def _duration_s(report: Report) -> float | None:

@@ -5,6 +5,10 @@ each line is parsed, reduced to the few fields the report needs (:class:`CallSpa
 memory grows with the number of calls, not with the size of their content. The file is written by
 other processes and may end in a half-written line (a process killed mid-write) or hold junk: such
 lines are skipped and counted, never fatal, so the report always says how much it could not read.
+
+A call refused by a budget or kill switch (the ``llmwatch.call.refused`` event) is kept and marked
+``refused``: it never reached the provider, so it has no response model, latency or tokens worth
+reporting, and the aggregation counts it apart from the calls that were sent.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ class CallSpan:
     start_ns: int
     end_ns: int
     provider: str
-    model: str  # the response model, else the request model
+    model: str  # the request model, else the response model: the by-model key
+    response_model: str | None  # the model that answered (often a dated snapshot); None when none did
     operation: str
     user: str  # NONE_LABEL when the call had no user
     feature: str  # NONE_LABEL when the call had no feature
@@ -39,8 +44,9 @@ class CallSpan:
     reasoning_tokens: int
     cost_usd: float | None  # None: no cost recorded (unknown model, or a failed call)
     unknown_model: bool
-    error: bool
+    error: bool  # a sent call that failed; a refused call is never an error
     error_type: str | None
+    refused: bool  # refused before any request was sent (budget, kill switch)
     stream: bool
     ttft_ms: float | None
 
@@ -112,11 +118,15 @@ def call_from_record(record: Mapping[str, Any]) -> CallSpan | None:
     error_type = _text(attrs.get(sc.ERROR_TYPE))
     cost = _number(attrs.get(sc.LLMWATCH_COST_USD))
     ttft = _number(attrs.get(sc.LLMWATCH_TIME_TO_FIRST_TOKEN_MS))
+    request_model = _text(attrs.get(sc.GEN_AI_REQUEST_MODEL))
+    response_model = _text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
+    refused = _is_refused(record, attrs)
     return CallSpan(
         start_ns=start,
         end_ns=end,
         provider=_text(attrs.get(sc.GEN_AI_PROVIDER_NAME)) or "(unknown)",
-        model=_text(attrs.get(sc.GEN_AI_RESPONSE_MODEL)) or _text(attrs.get(sc.GEN_AI_REQUEST_MODEL)) or "(unknown)",
+        model=request_model or response_model or "(unknown)",
+        response_model=response_model,
         operation=_text(attrs.get(sc.GEN_AI_OPERATION_NAME)) or "(unknown)",
         user=_text(attrs.get(sc.LLMWATCH_USER)) or NONE_LABEL,
         feature=_text(attrs.get(sc.LLMWATCH_FEATURE)) or NONE_LABEL,
@@ -126,11 +136,23 @@ def call_from_record(record: Mapping[str, Any]) -> CallSpan | None:
         reasoning_tokens=_count(attrs.get(sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS)),
         cost_usd=cost if cost is not None and cost >= 0 else None,
         unknown_model=attrs.get(sc.LLMWATCH_COST_UNKNOWN_MODEL) is True,
-        error=status_code == "ERROR" or error_type is not None,
+        error=not refused and (status_code == "ERROR" or error_type is not None),
         error_type=error_type,
+        refused=refused,
         stream=attrs.get(sc.LLMWATCH_STREAM) is True,
         ttft_ms=ttft if ttft is not None and ttft >= 0 else None,
     )
+
+
+def _is_refused(record: Mapping[str, Any], attrs: Mapping[str, Any]) -> bool:
+    # The refusal event is what llmwatch writes; the attributes are accepted too, so a span whose
+    # events were dropped (an attribute-limited exporter) still counts as refused.
+    if attrs.get(sc.LLMWATCH_REFUSAL_REASON) is not None or attrs.get(sc.LLMWATCH_BUDGET_FALLBACK) is True:
+        return True
+    events = record.get("events")
+    if not isinstance(events, list):
+        return False
+    return any(isinstance(event, dict) and event.get("name") == sc.LLMWATCH_REFUSED_EVENT for event in events)
 
 
 def _timestamp(value: object) -> int | None:

@@ -3,10 +3,20 @@
 Every label in the tables comes from the user's data, so it is passed to rich as ``Text`` (never as
 markup: a feature named ``[bold red]`` must print as typed) after :func:`_format.clean` has replaced
 control characters (an ANSI escape in a user id must not repaint the terminal).
+
+A figure is never cut. Left to itself, rich fits a table that is too wide by shrinking every column,
+numbers included (``$0.000041`` printed as ``$0``, with no marker). So the layout is decided here,
+from rich's own measurement of the table: figures keep their full width; the label column folds
+(down to ``KEY_MIN_WIDTH``); then the least important columns are left out, one at a time, and a
+line says which (``--json`` has them all). On a terminal too narrow even for the essential columns,
+each group is printed as a block of ``name=value`` words, which wrap between figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from llmwatch._report import _format as fmt
@@ -15,15 +25,18 @@ from llmwatch._report._aggregate import OTHERS_LABEL, GroupStats, Report
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 UNKNOWN_COST_MARK = " +?"
 NO_CALLS = "no LLM calls"
 KEY_WIDTH = 40
-KEY_MIN_WIDTH = 12  # below this a narrow terminal crops the last figures instead
+KEY_MIN_WIDTH = 16  # the label column folds down to this before a column is left out
+KEY_LAST_WIDTH = 8  # ... and down to this, with only the essential columns left, before blocks instead
+_MEASURE_WIDTH = 10_000  # "unlimited", to measure a table's natural width
 
 
 def render_terminal(report: Report, console: Console) -> None:
-    """Print the report to a rich ``Console``."""
+    """Print the report to a rich ``Console``, fitted to its width."""
     from rich.text import Text
 
     for line in notes(report):
@@ -33,10 +46,21 @@ def render_terminal(report: Report, console: Console) -> None:
         return
     console.print(Text(totals_line(report), style="bold"))
     console.print(Text(period_line(report), style="dim"))
-    console.print(_table("By feature", "feature", report.by_feature))
-    console.print(_table(user_table_title(report), "user", report.by_user, other_users=report.other_users))
-    console.print(_table("By model", "provider/model", report.by_model))
+    left_out: list[str] = []
+    tables = [
+        ("By feature", "feature", report.by_feature, 0),
+        (user_table_title(report), "user", report.by_user, report.other_users),
+        ("By model", "provider/model", report.by_model, 0),
+    ]
+    for title, key_name, groups, other_users in tables:
+        for name in _print_groups(console, title, key_name, groups, other_users):
+            if name not in left_out:
+                left_out.append(name)
     console.print(Text(LEGEND, style="dim"))
+    if left_out:
+        console.print(
+            Text(f"left out at this width: {', '.join(left_out)} (a wider terminal or --json shows them)", style="dim")
+        )
     if report.totals.unknown_cost_calls:
         console.print(
             Text(
@@ -48,12 +72,13 @@ def render_terminal(report: Report, console: Console) -> None:
 
 
 def totals_line(report: Report) -> str:
-    """One line: calls, errors, cost and tokens."""
+    """One line: calls, refusals, errors, cost and tokens."""
     totals = report.totals
     return " | ".join(
         [
             f"{fmt.count(totals.calls)} calls",
-            f"{fmt.count(totals.errors)} errors ({fmt.percent(totals.error_rate)})",
+            f"{fmt.count(totals.refused)} refused",
+            f"{fmt.count(totals.errors)} errors ({error_rate_cell(totals)} of {fmt.count(totals.sent)} sent)",
             f"{cost_cell(totals)} USD",
             f"{fmt.count(totals.input_tokens)} input / {fmt.count(totals.output_tokens)} output tokens",
         ]
@@ -95,62 +120,160 @@ def cost_cell(group: GroupStats) -> str:
     return fmt.usd(group.cost_usd) + (UNKNOWN_COST_MARK if group.unknown_cost_calls else "")
 
 
-def row_cells(group: GroupStats) -> list[str]:
-    """The figures of one table row, formatted (without the key)."""
-    return [
-        fmt.count(group.calls),
-        fmt.count(group.errors),
-        fmt.percent(group.error_rate),
-        cost_cell(group),
-        fmt.count(group.input_tokens),
-        fmt.count(group.output_tokens),
-        fmt.ms(group.latency_p50_ms),
-        fmt.ms(group.latency_p95_ms),
-        fmt.ms(group.latency_p99_ms),
-        fmt.ms(group.ttft_p50_ms),
-        fmt.ms(group.ttft_p95_ms),
-        fmt.usd(group.avg_cost_usd),
-    ]
+def error_rate_cell(group: GroupStats) -> str:
+    """Errors over the calls sent; "-" when every call was refused."""
+    return fmt.percent(group.error_rate) if group.sent else fmt.DASH
 
 
-# Table headers: long ones for the HTML page; short ones for the terminal, where every column counts
-# (the units are in LEGEND).
+def snapshot_lines(group: GroupStats) -> list[str]:
+    """The response models inside a by-model row (``gpt-4o-2024-08-06`` and its call count, after a
+    multiplication sign), when they say more than the row's own model name does."""
+    model = group.key.partition("/")[2]
+    if all(snap.model == model for snap in group.snapshots):
+        return []
+    return [f"{snap.model} \N{MULTIPLICATION SIGN}{fmt.count(snap.calls)}" for snap in group.snapshots]
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One figure column: its HTML header, its short terminal header, and how to fill it."""
+
+    header: str
+    short: str
+    cell: Callable[[GroupStats], str]
+    drop_rank: int | None = None  # narrow terminal: lowest rank is left out first; None is never left out
+
+
 COLUMNS = (
-    "calls", "errors", "error %", "cost", "input tok", "output tok",
-    "p50 ms", "p95 ms", "p99 ms", "TTFT p50", "TTFT p95", "avg cost/call",
-)  # fmt: skip
-SHORT_COLUMNS = (
-    "calls",
-    "errors",
-    "err %",
-    "cost",
-    "in tok",
-    "out tok",
-    "p50",
-    "p95",
-    "p99",
-    "ttft50",
-    "ttft95",
-    "avg",
+    Column("calls", "calls", lambda g: fmt.count(g.calls)),
+    Column("refused", "refused", lambda g: fmt.count(g.refused)),
+    Column("errors", "errors", lambda g: fmt.count(g.errors)),
+    Column("error %", "err %", error_rate_cell),
+    Column("cost", "cost", cost_cell),
+    Column("input tok", "in tok", lambda g: fmt.count(g.input_tokens), drop_rank=6),
+    Column("output tok", "out tok", lambda g: fmt.count(g.output_tokens), drop_rank=5),
+    Column("p50 ms", "p50", lambda g: fmt.ms(g.latency_p50_ms), drop_rank=8),
+    Column("p95 ms", "p95", lambda g: fmt.ms(g.latency_p95_ms), drop_rank=7),
+    Column("p99 ms", "p99", lambda g: fmt.ms(g.latency_p99_ms), drop_rank=3),
+    Column("TTFT p50", "ttft50", lambda g: fmt.ms(g.ttft_p50_ms), drop_rank=4),
+    Column("TTFT p95", "ttft95", lambda g: fmt.ms(g.ttft_p95_ms), drop_rank=2),
+    Column("avg cost/call", "avg", lambda g: fmt.usd(g.avg_cost_usd), drop_rank=1),
 )
 LEGEND = (
+    "refused: never sent (budget or kill switch); errors, err % and latency are over the calls sent. "
     "latency p50/p95/p99 and ttft (time to first token, streams only) in ms, nearest-rank; "
     "avg = cost per call with a known price"
 )
 
 
-def _table(title: str, key_name: str, groups: list[GroupStats], other_users: int = 0) -> Table:
-    from rich import box
-    from rich.table import Table
+def row_cells(group: GroupStats) -> list[str]:
+    """The figures of one table row, formatted (without the key), in ``COLUMNS`` order."""
+    return [column.cell(group) for column in COLUMNS]
+
+
+def _label_lines(group: GroupStats, is_others: bool, other_users: int) -> list[tuple[str, str]]:
+    """A row's label as (text, style) lines: the key, then its snapshots (by-model rows)."""
+    if is_others:
+        return [(f"{OTHERS_LABEL} {other_users} more", "italic")]
+    return [(fmt.clean(group.key), ""), *(("  " + fmt.clean(line), "dim") for line in snapshot_lines(group))]
+
+
+def _labels(groups: list[GroupStats], other_users: int, width: int | None = None) -> list[Text]:
+    """The label cells; with ``width``, each line broken to fit it, preferably after ``/ - _ .``."""
     from rich.text import Text
 
     labels = []
     for group in groups:
         is_others = bool(other_users) and group.key == OTHERS_LABEL and group is groups[-1]
-        labels.append(
-            Text(f"{OTHERS_LABEL} {other_users} more", style="italic") if is_others else Text(fmt.clean(group.key))
-        )
-    widest = max((label.cell_len for label in labels), default=0)
+        label = Text()
+        for text, style in _label_lines(group, is_others, other_users):
+            indent = len(text) - len(text.lstrip(" "))
+            for piece in [text] if width is None else wrap_label(text, width, indent):
+                label.append(("\n" if label.plain else "") + piece, style=style)
+        labels.append(label)
+    return labels
+
+
+_BREAK_AFTER = re.compile(r"[^/\-_. ]*[/\-_. ]?")
+
+
+def wrap_label(text: str, width: int, indent: int = 0) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken after a separator where one is near; the
+    continuation lines indented by ``indent`` + 2 (as far as the width allows)."""
+    from rich.cells import cell_len
+
+    pad = " " * min(indent + 2, max(width // 2, 0))
+    lines: list[str] = []
+    line = ""
+    for token in filter(None, _BREAK_AFTER.findall(text)):
+        while token:
+            room = width - cell_len(line)
+            if cell_len(token) <= room:
+                line, token = line + token, ""
+            elif line.strip():
+                lines.append(line.rstrip())
+                line = pad
+            else:  # a token wider than a whole line: cut it
+                head = _head(token, max(room, 1))
+                line, token = line + head, token[len(head) :]
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines or [""]
+
+
+def _head(text: str, cells: int) -> str:
+    from rich.cells import cell_len
+
+    out = ""
+    for ch in text:
+        if cell_len(out + ch) > cells:
+            break
+        out += ch
+    return out or text[:1]
+
+
+def _print_groups(console: Console, title: str, key_name: str, groups: list[GroupStats], other_users: int) -> list[str]:
+    """Print one table fitted to the console; returns the short names of the columns left out."""
+    labels = _labels(groups, other_users)
+    fitted = _fit(console, title, key_name, labels, groups)
+    if fitted is None:
+        _print_blocks(console, title, labels, groups)
+        return []
+    key_width, columns = fitted
+    console.print(_table(title, key_name, _labels(groups, other_users, key_width), groups, columns, key_width))
+    return [column.short for column in COLUMNS if column not in columns]
+
+
+def _fit(
+    console: Console, title: str, key_name: str, labels: list[Text], groups: list[GroupStats]
+) -> tuple[int, Sequence[Column]] | None:
+    """The label width and columns of the widest table that fits the console whole; None when even
+    the essential columns do not fit."""
+    from rich.measure import Measurement
+
+    widest = max([len(key_name), *(line.cell_len for label in labels for line in label.split("\n"))])
+    natural = min(widest, KEY_WIDTH)
+    columns = list(COLUMNS)
+    droppable = sorted((c for c in COLUMNS if c.drop_rank is not None), key=lambda c: c.drop_rank or 0)
+    measure = console.options.update_width(_MEASURE_WIDTH)
+    while True:
+        table = _table(title, key_name, labels, groups, columns, natural)
+        room = console.width - (Measurement.get(console, measure, table).maximum - natural)
+        # Fold the labels down to KEY_MIN_WIDTH before leaving a column out; with only the essential
+        # columns left, fold them further (to KEY_LAST_WIDTH) before giving up on a table.
+        if room >= min(natural, KEY_MIN_WIDTH if droppable else KEY_LAST_WIDTH):
+            return min(natural, room), columns
+        if not droppable:
+            return None
+        columns.remove(droppable.pop(0))
+
+
+def _table(
+    title: str, key_name: str, labels: list[Text], groups: list[GroupStats], columns: Sequence[Column], key_width: int
+) -> Table:
+    from rich import box
+    from rich.table import Table
+
     # A light box (no vertical rules) leaves 13 more columns to the figures on a 120-column terminal.
     table = Table(
         title=title,
@@ -162,10 +285,21 @@ def _table(title: str, key_name: str, groups: list[GroupStats], other_users: int
         collapse_padding=True,
         pad_edge=False,
     )
-    table.add_column(key_name, overflow="fold", min_width=min(KEY_MIN_WIDTH, widest), max_width=KEY_WIDTH)
-    for column in SHORT_COLUMNS:
-        # Figures never wrap or shrink: when the terminal is narrow, the label column folds instead.
-        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column(key_name, overflow="fold", width=key_width)
+    for column in columns:
+        table.add_column(column.short, justify="right", no_wrap=True)
     for label, group in zip(labels, groups, strict=True):
-        table.add_row(label, *row_cells(group))
+        table.add_row(label, *(column.cell(group) for column in columns))
     return table
+
+
+def _print_blocks(console: Console, title: str, labels: list[Text], groups: list[GroupStats]) -> None:
+    """The narrowest layout: per group, its label, then ``name=value`` words that wrap between figures."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    console.print(Text(title, style="bold"))
+    for label, group in zip(labels, groups, strict=True):
+        console.print(label, overflow="fold")
+        words = [f"{column.short.replace(' ', '')}={column.cell(group).replace(' ', '')}" for column in COLUMNS]
+        console.print(Padding(Text(" ".join(words), overflow="fold"), (0, 0, 0, 2)))
