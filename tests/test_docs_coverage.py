@@ -503,23 +503,20 @@ def test_llm_call_is_the_only_span_of_an_untraced_platform_beta_call(
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_llm_call_around_a_traced_call_counts_it_twice(server: FakeLLMServer, captured: Captured, sdk: str) -> None:
-    """Why docs/manual.md says never to wrap a covered call in ``llm_call``."""
+    """Why docs/manual.md says never to wrap a covered call in ``llm_call``: spans, cost, budget, all twice."""
+    budget = llmwatch.budget(100, per="hour")
     client = first_party_client(sdk, "sync", server)
     with llmwatch.llm_call(provider=sdk, model="gpt-4o-mini" if sdk == "openai" else CLAUDE["model"]) as call:
         if sdk == "openai":
             reply = client.chat.completions.create(**REQUESTS["chat.completions"])
-            call.set_output(
-                reply.choices[0].message.content,
-                input_tokens=reply.usage.prompt_tokens,
-                output_tokens=reply.usage.completion_tokens,
-            )
+            text, usage = reply.choices[0].message.content, (reply.usage.prompt_tokens, reply.usage.completion_tokens)
         else:
             message = client.messages.create(**CLAUDE)
-            call.set_output(
-                message.content[0].text,
-                input_tokens=message.usage.input_tokens,
-                output_tokens=message.usage.output_tokens,
-            )
-    spans = captured.llm_spans()
-    assert len(spans) == 2
-    assert spans[0].attributes["llmwatch.cost.usd"] == spans[1].attributes["llmwatch.cost.usd"] > 0
+            text, usage = message.content[0].text, (message.usage.input_tokens, message.usage.output_tokens)
+        call.set_output(text, input_tokens=usage[0], output_tokens=usage[1])
+    inner, outer = (dict(s.attributes or {}) for s in captured.llm_spans())
+    assert inner["llmwatch.cost.usd"] == outer["llmwatch.cost.usd"] > 0
+    spent = 2 * inner["llmwatch.cost.usd"]
+    assert llmwatch.stats()["budgets"]["global/hour"]["spent_usd"] == pytest.approx(spent)
+    assert sum(point.value for point in captured.metrics()["llmwatch.cost"]) == pytest.approx(spent)
+    budget.remove()
