@@ -24,7 +24,7 @@ ASK = [{"role": "user", "content": "hello"}]
 
 @pytest.fixture(params=["grpc", "http/protobuf"])
 def receiver(request: pytest.FixtureRequest) -> Iterator[Any]:
-    with (GrpcReceiver() if request.param == "grpc" else HttpReceiver()) as started:
+    with GrpcReceiver() if request.param == "grpc" else HttpReceiver() as started:
         started.protocol = request.param
         yield started
 
@@ -82,9 +82,7 @@ def test_metrics_arrive_with_semconv_names_units_buckets_and_attributes(receiver
 
     durations = _flat(metrics["gen_ai.client.operation.duration"])
     search_ok = [
-        p
-        for p in durations
-        if p.attributes.get("llmwatch.feature") == "search" and "error.type" not in p.attributes
+        p for p in durations if p.attributes.get("llmwatch.feature") == "search" and "error.type" not in p.attributes
     ]
     assert sum(p.proto.count for p in search_ok) == 2
     (failed,) = [p for p in durations if "error.type" in p.attributes]
