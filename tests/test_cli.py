@@ -178,13 +178,17 @@ def test_real_demo_end_to_end(
     assert main(["demo", "--requests", "12", "--concurrency", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     lines = (tmp_path / "llmwatch-demo.jsonl").read_text().splitlines()
-    calls = [r["attributes"] for r in map(json.loads, lines) if "gen_ai.operation.name" in r["attributes"]]
+    records = [r for r in map(json.loads, lines) if "gen_ai.operation.name" in r["attributes"]]
+    calls = [r["attributes"] for r in records]
+    refused = [any(e["name"] == "llmwatch.call.refused" for e in r["events"]) for r in records]
     totals = report["totals"]
     assert totals["calls"] == len(calls) == 12
     assert totals["cost_usd"] == pytest.approx(sum(a.get("llmwatch.cost.usd", 0.0) for a in calls), abs=1e-12)
     assert totals["input_tokens"] == sum(a.get("gen_ai.usage.input_tokens", 0) for a in calls)
     assert totals["output_tokens"] == sum(a.get("gen_ai.usage.output_tokens", 0) for a in calls)
-    assert totals["errors"] == sum("error.type" in a for a in calls)
+    # the budget's refusals (how many depends on the workers' timing) are counted apart from errors
+    assert totals["refused"] == sum(refused)
+    assert totals["errors"] == sum("error.type" in a and not no for a, no in zip(calls, refused, strict=True))
     assert (tmp_path / "llmwatch-demo.html").exists()
 
 
