@@ -373,8 +373,11 @@ class Responses:
         put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_output_tokens"))
         put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
         put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
-        text_format = field(kwargs.get("text"), "format") if given(kwargs.get("text")) else None
-        attrs[sc.GEN_AI_OUTPUT_TYPE] = _output_type(text_format)
+        if given(kwargs.get("text_format")):  # .parse(text_format=Model): the SDK asks for its JSON schema
+            attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON
+        else:
+            text = kwargs.get("text")
+            attrs[sc.GEN_AI_OUTPUT_TYPE] = _output_type(field(text, "format") if given(text) else None)
         stream = kwargs.get("stream") is True
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream
         attrs[sc.LLMWATCH_STREAM] = stream
