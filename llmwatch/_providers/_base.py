@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from llmwatch import _runtime
+from llmwatch import _post_response, _runtime
 from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
 from llmwatch._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
@@ -153,8 +153,12 @@ def _detach(token: object | None) -> None:
             record_internal_error("context detach", exc)
 
 
-def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
-    """A wrapt wrapper for a synchronous SDK method."""
+def sync_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
+    """A wrapt wrapper for a synchronous SDK method.
+
+    ``watch_parsing``: the method runs the SDK's own parser over the response (``.parse()``), which
+    may reject a response that already arrived: note it, so the failed span keeps its usage.
+    """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
@@ -165,21 +169,24 @@ def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
             if fallback is not PROCEED:
                 return fallback
         token = _attach(call)
+        watch = _post_response.watch() if watch_parsing else None
         try:
             result = wrapped(*args, **send_kwargs)
         except BaseException as exc:
             _detach(token)
-            call.fail(exc)
+            _post_response.fail(call, exc, watch)
             raise
         _detach(token)
+        if watch is not None:
+            watch.close()
         proxy = _after(call, result, is_async=False)
         return result if proxy is None else proxy
 
     return wrapper
 
 
-def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
-    """A wrapt wrapper for an ``async def`` SDK method."""
+def async_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
+    """A wrapt wrapper for an ``async def`` SDK method (see :func:`sync_wrapper`)."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
@@ -190,13 +197,16 @@ def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
             if fallback is not PROCEED:
                 return fallback
         token = _attach(call)
+        watch = _post_response.watch() if watch_parsing else None
         try:
             result = await wrapped(*args, **send_kwargs)
         except BaseException as exc:
             _detach(token)
-            call.fail(exc)
+            _post_response.fail(call, exc, watch)
             raise
         _detach(token)
+        if watch is not None:
+            watch.close()
         proxy = _after(call, result, is_async=True)
         return result if proxy is None else proxy
 

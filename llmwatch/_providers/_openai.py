@@ -1,4 +1,5 @@
-"""OpenAI: ``chat.completions.create``, ``responses.create`` and ``embeddings.create``, sync and async.
+"""OpenAI: ``chat.completions.create``/``.parse``, ``responses.create``/``.parse`` and ``embeddings.create``,
+sync and async.
 
 Covers streaming, ``with_raw_response``/``with_streaming_response`` and the
 ``chat.completions.stream(...)`` helper (it calls ``create(stream=True)`` on ``__enter__``, so its span
@@ -21,6 +22,7 @@ from typing import Any
 from llmwatch import _semconv as sc
 from llmwatch._call import Choice, LLMCall
 from llmwatch._content import ContentPolicy
+from llmwatch._post_response import hook_parsers
 from llmwatch._providers._base import (
     async_wrapper,
     field,
@@ -48,10 +50,13 @@ _CHAT_NUMBER_PARAMS = (
 
 
 class ChatCompletions:
-    """``chat.completions.create``."""
+    """``chat.completions.create`` (and ``.parse``: ``parses``, the SDK parses the reply after it arrived)."""
 
     provider = PROVIDER
     operation = sc.OP_CHAT
+
+    def __init__(self, *, parses: bool = False) -> None:
+        self.parses = parses
 
     # --- request ---------------------------------------------------------------------------------
     def prepare(
@@ -360,10 +365,13 @@ def _tool_definition(tool: Any) -> Any:
 
 
 class Responses:
-    """``responses.create`` (operation ``chat``, as DESIGN.md fixes)."""
+    """``responses.create`` and ``.parse`` (operation ``chat``, as DESIGN.md fixes)."""
 
     provider = PROVIDER
     operation = sc.OP_CHAT
+
+    def __init__(self, *, parses: bool = False) -> None:
+        self.parses = parses
 
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any]
@@ -491,6 +499,7 @@ class Embeddings:
 
     provider = PROVIDER
     operation = sc.OP_EMBEDDINGS
+    parses = False
 
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any]
@@ -535,7 +544,9 @@ class Embeddings:
 
 
 CHAT = ChatCompletions()
+CHAT_PARSE = ChatCompletions(parses=True)
 RESPONSES = Responses()
+RESPONSES_PARSE = Responses(parses=True)
 EMBEDDINGS = Embeddings()
 
 # (module, class, method, handler): what is wrapped. Async classes use the async wrapper.
@@ -543,14 +554,22 @@ TARGETS = (
     ("openai.resources.chat.completions", "Completions", "create", CHAT, False),
     ("openai.resources.chat.completions", "AsyncCompletions", "create", CHAT, True),
     # .parse() (structured outputs) posts on its own instead of calling create(): hooked too.
-    ("openai.resources.chat.completions", "Completions", "parse", CHAT, False),
-    ("openai.resources.chat.completions", "AsyncCompletions", "parse", CHAT, True),
+    ("openai.resources.chat.completions", "Completions", "parse", CHAT_PARSE, False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "parse", CHAT_PARSE, True),
     ("openai.resources.responses", "Responses", "create", RESPONSES, False),
     ("openai.resources.responses", "AsyncResponses", "create", RESPONSES, True),
-    ("openai.resources.responses", "Responses", "parse", RESPONSES, False),
-    ("openai.resources.responses", "AsyncResponses", "parse", RESPONSES, True),
+    ("openai.resources.responses", "Responses", "parse", RESPONSES_PARSE, False),
+    ("openai.resources.responses", "AsyncResponses", "parse", RESPONSES_PARSE, True),
     ("openai.resources.embeddings", "Embeddings", "create", EMBEDDINGS, False),
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, True),
+)
+# The SDK's post-parsers of .parse() (module, function, keyword holding the raw response), newest layout
+# first; every one found is hooked (see _post_response.py). Their callers look them up at call time.
+PARSERS = (
+    ("openai.lib._chat_completion_resources", "_parse_chat_completion", "chat_completion"),
+    ("openai.resources.chat.completions.completions", "_parse_chat_completion", "chat_completion"),
+    ("openai.lib._response_resources", "parse_response", "response"),
+    ("openai.resources.responses.responses", "parse_response", "response"),
 )
 CLIENT_CLASSES = (("openai", "OpenAI"), ("openai", "AsyncOpenAI"))
 SDK_MODULE = "openai"
@@ -558,7 +577,8 @@ KNOWN_MAJOR_VERSIONS = (1, 2, 3)
 
 
 def make_wrapper(handler: Any, is_async: bool) -> Any:
-    return async_wrapper(handler.prepare) if is_async else sync_wrapper(handler.prepare)
+    wrap = async_wrapper if is_async else sync_wrapper
+    return wrap(handler.prepare, watch_parsing=handler.parses)
 
 
 # The SDK's stream helpers (``chat.completions.stream()``, ``responses.stream()``) wrap the stream
@@ -572,13 +592,14 @@ _HELPER_STREAMS = (
 )
 
 
-def extra_patches() -> list[tuple[type, str, Any]]:
-    """End our stream's span when a stream helper is closed (or its ``with`` block is left)."""
+def extra_patches() -> list[tuple[Any, str, Any]]:
+    """End our stream's span when a stream helper is closed (or its ``with`` block is left); let the
+    ``.parse()`` methods see the response the SDK's parser rejects (``_post_response.py``)."""
     import importlib
 
     import wrapt
 
-    patched: list[tuple[type, str, Any]] = []
+    patched = hook_parsers(PARSERS)
     for module_name, class_name, is_async in _HELPER_STREAMS:
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
