@@ -9,6 +9,7 @@ opens there). Wire facts this module relies on (DESIGN.md, "Provider wire facts"
   ``reasoning_tokens``: recorded as is, never added twice.
 - Chat streams report usage only when asked (``stream_options.include_usage``): we ask when the
   user did not and hide that one extra chunk (``choices == []``); a chunk with choices is never hidden.
+  A server that refuses the field gets the call again without it (``_stream_usage.py``).
 - With ``n > 1`` chunks of different choices interleave; finish reasons are kept per choice.
 - The Responses API reports usage only in ``response.completed`` (or ``.incomplete``/``.failed``).
 """
@@ -38,6 +39,7 @@ from llmwatch._providers._base import (
     text_of,
     text_part,
 )
+from llmwatch._providers._stream_usage import with_stream_usage
 
 PROVIDER = "openai"
 _CHAT_NUMBER_PARAMS = (
@@ -77,8 +79,10 @@ class ChatCompletions:
         stream = kwargs.get("stream") is True
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream
         attrs[sc.LLMWATCH_STREAM] = stream
-        send_kwargs, hide_usage = _with_stream_usage(kwargs) if stream else (dict(kwargs), False)
-        return self, attrs, send_kwargs, stream, hide_usage
+        if stream:
+            send_kwargs, hide_usage = with_stream_usage(getattr(instance, "_client", None), kwargs)
+            return self, attrs, send_kwargs, stream, hide_usage
+        return self, attrs, dict(kwargs), stream, False
 
     def prompt_parts(self, request: Mapping[str, Any]) -> list[str]:
         parts: list[str] = []
@@ -154,19 +158,6 @@ class ChatCompletions:
             attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json(system)
         put_tool_definitions(call, attrs, policy)
         attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
-
-
-def _with_stream_usage(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Ask for the usage chunk when the user did not (and remember to hide it from them)."""
-    send = dict(kwargs)
-    options = kwargs.get("stream_options")
-    if isinstance(options, Mapping):
-        if "include_usage" in options:
-            return send, False
-        send["stream_options"] = {**options, "include_usage": True}
-    else:
-        send["stream_options"] = {"include_usage": True}
-    return send, True
 
 
 def _forget_requested_usage_field(chunk: Any) -> None:
