@@ -34,13 +34,15 @@ def configure(
     instrument: bool | None = None,
     max_content_chars: int | None = None,
     max_span_content_chars: int | None = None,
+    request_stream_usage: bool | None = None,
 ) -> None:
     """Set llmwatch up (again). Validates everything first; a wrong value raises ``ConfigurationError``.
 
     Arguments left as ``None`` come from the environment (``OTEL_*``, ``LLMWATCH_*``), else defaults:
     ``exporter="otlp"``, ``capture_content=False``, ``sample_rate=1.0``, ``instrument=True``,
     ``max_content_chars=32768`` (per captured text), ``max_span_content_chars=131072`` (all captured
-    content of one span). See docs/configuration.md for the full table.
+    content of one span), ``request_stream_usage=True`` (ask OpenAI chat streams for their usage
+    chunk). See docs/configuration.md for the full table.
 
     Calling it again flushes and shuts down what the previous call created (never a provider you
     passed or installed), then starts afresh. Providers: with ``tracer_provider=``/``meter_provider=``

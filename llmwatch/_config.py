@@ -210,6 +210,13 @@ PARAMS: tuple[Param, ...] = (
         _parse_positive_int,
         "max chars of captured content per span",
     ),
+    Param(
+        "request_stream_usage",
+        ("LLMWATCH_REQUEST_STREAM_USAGE",),
+        True,
+        _parse_bool,
+        "add stream_options.include_usage to OpenAI chat streams that do not set it",
+    ),
 )
 
 
@@ -233,6 +240,7 @@ class Settings:
     instrument: bool = True
     max_content_chars: int = 32768
     max_span_content_chars: int = 131072
+    request_stream_usage: bool = True
 
 
 _UNSET: Any = object()

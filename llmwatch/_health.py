@@ -55,6 +55,44 @@ class Counter:
         self._base = int(self._count.__reduce__()[1][0])
 
 
+class StreamUsageRejections:
+    """Servers that refused the ``stream_options`` llmwatch adds to OpenAI streams (see ``_stream_usage``).
+
+    ``retries`` counts the calls sent again without it; the base URLs (secret-free: no user info,
+    no query) are remembered so later streams to them are sent as the caller wrote them. Bounded: past
+    ``MAX_URLS`` the oldest is forgotten (it then costs one more retry). Read without a lock on every
+    stream; written, under one, only when a server refuses.
+    """
+
+    MAX_URLS = 256
+
+    def __init__(self) -> None:
+        self.retries = Counter()
+        self._urls: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, base_url: str) -> bool:
+        return base_url in self._urls
+
+    def __bool__(self) -> bool:
+        return bool(self._urls)
+
+    def remember(self, base_url: str) -> None:
+        with self._lock:
+            self._urls.pop(base_url, None)
+            self._urls[base_url] = None
+            while len(self._urls) > self.MAX_URLS:
+                del self._urls[next(iter(self._urls))]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"retries": self.retries.value, "base_urls": list(self._urls)}
+
+    def reset(self) -> None:
+        self.retries.reset()
+        with self._lock:
+            self._urls.clear()
+
+
 class Health:
     """Process-wide counters. One instance, ``HEALTH``; ``reset()`` is for tests."""
 
@@ -69,6 +107,7 @@ class Health:
         self.scores_unmatched = Counter()
         self.metrics_dropped = Counter()
         self.strings_repaired = Counter()  # lone surrogates replaced before a string reached a span
+        self.stream_usage_rejected = StreamUsageRejections()
         self.last_export_error: str | None = None
         self.last_internal_error: str | None = None
         self._logged_places: set[str] = set()
@@ -89,6 +128,7 @@ class Health:
             "scores_unmatched": self.scores_unmatched.value,
             "metrics_dropped": self.metrics_dropped.value,
             "strings_repaired": self.strings_repaired.value,
+            "stream_usage_rejected": self.stream_usage_rejected.snapshot(),
         }
 
     def reset(self) -> None:
@@ -105,6 +145,7 @@ class Health:
             self.strings_repaired,
         ):
             counter.reset()
+        self.stream_usage_rejected.reset()
         self.last_export_error = None
         self.last_internal_error = None
         with self._lock:

@@ -23,6 +23,7 @@ from typing import Any
 
 import wrapt
 
+from llmwatch import _post_response
 from llmwatch._call import LLMCall, is_requested_usage_chunk
 from llmwatch._health import record_internal_error
 
@@ -172,17 +173,31 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
         self._self_is_async = is_async
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
-        parsed = self.__wrapped__.parse(*args, **kwargs)
+        call = self._self_call
+        watch = _post_response.watch()  # the SDK's post-parser may reject the body (see _post_response.py)
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            _post_response.fail(call, exc, watch)  # the body arrived: end with the error and its usage
+            raise
+        _post_response.close(watch)
         # Async clients differ: with_streaming_response's parse() is a coroutine, but with_raw_response's
         # LegacyAPIResponse.parse() is synchronous even on AsyncOpenAI. Await only what is awaitable.
         if inspect.isawaitable(parsed):
             return self._self_finish_async(parsed)
-        wrapped = wrap_parsed(self._self_call, parsed, is_async=self._self_is_async)
+        wrapped = wrap_parsed(call, parsed, is_async=self._self_is_async)
         return parsed if wrapped is None else wrapped
 
     async def _self_finish_async(self, pending: Any) -> Any:
-        parsed = await pending
-        wrapped = wrap_parsed(self._self_call, parsed, is_async=True)
+        call = self._self_call
+        watch = _post_response.watch()
+        try:
+            parsed = await pending
+        except BaseException as exc:
+            _post_response.fail(call, exc, watch)  # the body arrived: end with the error and its usage
+            raise
+        _post_response.close(watch)
+        wrapped = wrap_parsed(call, parsed, is_async=True)
         return parsed if wrapped is None else wrapped
 
     def __del__(self) -> None:

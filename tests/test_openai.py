@@ -17,6 +17,7 @@ from typing import Any
 
 import genai_prices
 import openai
+import pydantic
 import pytest
 import tiktoken
 from genai_prices import Usage as PricesUsage
@@ -604,6 +605,25 @@ async def test_structured_output_parse_gives_one_span(
 ) -> None:
     parsed = await api.call(method, model=MODEL, **request_body)
     assert only_span(captured).attributes["gen_ai.response.id"] == parsed.id
+
+
+class Answer(pydantic.BaseModel):
+    city: str
+
+
+@pytest.mark.parametrize(
+    ("method", "request_body"),
+    [
+        ("chat.completions.parse", {"messages": USER, "response_format": Answer}),
+        ("responses.parse", {"input": "Hello there", "text_format": Answer}),
+    ],
+)
+async def test_structured_output_parse_says_json(
+    api: Api, captured: Captured, method: str, request_body: dict[str, Any]
+) -> None:
+    with pytest.raises(pydantic.ValidationError):  # the loopback server's replies are plain text
+        await api.call(method, model=MODEL, **request_body)
+    assert only_span(captured).attributes["gen_ai.output.type"] == "json"
 
 
 # --- errors -----------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
   header, the same body); the SDK's automatic retry then succeeds.
 - ``cut-stream``: the connection drops after about half the content chunks.
 - ``no-usage`` (OpenAI): no usage anywhere, whatever ``stream_options`` asks.
+- ``reject-stream-options`` (OpenAI chat): a request carrying ``stream_options`` is refused with the 400
+  that OpenAI-compatible servers which do not know the field send (``param: "stream_options"``).
 - ``usage-on-last-chunk`` (OpenAI chat streams): usage rides on the last content chunk with its text
   and finish reason, unrequested, and no separate usage chunk follows (some compatible servers).
 - ``tool-call``: a ``get_weather`` call (or the first declared tool) with ``{"city": "Paris"}``.
@@ -66,6 +68,7 @@ SCENARIOS = frozenset(
         "error-429-once",
         "cut-stream",
         "no-usage",
+        "reject-stream-options",
         "usage-on-last-chunk",
         "tool-call",
         "cached",
@@ -683,6 +686,14 @@ def _error(provider: _Provider, status: int, message: str | None = None) -> _Jso
     return _Json(status, body, headers)
 
 
+def _unknown_argument(name: str) -> _Json:
+    """What OpenAI (and servers copying its errors) answer for a request field they do not accept."""
+    message = f"Unrecognized request argument supplied: {name}"
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": name, "code": None}}
+    request_id = _new_id("req_")
+    return _Json(400, body, {"x-request-id": request_id, "request-id": request_id, "x-should-retry": "false"})
+
+
 # --- routing ---------------------------------------------------------------------------------------
 
 _ROUTES: dict[str, tuple[_Provider, Callable[[_Request], _Reply]]] = {
@@ -801,6 +812,8 @@ class FakeLLMServer:
         unknown = request.scenarios - SCENARIOS
         if unknown:
             return _error(provider, 400, f"Unknown fake scenario(s) {sorted(unknown)}; known: {sorted(SCENARIOS)}")
+        if request.has("reject-stream-options") and "stream_options" in body and build is _chat_completions:
+            return _unknown_argument("stream_options")
         status = self._error_status(request)
         if status:
             return _error(provider, status)

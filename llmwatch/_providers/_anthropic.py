@@ -23,6 +23,7 @@ from llmwatch._budget import PROCEED, accept, settle, settle_async
 from llmwatch._call import LLMCall
 from llmwatch._content import ContentPolicy
 from llmwatch._health import record_internal_error
+from llmwatch._post_response import hook_parsers
 from llmwatch._providers._base import (
     REGISTRY,
     Prepare,
@@ -44,10 +45,14 @@ PROVIDER = "anthropic"
 
 
 class Messages:
-    """``messages.create`` and the stream helper."""
+    """``messages.create``, ``.parse`` (``parses``: the SDK parses the reply after it arrived) and the
+    stream helper."""
 
     provider = PROVIDER
     operation = sc.OP_CHAT
+
+    def __init__(self, *, parses: bool = False) -> None:
+        self.parses = parses
 
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any]
@@ -258,6 +263,7 @@ def _output_messages(call: LLMCall, policy: Any) -> list[dict[str, Any]]:
 
 
 MESSAGES = Messages()
+MESSAGES_PARSE = Messages(parses=True)
 
 
 def _stream_prepare(instance: Any, kwargs: Mapping[str, Any]) -> Any:
@@ -343,7 +349,13 @@ TARGETS = tuple(
     (module, cls, method, handler, cls.startswith("Async"))
     for module in _MESSAGES_MODULES
     for cls in ("Messages", "AsyncMessages")
-    for method, handler in (("create", MESSAGES), ("parse", MESSAGES), ("stream", None))
+    for method, handler in (("create", MESSAGES), ("parse", MESSAGES_PARSE), ("stream", None))
+)
+# The SDK's post-parsers of parse() (module, function, keyword holding the raw response): hooked so a
+# reply they reject keeps its usage (see _post_response.py).
+PARSERS = (
+    ("anthropic.resources.messages.messages", "parse_response", "response"),
+    ("anthropic.resources.beta.messages.messages", "parse_beta_response", "response"),
 )
 CLIENT_CLASSES = (("anthropic", "Anthropic"), ("anthropic", "AsyncAnthropic"))
 SDK_MODULE = "anthropic"
@@ -354,18 +366,21 @@ def make_wrapper(handler: Any, is_async: bool) -> Any:
     if handler is None:
         return _stream_helper_wrapper(is_async)
     prepare: Prepare = handler.prepare
-    return async_wrapper(prepare) if is_async else sync_wrapper(prepare)
+    wrap = async_wrapper if is_async else sync_wrapper
+    return wrap(prepare, watch_parsing=handler.parses)
 
 
-def extra_patches() -> list[tuple[type, str, Any]]:
-    """Silence the SDK's own spans for the clients llmwatch traces (one call, one span)."""
+def extra_patches() -> list[tuple[Any, str, Any]]:
+    """Silence the SDK's own spans for the clients llmwatch traces (one call, one span); let the
+    ``parse`` methods see the response the SDK's parser rejects (``_post_response.py``)."""
+    patched = hook_parsers(PARSERS)
     try:
         from anthropic._base_client import BaseClient
     except ImportError:
-        return []
+        return patched
     original = BaseClient.__dict__.get("_tracer")
     if not isinstance(original, property) or original.fget is None:
-        return []
+        return patched
     getter = original.fget
 
     def _tracer(self: Any) -> Any:
@@ -374,4 +389,4 @@ def extra_patches() -> list[tuple[type, str, Any]]:
         return getter(self)
 
     BaseClient._tracer = property(_tracer)  # type: ignore[method-assign,assignment]
-    return [(BaseClient, "_tracer", original)]
+    return [*patched, (BaseClient, "_tracer", original)]

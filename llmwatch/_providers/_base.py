@@ -6,7 +6,10 @@ only when global instrumentation is on or the call's client was marked by
 
 Guarding: llmwatch's own work before the call (``begin_call``) and after it (``_after``) is guarded; the
 SDK call itself sits outside any ``try`` that could swallow an error, its exception reaches the caller
-unchanged, and its result is returned as is (or inside a transparent proxy for streams).
+unchanged, and its result is returned as is (or inside a transparent proxy for streams). One refusal
+is not passed on: a 400 for the ``stream_options`` llmwatch itself added, which llmwatch caused; the
+call is then sent once more exactly as the caller wrote it, and that outcome is theirs
+(``_stream_usage.py``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from llmwatch import _runtime
+from llmwatch import _post_response, _runtime
 from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
 from llmwatch._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
+from llmwatch._providers import _stream_usage
 
 # OTel's "do not instrument" switches: the SDK's own key (set by exporters while they export), the
 # plain-string key opentelemetry-instrumentation also sets, and the language-model one some use.
@@ -153,8 +157,12 @@ def _detach(token: object | None) -> None:
             record_internal_error("context detach", exc)
 
 
-def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
-    """A wrapt wrapper for a synchronous SDK method."""
+def sync_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
+    """A wrapt wrapper for a synchronous SDK method.
+
+    ``watch_parsing``: the method runs the SDK's own parser over the response (``.parse()``), which
+    may reject a response that already arrived: note it, so the failed span keeps its usage.
+    """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
@@ -165,21 +173,30 @@ def sync_wrapper(prepare: Prepare) -> Callable[..., Any]:
             if fallback is not PROCEED:
                 return fallback
         token = _attach(call)
+        watch = _post_response.watch() if watch_parsing else None
         try:
             result = wrapped(*args, **send_kwargs)
         except BaseException as exc:
             _detach(token)
-            call.fail(exc)
-            raise
-        _detach(token)
+            _post_response.close(watch)
+            if not (call.hide_usage_chunk and _stream_usage.refused(call, instance, exc)):
+                _post_response.fail(call, exc, watch)
+                raise
+            result = _REFUSED
+        else:
+            _detach(token)
+            if watch is not None:
+                watch.close()
+        if result is _REFUSED:  # outside the except block: the caller's exception is not chained to ours
+            result = _send_as_written(call, wrapped, args, kwargs)
         proxy = _after(call, result, is_async=False)
         return result if proxy is None else proxy
 
     return wrapper
 
 
-def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
-    """A wrapt wrapper for an ``async def`` SDK method."""
+def async_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
+    """A wrapt wrapper for an ``async def`` SDK method (see :func:`sync_wrapper`)."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
@@ -190,17 +207,56 @@ def async_wrapper(prepare: Prepare) -> Callable[..., Any]:
             if fallback is not PROCEED:
                 return fallback
         token = _attach(call)
+        watch = _post_response.watch() if watch_parsing else None
         try:
             result = await wrapped(*args, **send_kwargs)
         except BaseException as exc:
             _detach(token)
-            call.fail(exc)
-            raise
-        _detach(token)
+            _post_response.close(watch)
+            if not (call.hide_usage_chunk and _stream_usage.refused(call, instance, exc)):
+                _post_response.fail(call, exc, watch)
+                raise
+            result = _REFUSED
+        else:
+            _detach(token)
+            if watch is not None:
+                watch.close()
+        if result is _REFUSED:
+            result = await _send_as_written_async(call, wrapped, args, kwargs)
         proxy = _after(call, result, is_async=True)
         return result if proxy is None else proxy
 
     return wrapper
+
+
+_REFUSED = object()  # the server refused the stream_options llmwatch added (see _stream_usage.py)
+
+
+def _send_as_written(call: LLMCall, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # The one retry: the request exactly as the caller wrote it. Its failure is the caller's.
+    token = _attach(call)
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _detach(token)
+        call.fail(exc)
+        raise
+    _detach(token)
+    return result
+
+
+async def _send_as_written_async(
+    call: LLMCall, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    token = _attach(call)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _detach(token)
+        call.fail(exc)
+        raise
+    _detach(token)
+    return result
 
 
 # --- request helpers ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""OpenAI: ``chat.completions.create``, ``responses.create`` and ``embeddings.create``, sync and async.
+"""OpenAI: ``chat.completions.create``/``.parse``, ``responses.create``/``.parse`` and ``embeddings.create``,
+sync and async.
 
 Covers streaming, ``with_raw_response``/``with_streaming_response`` and the
 ``chat.completions.stream(...)`` helper (it calls ``create(stream=True)`` on ``__enter__``, so its span
@@ -8,6 +9,7 @@ opens there). Wire facts this module relies on (DESIGN.md, "Provider wire facts"
   ``reasoning_tokens``: recorded as is, never added twice.
 - Chat streams report usage only when asked (``stream_options.include_usage``): we ask when the
   user did not and hide that one extra chunk (``choices == []``); a chunk with choices is never hidden.
+  A server that refuses the field gets the call again without it (``_stream_usage.py``).
 - With ``n > 1`` chunks of different choices interleave; finish reasons are kept per choice.
 - The Responses API reports usage only in ``response.completed`` (or ``.incomplete``/``.failed``).
 """
@@ -21,6 +23,7 @@ from typing import Any
 from llmwatch import _semconv as sc
 from llmwatch._call import Choice, LLMCall
 from llmwatch._content import ContentPolicy
+from llmwatch._post_response import hook_parsers
 from llmwatch._providers._base import (
     async_wrapper,
     field,
@@ -36,6 +39,7 @@ from llmwatch._providers._base import (
     text_of,
     text_part,
 )
+from llmwatch._providers._stream_usage import with_stream_usage
 
 PROVIDER = "openai"
 _CHAT_NUMBER_PARAMS = (
@@ -48,10 +52,13 @@ _CHAT_NUMBER_PARAMS = (
 
 
 class ChatCompletions:
-    """``chat.completions.create``."""
+    """``chat.completions.create`` (and ``.parse``: ``parses``, the SDK parses the reply after it arrived)."""
 
     provider = PROVIDER
     operation = sc.OP_CHAT
+
+    def __init__(self, *, parses: bool = False) -> None:
+        self.parses = parses
 
     # --- request ---------------------------------------------------------------------------------
     def prepare(
@@ -72,8 +79,10 @@ class ChatCompletions:
         stream = kwargs.get("stream") is True
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream
         attrs[sc.LLMWATCH_STREAM] = stream
-        send_kwargs, hide_usage = _with_stream_usage(kwargs) if stream else (dict(kwargs), False)
-        return self, attrs, send_kwargs, stream, hide_usage
+        if stream:
+            send_kwargs, hide_usage = with_stream_usage(getattr(instance, "_client", None), kwargs)
+            return self, attrs, send_kwargs, stream, hide_usage
+        return self, attrs, dict(kwargs), stream, False
 
     def prompt_parts(self, request: Mapping[str, Any]) -> list[str]:
         parts: list[str] = []
@@ -149,19 +158,6 @@ class ChatCompletions:
             attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json(system)
         put_tool_definitions(call, attrs, policy)
         attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
-
-
-def _with_stream_usage(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Ask for the usage chunk when the user did not (and remember to hide it from them)."""
-    send = dict(kwargs)
-    options = kwargs.get("stream_options")
-    if isinstance(options, Mapping):
-        if "include_usage" in options:
-            return send, False
-        send["stream_options"] = {**options, "include_usage": True}
-    else:
-        send["stream_options"] = {"include_usage": True}
-    return send, True
 
 
 def _forget_requested_usage_field(chunk: Any) -> None:
@@ -360,10 +356,13 @@ def _tool_definition(tool: Any) -> Any:
 
 
 class Responses:
-    """``responses.create`` (operation ``chat``, as DESIGN.md fixes)."""
+    """``responses.create`` and ``.parse`` (operation ``chat``, as DESIGN.md fixes)."""
 
     provider = PROVIDER
     operation = sc.OP_CHAT
+
+    def __init__(self, *, parses: bool = False) -> None:
+        self.parses = parses
 
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any]
@@ -373,8 +372,11 @@ class Responses:
         put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_output_tokens"))
         put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
         put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
-        text_format = field(kwargs.get("text"), "format") if given(kwargs.get("text")) else None
-        attrs[sc.GEN_AI_OUTPUT_TYPE] = _output_type(text_format)
+        if given(kwargs.get("text_format")):  # .parse(text_format=Model): the SDK asks for its JSON schema
+            attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON
+        else:
+            text = kwargs.get("text")
+            attrs[sc.GEN_AI_OUTPUT_TYPE] = _output_type(field(text, "format") if given(text) else None)
         stream = kwargs.get("stream") is True
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream
         attrs[sc.LLMWATCH_STREAM] = stream
@@ -488,6 +490,7 @@ class Embeddings:
 
     provider = PROVIDER
     operation = sc.OP_EMBEDDINGS
+    parses = False
 
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any]
@@ -532,7 +535,9 @@ class Embeddings:
 
 
 CHAT = ChatCompletions()
+CHAT_PARSE = ChatCompletions(parses=True)
 RESPONSES = Responses()
+RESPONSES_PARSE = Responses(parses=True)
 EMBEDDINGS = Embeddings()
 
 # (module, class, method, handler): what is wrapped. Async classes use the async wrapper.
@@ -540,14 +545,22 @@ TARGETS = (
     ("openai.resources.chat.completions", "Completions", "create", CHAT, False),
     ("openai.resources.chat.completions", "AsyncCompletions", "create", CHAT, True),
     # .parse() (structured outputs) posts on its own instead of calling create(): hooked too.
-    ("openai.resources.chat.completions", "Completions", "parse", CHAT, False),
-    ("openai.resources.chat.completions", "AsyncCompletions", "parse", CHAT, True),
+    ("openai.resources.chat.completions", "Completions", "parse", CHAT_PARSE, False),
+    ("openai.resources.chat.completions", "AsyncCompletions", "parse", CHAT_PARSE, True),
     ("openai.resources.responses", "Responses", "create", RESPONSES, False),
     ("openai.resources.responses", "AsyncResponses", "create", RESPONSES, True),
-    ("openai.resources.responses", "Responses", "parse", RESPONSES, False),
-    ("openai.resources.responses", "AsyncResponses", "parse", RESPONSES, True),
+    ("openai.resources.responses", "Responses", "parse", RESPONSES_PARSE, False),
+    ("openai.resources.responses", "AsyncResponses", "parse", RESPONSES_PARSE, True),
     ("openai.resources.embeddings", "Embeddings", "create", EMBEDDINGS, False),
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, True),
+)
+# The SDK's post-parsers of .parse() (module, function, keyword holding the raw response), newest layout
+# first; every one found is hooked (see _post_response.py). Their callers look them up at call time.
+PARSERS = (
+    ("openai.lib._chat_completion_resources", "_parse_chat_completion", "chat_completion"),
+    ("openai.resources.chat.completions.completions", "_parse_chat_completion", "chat_completion"),
+    ("openai.lib._response_resources", "parse_response", "response"),
+    ("openai.resources.responses.responses", "parse_response", "response"),
 )
 CLIENT_CLASSES = (("openai", "OpenAI"), ("openai", "AsyncOpenAI"))
 SDK_MODULE = "openai"
@@ -555,7 +568,8 @@ KNOWN_MAJOR_VERSIONS = (1, 2, 3)
 
 
 def make_wrapper(handler: Any, is_async: bool) -> Any:
-    return async_wrapper(handler.prepare) if is_async else sync_wrapper(handler.prepare)
+    wrap = async_wrapper if is_async else sync_wrapper
+    return wrap(handler.prepare, watch_parsing=handler.parses)
 
 
 # The SDK's stream helpers (``chat.completions.stream()``, ``responses.stream()``) wrap the stream
@@ -569,13 +583,14 @@ _HELPER_STREAMS = (
 )
 
 
-def extra_patches() -> list[tuple[type, str, Any]]:
-    """End our stream's span when a stream helper is closed (or its ``with`` block is left)."""
+def extra_patches() -> list[tuple[Any, str, Any]]:
+    """End our stream's span when a stream helper is closed (or its ``with`` block is left); let the
+    ``.parse()`` methods see the response the SDK's parser rejects (``_post_response.py``)."""
     import importlib
 
     import wrapt
 
-    patched: list[tuple[type, str, Any]] = []
+    patched = hook_parsers(PARSERS)
     for module_name, class_name, is_async in _HELPER_STREAMS:
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
