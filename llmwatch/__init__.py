@@ -15,10 +15,10 @@ Only this package root is API; every submodule is private.
 
 from llmwatch._api import budget, configure, force_flush, instrument, kill_switch, shutdown, stats, uninstrument
 from llmwatch._attribution import attributes, prompt
-from llmwatch._decorators import observe
+from llmwatch._core._runtime import VERSION as __version__
 from llmwatch._errors import BudgetExceeded, ConfigurationError, FeatureDisabled
-from llmwatch._manual import llm_call
-from llmwatch._runtime import VERSION as __version__
+from llmwatch._instrument._manual import llm_call
+from llmwatch._instrument._observe import observe
 from llmwatch._scores import score
 
 __all__ = [

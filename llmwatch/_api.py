@@ -10,8 +10,11 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from llmwatch import _budget, _config, _health, _pricing, _providers, _runtime, _tokens
+from llmwatch import _config, _health
+from llmwatch import _instrument
+from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, ConfigurationError
+from llmwatch._policy import _budget, _pricing, _tokens
 
 ClientT = TypeVar("ClientT")
 _lock = threading.Lock()
@@ -60,7 +63,7 @@ def configure(
     _pricing.start_background_import()
     _tokens.start_loading()
     if settings.instrument:
-        _providers.instrument_all()
+        _instrument.instrument_all()
 
 
 EXIT_SHUTDOWN_TIMEOUT_S = 3.0  # at interpreter exit: export what we can, never hold the exit longer
@@ -82,12 +85,12 @@ def _shutdown_at_exit() -> None:
 def instrument(client: ClientT) -> ClientT:
     """Instrument one client instance (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
     ``AsyncAnthropic``); returns the same object, usable exactly as before."""
-    return _providers.instrument_client(client)  # type: ignore[no-any-return]
+    return _instrument.instrument_client(client)  # type: ignore[no-any-return]
 
 
 def uninstrument() -> None:
     """Undo global instrumentation (clients given to ``instrument()`` stay instrumented)."""
-    _providers.uninstrument()
+    _instrument.uninstrument()
 
 
 def force_flush(timeout_s: float = 30.0) -> bool:

@@ -6,7 +6,7 @@ which wins over the default. Everything is checked here, up front, so a wrong va
 ``configure()`` with a message that says how to fix it, and never later on a user's request.
 
 The result is one immutable :class:`Settings`; the hot path reads the ``Runtime`` built from it
-(see ``_runtime.py``) through a single module attribute, swapped whole on reconfiguration.
+(see ``_core/_runtime.py``) through a single module attribute, swapped whole on reconfiguration.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 
-from llmwatch import _runtime
 from llmwatch import _semconv as sc
-from llmwatch._completions import COMPLETIONS, MAX_REMEMBERED
+from llmwatch._core import _runtime
+from llmwatch._core._completions import COMPLETIONS, MAX_REMEMBERED
 from llmwatch._health import HEALTH, record_internal_error
 
 logger = logging.getLogger("llmwatch")

@@ -32,7 +32,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmwatch import _config, _runtime
+from llmwatch import _config
+from llmwatch._core import _runtime
 
 __all__ = ["Captured", "capture"]
 

@@ -20,8 +20,11 @@ os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
 import llmwatch
 import llmwatch.testing
-from llmwatch import _budget, _health, _providers, _runtime, _tokens
+from llmwatch import _health
+from llmwatch import _instrument
+from llmwatch._core import _runtime
 from llmwatch._demo._server import FakeLLMServer
+from llmwatch._policy import _budget, _tokens
 
 _tokens.seed_tiktoken_cache()
 _tokens.start_loading()
@@ -39,8 +42,8 @@ def _llmwatch_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _budget.RULES.reset()
     yield
     _budget.RULES.reset()
-    _providers.uninstall_all()
-    _providers._base.REGISTRY.global_enabled = False
+    _instrument.uninstall_all()
+    _instrument._base.REGISTRY.global_enabled = False
     _runtime.swap(_runtime.default_runtime())
 
 

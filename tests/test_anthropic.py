@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmwatch
-from llmwatch import _providers
+from llmwatch import _instrument
 from llmwatch._demo._server import FakeLLMServer
 from llmwatch.testing import Captured
 
@@ -206,7 +206,7 @@ async def test_one_span_per_call_even_with_the_sdks_own_tracing(
 
 
 async def test_global_and_instance_instrumentation_overlap_gives_one_span(api: Api, captured: Captured) -> None:
-    _providers.instrument_all()
+    _instrument.instrument_all()
     await api.create()
     await api.create(plain=True)  # global instrumentation traces every client
     assert len(captured.llm_spans()) == 2

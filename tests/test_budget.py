@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 import llmwatch
-from llmwatch import _budget
 from llmwatch._demo._server import FakeLLMServer
+from llmwatch._policy import _budget
 from llmwatch.testing import Captured
 
 OPENAI_MODEL = "gpt-4o-mini"
@@ -413,7 +413,7 @@ def _now() -> float:
 def test_metrics_are_recorded_off_the_callers_thread_and_none_are_lost(
     captured: Captured, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llmwatch import _metrics
+    from llmwatch._export import _metrics
 
     for _ in range(_metrics._DRAIN_AT + 10):  # past the threshold: the background drainer records them
         manual_call(feature="bulk")

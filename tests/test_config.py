@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmwatch
-from llmwatch import _config, _runtime
+from llmwatch import _config
+from llmwatch._core import _runtime
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmwatch import _health
-from llmwatch._content import REDACTION_FAILED, ContentPolicy, builtin_redact, fingerprint, truncate
+from llmwatch._policy._content import REDACTION_FAILED, ContentPolicy, builtin_redact, fingerprint, truncate
 
 
 @pytest.mark.parametrize(

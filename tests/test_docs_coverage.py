@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import llmwatch
 from llmwatch._demo._server import FakeLLMServer
-from llmwatch._providers import _anthropic, _openai
+from llmwatch._instrument import _anthropic, _openai
 from llmwatch.testing import Captured
 
 try:

@@ -50,7 +50,7 @@ def names_in(text: str) -> set[str]:
         if call:  # llmwatch.budget(...), llmwatch.stats(), llmwatch.kill_switch(...)
             continue
         if "." not in name or any(part.startswith("_") or not part for part in name.split(".")):
-            continue  # "llmwatch." ending a sentence, llmwatch._budget, llmwatch..x
+            continue  # "llmwatch." ending a sentence, llmwatch._policy._budget, llmwatch..x
         found.add(name)
     return found
 
@@ -84,7 +84,7 @@ def test_docs_name_only_what_llmwatch_emits() -> None:
 def test_the_extractor_skips_api_calls_and_maps_backend_forms() -> None:
     text = (
         "llmwatch.budget(10, per='day'); llmwatch.stats()['budgets']; llmwatch.kill_switch(feature='x'); "
-        "from llmwatch._budget import x; see llmwatch. Also llmwatch.BudgetExceeded; "
+        "from llmwatch._policy._budget import x; see llmwatch. Also llmwatch.BudgetExceeded; "
         "sum:llmwatch.cost{*} by {llmwatch.feature}.as_count(); {{[gen_ai.request.model].name}}; "
         "percentile(gen_ai.client.operation.duration, 95); gen_ai.client.operation.duration.count"
     )

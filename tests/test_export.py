@@ -35,7 +35,7 @@ from otlp_receiver import DeadPort, GrpcReceiver, HttpReceiver, Mode, running
 
 from llmwatch import _health
 from llmwatch._config import ConfigurationError
-from llmwatch._export import (
+from llmwatch._export._presets import (
     PRESETS,
     SPAN_FILE_DEFAULT,
     ExportPlan,

@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanContext
 
 import llmwatch
 import llmwatch.testing
-from llmwatch import _tokens
+from llmwatch._policy import _tokens
 from llmwatch.testing import Captured
 
 MODEL = "llama-3-8b"

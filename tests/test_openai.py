@@ -26,8 +26,9 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import SpanProcessor
 
 import llmwatch
-from llmwatch import _providers, _tokens
+from llmwatch import _instrument
 from llmwatch._demo._server import FakeLLMServer
+from llmwatch._policy import _tokens
 from llmwatch.testing import Captured
 
 MODEL = "gpt-4o-mini"
@@ -750,14 +751,14 @@ async def test_embeddings(api: Api, server: FakeLLMServer, captured: Captured, e
 
 # --- instrumentation: one span per call, none for clients not instrumented -------------------------
 async def test_global_and_instance_instrumentation_overlap_gives_one_span(api: Api, captured: Captured) -> None:
-    _providers.instrument_all()
+    _instrument.instrument_all()
     await api.chat()
     await api.chat(plain=True)  # global instrumentation traces every client
     assert len(captured.llm_spans()) == 2
 
 
 async def test_client_not_instrumented_gives_no_span(api: Api, captured: Captured) -> None:
-    assert _providers._base.REGISTRY.global_enabled is False
+    assert _instrument._base.REGISTRY.global_enabled is False
     await api.chat(plain=True)  # the class-level hooks are installed (api.client is instrumented)
     await api.drain(await api.chat(plain=True, stream=True))
     assert captured.spans == []
@@ -787,9 +788,9 @@ def test_suppressed_instrumentation_makes_no_span(openai_client: Any, captured: 
 
 def test_reasoning_content_of_compatible_servers_counts_as_first_output() -> None:
     # DeepSeek-style servers stream reasoning as an undeclared delta field before any content.
-    from llmwatch import _runtime
-    from llmwatch._call import start_call
-    from llmwatch._providers._openai import CHAT
+    from llmwatch._core import _runtime
+    from llmwatch._core._call import start_call
+    from llmwatch._instrument._openai import CHAT
 
     chunk = openai.types.chat.ChatCompletionChunk.model_validate(
         {

@@ -9,7 +9,7 @@ from genai_prices import Usage as PricesUsage
 from genai_prices import calc_price
 
 import llmwatch
-from llmwatch._pricing import PriceBook, Usage, override_price
+from llmwatch._policy._pricing import PriceBook, Usage, override_price
 
 CASES = [
     ("openai", "gpt-4o-mini", Usage(input_tokens=1200, cache_read_tokens=400, output_tokens=300)),

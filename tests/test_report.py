@@ -51,9 +51,9 @@ def span(
     ttft_ms: float | None = None,
     refused: str | None = None,
 ) -> dict[str, Any]:
-    """One LLM-call span in the exporter's JSON Lines shape (llmwatch/_export.py).
+    """One LLM-call span in the exporter's JSON Lines shape (llmwatch/_export/).
 
-    ``refused`` ("budget" or "kill_switch") makes it a refused call as llmwatch/_pipeline.py writes
+    ``refused`` ("budget" or "kill_switch") makes it a refused call as llmwatch/_core/_pipeline.py writes
     one: the refusal event, ``error.type`` and an ERROR status, no response model, tokens or cost.
     """
     events: list[dict[str, Any]] = []

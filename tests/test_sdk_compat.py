@@ -15,7 +15,7 @@ import openai
 import pytest
 
 import llmwatch
-from llmwatch import _providers
+from llmwatch import _instrument
 from llmwatch._demo._server import FakeLLMServer
 from llmwatch.testing import Captured
 
@@ -66,8 +66,8 @@ def test_openai_errors_pass_through(server: FakeLLMServer, captured: Captured) -
 def test_an_unknown_sdk_version_warns_and_still_instruments(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _providers.uninstall_all()
+    _instrument.uninstall_all()
     monkeypatch.setattr(openai, "__version__", "99.0.0")
     with caplog.at_level(logging.WARNING, logger="llmwatch"):
-        assert _providers.install(_providers._openai) is True
+        assert _instrument.install(_instrument._openai) is True
     assert "openai 99.0.0 is a version llmwatch was not tested with" in caplog.text

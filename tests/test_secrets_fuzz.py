@@ -33,9 +33,10 @@ from otlp_receiver import HttpReceiver
 
 import llmwatch
 import llmwatch.testing
-from llmwatch import _health, _runtime
+from llmwatch import _health
+from llmwatch._core import _runtime
 from llmwatch._demo._server import FakeLLMServer
-from llmwatch._export import JsonLinesSpanExporter, LlmwatchSpanProcessor
+from llmwatch._export._presets import JsonLinesSpanExporter, LlmwatchSpanProcessor
 
 KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 TOKEN_CHARS = KEY_CHARS + "-_"

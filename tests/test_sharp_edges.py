@@ -157,15 +157,17 @@ def test_instrument_accepts_every_sdk_client_class() -> None:
 def test_capture_keeps_the_configured_prices(server: FakeLLMServer) -> None:
     llmwatch.configure(exporter="none", prices={"my-model": {"input": 1.0, "output": 2.0}})
     try:
-        with llmwatch.testing.capture() as captured:
-            with llmwatch.llm_call(provider="vllm", model="my-model") as call:
-                call.set_output("x", input_tokens=1000, output_tokens=500)
+        with llmwatch.testing.capture() as captured, llmwatch.llm_call(provider="vllm", model="my-model") as call:
+            call.set_output("x", input_tokens=1000, output_tokens=500)
         (span,) = captured.llm_spans()
         assert span.attributes["llmwatch.cost.usd"] == pytest.approx(0.002)
         assert span.attributes["llmwatch.cost.source"] == "override"
-        with llmwatch.testing.capture(prices={"my-model": {"input": 3.0, "output": 0.0}}) as captured:
-            with llmwatch.llm_call(provider="vllm", model="my-model") as call:
-                call.set_output("x", input_tokens=1000, output_tokens=500)
+        prices = {"my-model": {"input": 3.0, "output": 0.0}}
+        with (
+            llmwatch.testing.capture(prices=prices) as captured,
+            llmwatch.llm_call(provider="vllm", model="my-model") as c,
+        ):
+            c.set_output("x", input_tokens=1000, output_tokens=500)
         assert captured.llm_spans()[0].attributes["llmwatch.cost.usd"] == pytest.approx(0.003)  # argument wins
     finally:
         llmwatch.shutdown(timeout_s=2)
@@ -174,9 +176,8 @@ def test_capture_keeps_the_configured_prices(server: FakeLLMServer) -> None:
 def test_capture_keeps_the_configured_content_policy(server: FakeLLMServer) -> None:
     llmwatch.configure(exporter="none", capture_content=True, redact=lambda text: text.replace("secret", "***"))
     try:
-        with llmwatch.testing.capture() as captured:
-            with llmwatch.llm_call(provider="vllm", model="m") as call:
-                call.set_input("my secret")
+        with llmwatch.testing.capture() as captured, llmwatch.llm_call(provider="vllm", model="m") as call:
+            call.set_input("my secret")
         assert "my ***" in captured.llm_spans()[0].attributes["gen_ai.input.messages"]
     finally:
         llmwatch.shutdown(timeout_s=2)

@@ -237,7 +237,7 @@ def test_remembered_base_urls_carry_no_secrets(first: FakeLLMServer, captured: C
     list(client.chat.completions.create(model=MODEL, messages=USER, stream=True, extra_headers=REJECTS))
     assert rejected()["base_urls"] == [f"http://127.0.0.1:{port}/v1/"]
     assert "hunter2" not in repr(llmwatch.stats())
-    from llmwatch._providers import _stream_usage
+    from llmwatch._instrument import _stream_usage
 
     assert _stream_usage.base_url_key(httpx2.URL("https://u:p@[::1]:8443/v1/?api-key=s#f")) == "https://[::1]:8443/v1/"
 

@@ -21,7 +21,7 @@ import tiktoken
 import tiktoken.load
 import tiktoken.registry
 
-from llmwatch import _tokens
+from llmwatch._policy import _tokens
 
 O200K_FILE = "fb374d419588a4632f3f557e76b4b70aebbca790"
 CL100K_FILE = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"

@@ -142,7 +142,7 @@ def _fresh_file(path: Path) -> None:
 
 def _seed_tokenizer() -> None:
     # Embeddings and errors have no provider usage for some paths: let tiktoken load offline.
-    from llmwatch._tokens import seed_tiktoken_cache
+    from llmwatch._policy._tokens import seed_tiktoken_cache
 
     seed_tiktoken_cache()
 

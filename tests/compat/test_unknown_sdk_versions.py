@@ -11,7 +11,7 @@ import pytest
 from faults._support import anthropic_helper_bypasses_llmwatch
 
 import llmwatch
-from llmwatch import _providers
+from llmwatch import _instrument
 from llmwatch._demo._server import FakeLLMServer
 from llmwatch.testing import Captured
 
@@ -39,7 +39,7 @@ def test_unknown_sdk_version_warns_once_and_still_traces(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     sdk = openai if provider == "openai" else anthropic
-    _providers.uninstall_all()  # the version is read when the hooks are installed
+    _instrument.uninstall_all()  # the version is read when the hooks are installed
     monkeypatch.setattr(sdk, "__version__", version)
     caplog.set_level(logging.WARNING, logger="llmwatch")
     for _ in range(2):
@@ -54,7 +54,7 @@ def test_unknown_sdk_version_warns_once_and_still_traces(
 
 
 def test_installed_sdk_versions_are_known(caplog: pytest.LogCaptureFixture) -> None:
-    _providers.uninstall_all()
+    _instrument.uninstall_all()
     caplog.set_level(logging.WARNING, logger="llmwatch")
     llmwatch.instrument(openai.OpenAI(api_key="sk-test"))
     llmwatch.instrument(anthropic.Anthropic(api_key="sk-ant-test"))

@@ -20,9 +20,13 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 import llmwatch
 import llmwatch.testing
 from faults._support import InjectedFault, boom, internal_error_places
-from llmwatch import _attribution, _decorators, _metrics, _runtime, _tokens
-from llmwatch._call import LLMCall
-from llmwatch._runtime import Runtime
+from llmwatch import _attribution
+from llmwatch._core import _runtime
+from llmwatch._core._call import LLMCall
+from llmwatch._core._runtime import Runtime
+from llmwatch._export import _metrics
+from llmwatch._instrument import _observe
+from llmwatch._policy import _tokens
 
 
 class UserError(Exception):
@@ -156,7 +160,7 @@ def _break_tracer(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
 
 
 def _break_attach(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
-    monkeypatch.setattr(_decorators, "otel_context", types.SimpleNamespace(**{**vars(otel_context), "attach": boom}))
+    monkeypatch.setattr(_observe, "otel_context", types.SimpleNamespace(**{**vars(otel_context), "attach": boom}))
 
 
 def _break_detach(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
@@ -165,7 +169,7 @@ def _break_detach(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
         raise InjectedFault("detach")
 
     broken = types.SimpleNamespace(**{**vars(otel_context), "detach": detach_then_fail})
-    monkeypatch.setattr(_decorators, "otel_context", broken)
+    monkeypatch.setattr(_observe, "otel_context", broken)
 
 
 def _patch(owner: Any, attribute: str) -> Callable[[pytest.MonkeyPatch, Runtime], None]:

@@ -37,10 +37,13 @@ from faults._support import (
     internal_error_places,
     perform,
 )
-from llmwatch import _attribution, _budget, _metrics, _pricing, _streaming, _tokens
-from llmwatch._call import LLMCall
-from llmwatch._providers import _anthropic, _base, _openai
-from llmwatch._runtime import Runtime
+from llmwatch import _attribution
+from llmwatch._core import _streaming
+from llmwatch._core._call import LLMCall
+from llmwatch._core._runtime import Runtime
+from llmwatch._export import _metrics
+from llmwatch._instrument import _anthropic, _base, _openai
+from llmwatch._policy import _budget, _pricing, _tokens
 
 HANDLER_CLASSES = (_openai.ChatCompletions, _openai.Responses, _openai.Embeddings, _anthropic.Messages)
 SCENARIOS = ("ok", "provider-error")
@@ -238,7 +241,7 @@ async def test_internal_fault_never_changes_what_the_caller_gets(
     assert (baseline.error is not None) == (scenario == "provider-error")
 
     with llmwatch.testing.capture(**_redact_fault_settings(fault)) as captured:
-        from llmwatch import _runtime
+        from llmwatch._core import _runtime
 
         fault.inject(monkeypatch, _runtime.CURRENT)
         recorder.clear()

@@ -17,10 +17,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from llmwatch import _attribution, _runtime
+from llmwatch import _attribution
 from llmwatch import _semconv as sc
-from llmwatch._content import ContentPolicy
+from llmwatch._core import _runtime
 from llmwatch._health import HEALTH, record_internal_error
+from llmwatch._policy._content import ContentPolicy
 from llmwatch._text import clean, error_description, exception_event_overrides
 from llmwatch._wrapping import wrap_function
 

@@ -24,11 +24,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from llmwatch import _runtime
+from llmwatch._core import _runtime
 from llmwatch._health import HEALTH, record_internal_error
 
 if TYPE_CHECKING:
-    from llmwatch._call import LLMCall
+    from llmwatch._core._call import LLMCall
 
 _REFUSAL_STATUSES = frozenset({400, 422})
 _FIELD_NAMES = ("stream_options", "include_usage")

@@ -21,10 +21,8 @@ from time import perf_counter_ns
 from typing import Any
 
 from llmwatch import _semconv as sc
-from llmwatch._call import Choice, LLMCall
-from llmwatch._content import ContentPolicy
-from llmwatch._post_response import hook_parsers
-from llmwatch._providers._base import (
+from llmwatch._core._call import Choice, LLMCall
+from llmwatch._instrument._base import (
     async_wrapper,
     field,
     fields_of,
@@ -39,7 +37,9 @@ from llmwatch._providers._base import (
     text_of,
     text_part,
 )
-from llmwatch._providers._stream_usage import with_stream_usage
+from llmwatch._instrument._post_response import hook_parsers
+from llmwatch._instrument._stream_usage import with_stream_usage
+from llmwatch._policy._content import ContentPolicy
 
 PROVIDER = "openai"
 _CHAT_NUMBER_PARAMS = (
@@ -92,7 +92,7 @@ class ChatCompletions:
         return parts
 
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
-        from llmwatch._tokens import count_message_tokens
+        from llmwatch._policy._tokens import count_message_tokens
 
         messages = [m for m in _messages(call.request) if isinstance(m, Mapping)]
         return count_message_tokens(call.model, messages)
@@ -297,7 +297,7 @@ def _redacted_arguments(arguments: Any, text: Any) -> Any:
     parsed = parse_arguments(arguments)
     if isinstance(parsed, str):
         return text(parsed)
-    from llmwatch._runtime import CURRENT
+    from llmwatch._core._runtime import CURRENT
 
     policy = CURRENT.content
     return policy.any_value(parsed) if policy is not None else parsed
@@ -393,7 +393,7 @@ class Responses:
         return parts
 
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
-        from llmwatch._tokens import count_tokens
+        from llmwatch._policy._tokens import count_tokens
 
         return count_tokens(call.model, "".join(self.prompt_parts(call.request)))
 
@@ -511,7 +511,7 @@ class Embeddings:
         return []
 
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
-        from llmwatch._tokens import count_tokens
+        from llmwatch._policy._tokens import count_tokens
 
         total, source = 0, sc.USAGE_SOURCE_TIKTOKEN
         for text in self.prompt_parts(call.request):
@@ -618,6 +618,6 @@ async def _async_helper_close(wrapped: Any, instance: Any, args: tuple[Any, ...]
 
 
 def _end_helper_stream(helper: Any) -> None:
-    from llmwatch._streaming import end_unfinished_stream  # (wrapt is loaded by now: see _base._streams)
+    from llmwatch._core._streaming import end_unfinished_stream  # (wrapt is loaded by now: see _base._streams)
 
     end_unfinished_stream(getattr(helper, "_raw_stream", None))

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import Status, StatusCode
 
 from llmwatch import _semconv as sc
-from llmwatch._budget import REASON_BUDGET, add_cost
 from llmwatch._health import HEALTH, record_internal_error
-from llmwatch._pricing import Usage
+from llmwatch._policy._budget import REASON_BUDGET, add_cost
+from llmwatch._policy._pricing import Usage
 from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
 if TYPE_CHECKING:
-    from llmwatch._call import LLMCall
-    from llmwatch._content import ContentPolicy
-    from llmwatch._metrics import Metrics
-    from llmwatch._pricing import PriceBook
+    from llmwatch._core._call import LLMCall
+    from llmwatch._export._metrics import Metrics
+    from llmwatch._policy._content import ContentPolicy
+    from llmwatch._policy._pricing import PriceBook
 
 Step = Callable[["LLMCall", dict[str, Any]], None]
 
@@ -61,7 +61,7 @@ def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
 
 
 def _count_output_tokens(call: LLMCall) -> tuple[int, str]:
-    from llmwatch._tokens import count_tokens
+    from llmwatch._policy._tokens import count_tokens
 
     text = "".join("".join(choice.text) for choice in call.choices.values())
     tool_args = "".join(
@@ -125,7 +125,7 @@ def stream_step(call: LLMCall, attrs: dict[str, Any]) -> None:
 
 
 def fingerprint_step(call: LLMCall, attrs: dict[str, Any]) -> None:
-    from llmwatch._content import fingerprint
+    from llmwatch._policy._content import fingerprint
 
     parts = call.handler.prompt_parts(call.request)
     if any(parts):  # no prompt recorded (an llm_call without set_input): no fingerprint of nothing

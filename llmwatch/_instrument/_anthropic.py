@@ -19,12 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmwatch import _semconv as sc
-from llmwatch._budget import PROCEED, accept, settle, settle_async
-from llmwatch._call import LLMCall
-from llmwatch._content import ContentPolicy
+from llmwatch._core._call import LLMCall
 from llmwatch._health import record_internal_error
-from llmwatch._post_response import hook_parsers
-from llmwatch._providers._base import (
+from llmwatch._instrument._base import (
     REGISTRY,
     Prepare,
     async_wrapper,
@@ -40,6 +37,9 @@ from llmwatch._providers._base import (
     sync_wrapper,
     text_part,
 )
+from llmwatch._instrument._post_response import hook_parsers
+from llmwatch._policy._budget import PROCEED, accept, settle, settle_async
+from llmwatch._policy._content import ContentPolicy
 
 PROVIDER = "anthropic"
 
@@ -79,7 +79,7 @@ class Messages:
         return parts
 
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
-        from llmwatch._tokens import count_tokens
+        from llmwatch._policy._tokens import count_tokens
 
         return count_tokens(call.model, "".join(self.prompt_parts(call.request)))
 

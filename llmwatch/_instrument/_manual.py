@@ -17,14 +17,14 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from llmwatch import _runtime
 from llmwatch import _semconv as sc
-from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
-from llmwatch._call import LLMCall, start_call
-from llmwatch._content import ContentPolicy
+from llmwatch._core import _runtime
+from llmwatch._core._call import LLMCall, start_call
 from llmwatch._health import record_internal_error
-from llmwatch._providers._base import check_rules, field, text_of, text_part
-from llmwatch._providers._openai import output_messages
+from llmwatch._instrument._base import check_rules, field, text_of, text_part
+from llmwatch._instrument._openai import output_messages
+from llmwatch._policy._budget import PROCEED, RULES, accept, settle, settle_async
+from llmwatch._policy._content import ContentPolicy
 from llmwatch._text import clean
 
 Messages = str | Sequence[Mapping[str, Any]]
@@ -45,7 +45,7 @@ class ManualHandler:
         return parts
 
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
-        from llmwatch._tokens import count_message_tokens
+        from llmwatch._policy._tokens import count_message_tokens
 
         return count_message_tokens(call.model, list(call.request.get("messages") or ()))
 

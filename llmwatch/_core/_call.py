@@ -7,7 +7,7 @@ calls are no-ops, so the many exit paths of a stream (exhausted, closed, ``with`
 garbage collection) can all say "end" without ending twice.
 
 Everything here is llmwatch's own code and runs under the internal-error guard. The provider call and
-the user's result never pass through it (see the wrappers in ``_providers``).
+the user's result never pass through it (see the wrappers in ``_instrument``).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._text import clean
 
 if TYPE_CHECKING:
-    from llmwatch._budget import Budget, Refusal
-    from llmwatch._content import ContentPolicy
-    from llmwatch._runtime import Runtime
+    from llmwatch._core._runtime import Runtime
+    from llmwatch._policy._budget import Budget, Refusal
+    from llmwatch._policy._content import ContentPolicy
 
 
 class Handler(Protocol):
-    """What a provider module supplies for one kind of call (see ``_providers/_base.py``)."""
+    """What a provider module supplies for one kind of call (see ``_instrument/_base.py``)."""
 
     provider: str
     operation: str

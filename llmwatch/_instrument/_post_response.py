@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from llmwatch._health import record_internal_error
 
 if TYPE_CHECKING:
-    from llmwatch._call import LLMCall
+    from llmwatch._core._call import LLMCall
 
 _COMPLETION_ERRORS = frozenset({"LengthFinishReasonError", "ContentFilterFinishReasonError"})
 _VALIDATION_ERROR = "APIResponseValidationError"

@@ -15,8 +15,8 @@ from types import ModuleType
 from typing import Any
 
 from llmwatch._health import record_internal_error
-from llmwatch._providers import _anthropic, _openai
-from llmwatch._providers._base import REGISTRY
+from llmwatch._instrument import _anthropic, _openai
+from llmwatch._instrument._base import REGISTRY
 
 logger = logging.getLogger("llmwatch")
 

@@ -22,11 +22,11 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from llmwatch import _post_response, _runtime
-from llmwatch._budget import PROCEED, RULES, accept, settle, settle_async
-from llmwatch._call import Handler, LLMCall, start_call
+from llmwatch._core import _runtime
+from llmwatch._core._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
-from llmwatch._providers import _stream_usage
+from llmwatch._instrument import _post_response, _stream_usage
+from llmwatch._policy._budget import PROCEED, RULES, accept, settle, settle_async
 
 # OTel's "do not instrument" switches: the SDK's own key (set by exporters while they export), the
 # plain-string key opentelemetry-instrumentation also sets, and the language-model one some use.
@@ -122,7 +122,7 @@ def _streams() -> ModuleType:
     # bare `import llmwatch` should not pay. Kept once found: this runs on every call.
     global _streaming_module
     if _streaming_module is None:
-        from llmwatch import _streaming
+        from llmwatch._core import _streaming
 
         _streaming_module = _streaming
     return _streaming_module
@@ -141,7 +141,7 @@ def stream_proxy(call: LLMCall, raw: Any, is_async: bool) -> Any:
 
 def _attach(call: LLMCall) -> object | None:
     # Attached and detached in the same frame, around the SDK call only, so HTTP-level spans nest
-    # under the LLM span. Never held across stream chunks (see _streaming.py).
+    # under the LLM span. Never held across stream chunks (see _core/_streaming.py).
     try:
         return otel_context.attach(trace.set_span_in_context(call.span))
     except Exception as exc:

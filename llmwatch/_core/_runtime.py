@@ -24,13 +24,14 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
-from llmwatch import _pipeline, _semconv
-from llmwatch._budget import RULES
-from llmwatch._completions import remember_completion
+from llmwatch import _semconv
 from llmwatch._config import Settings
-from llmwatch._content import ContentPolicy
-from llmwatch._metrics import Metrics
-from llmwatch._pricing import PriceBook
+from llmwatch._core import _pipeline
+from llmwatch._core._completions import remember_completion
+from llmwatch._export._metrics import Metrics
+from llmwatch._policy._budget import RULES
+from llmwatch._policy._content import ContentPolicy
+from llmwatch._policy._pricing import PriceBook
 
 logger = logging.getLogger("llmwatch")
 
@@ -173,7 +174,7 @@ def _created_by_llmwatch(provider: Any) -> bool:
 
 
 def _span_processor(plan: Any, owned: list[Any]) -> Any:
-    from llmwatch._export import LlmwatchSpanProcessor
+    from llmwatch._export._presets import LlmwatchSpanProcessor
 
     processor = LlmwatchSpanProcessor.from_env(plan.span_exporter, max_export_batch_size=plan.recommended_batch_size)
     owned.append(processor)
@@ -182,7 +183,7 @@ def _span_processor(plan: Any, owned: list[Any]) -> Any:
 
 
 def _export_plan(settings: Settings) -> Any:
-    from llmwatch._export import plan_export
+    from llmwatch._export._presets import plan_export
 
     return plan_export(
         settings.exporter,
@@ -204,7 +205,7 @@ def _meter_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.resources import Resource
 
-    from llmwatch._export import make_metric_reader
+    from llmwatch._export._presets import make_metric_reader
 
     reader = make_metric_reader(plan())
     provider = SdkMeterProvider(

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from llmwatch._attribution import Attribution
-    from llmwatch._call import LLMCall
+    from llmwatch._core._call import LLMCall
 
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled

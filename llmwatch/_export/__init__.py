@@ -1,0 +1,1 @@
+"""Where telemetry goes: exporter presets, the batch processor, the file exporter, metric instruments."""

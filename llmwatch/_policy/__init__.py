@@ -1,0 +1,1 @@
+"""Decisions that return values: budgets and kill switches, content policy, prices, tokens."""
