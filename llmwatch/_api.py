@@ -10,8 +10,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from llmwatch import _config, _health
-from llmwatch import _instrument
+from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, ConfigurationError
 from llmwatch._policy import _budget, _pricing, _tokens

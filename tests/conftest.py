@@ -20,8 +20,7 @@ os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
 import llmwatch
 import llmwatch.testing
-from llmwatch import _health
-from llmwatch import _instrument
+from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._demo._server import FakeLLMServer
 from llmwatch._policy import _budget, _tokens

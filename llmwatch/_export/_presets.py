@@ -85,6 +85,7 @@ from opentelemetry.util.re import parse_env_headers
 from opentelemetry.util.types import Attributes, AttributeValue
 
 from llmwatch._config import ConfigurationError
+from llmwatch._export import _process_exit
 from llmwatch._health import HEALTH
 
 logger = logging.getLogger("llmwatch")
@@ -816,6 +817,7 @@ def _plain_value(value: Any) -> Any:
 _QUEUE_FULL = "llmwatch.export.queue_full"
 _EXPORT_FAILED = "llmwatch.export.failed"
 _SHUTDOWN_ABANDONED = "llmwatch.export.shutdown_abandoned"
+_HANDOFF_FAILED = "llmwatch.export.pool_handoff_failed"
 
 
 class _Batch:
@@ -877,7 +879,9 @@ class LlmwatchSpanProcessor(SpanProcessor):
       never called concurrently).
     - ``force_flush`` and ``shutdown`` return within their timeouts whatever the exporter does.
     - In a forked child the queue (the parent's spans, which the parent exports) is emptied and a
-      new worker started.
+      new worker started. A multiprocessing child (which leaves through ``os._exit``, never
+      ``atexit``) flushes at its exit and, in a Pool worker, before each task's result goes back:
+      see ``_process_exit``.
     """
 
     def __init__(
@@ -904,6 +908,11 @@ class LlmwatchSpanProcessor(SpanProcessor):
         self._export_timeout_s = export_timeout_ms / 1000
         self._queue: collections.deque[ReadableSpan] = collections.deque()
         self._is_shutdown = False
+        # Pool workers wait for the export of a task's spans before its result goes back, unless
+        # the last such wait failed: then they stop waiting until an export succeeds again.
+        self._handoff_waits = True
+        # Whether the next span ended must first ask if this is a multiprocessing child (_process_exit).
+        self._child_check = _process_exit.may_be_child()
         self._start()
         weak = weakref.WeakMethod(self._restart_after_fork)
         os.register_at_fork(after_in_child=functools.partial(_call_weak, weak))
@@ -939,7 +948,38 @@ class LlmwatchSpanProcessor(SpanProcessor):
     def _restart_after_fork(self) -> None:
         self._queue.clear()
         if not self._is_shutdown:
+            self._child_check = True
             self._start()
+
+    # -- a multiprocessing child (see _process_exit) ------------------------------------------------------
+    def shutdown_before_exit(self, timeout_s: float) -> None:
+        """The child is about to ``os._exit``: export what is queued, count what cannot be sent."""
+        self.shutdown(timeout_millis=min(timeout_s, self._export_timeout_s) * 1000)
+
+    def flush_before_handoff(self) -> None:
+        """A Pool worker's task is done: export its spans before the result can reach the parent.
+
+        The parent may terminate the worker (SIGTERM) as soon as it has the last result. Nothing
+        queued: returns at once (most tasks). Bounded by the exit deadline; when a wait fails (a
+        collector down or slow), later tasks stop waiting until an export succeeds again, so a
+        broken collector costs a worker one wait, not one per task.
+        """
+        if self._is_shutdown or (not self._queue and self._in_flight is None):
+            return
+        if not self._handoff_waits:
+            self._wake.set()  # export now, in the background
+            return
+        timeout_s = min(_process_exit.EXIT_FLUSH_TIMEOUT_S, self._export_timeout_s)
+        if not self.force_flush(int(timeout_s * 1000)):
+            self._handoff_waits = False
+            if HEALTH.due(_HANDOFF_FAILED):
+                logger.warning(
+                    "llmwatch: pool worker %d could not export a task's spans before returning its result; "
+                    "spans still queued if the pool terminates this worker are lost (export failures are "
+                    "counted in this worker's llmwatch.stats()). Is the collector reachable? "
+                    "(logged at most once a minute)",
+                    os.getpid(),
+                )
 
     # -- the caller's thread ----------------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
@@ -965,6 +1005,8 @@ class LlmwatchSpanProcessor(SpanProcessor):
         queue.append(span)
         if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
+        if self._child_check:  # once per process at most: False in the parent after its first span
+            self._child_check = not _process_exit.watch_if_child(self)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export every span queued now; True when all of them were exported within the timeout."""
@@ -1082,6 +1124,7 @@ class LlmwatchSpanProcessor(SpanProcessor):
             batch.settled = True
         if failure is None:
             HEALTH.exports_succeeded.add()
+            self._handoff_waits = True
             return True
         HEALTH.exports_failed.add()
         for _ in batch.spans:
