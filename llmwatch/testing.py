@@ -96,6 +96,9 @@ def _settings_for_capture(overrides: dict[str, Any]) -> _config.Settings:
 
     Only the export side is swapped for in-memory providers: what the user configured (prices,
     content policy, ...) still applies, else a test would see other costs than production."""
-    current = _runtime.CURRENT.settings
+    runtime = _runtime.CURRENT
+    if not runtime.configured:  # nothing configured yet: the environment and defaults, as configure() would
+        return _config.resolve({**overrides, "instrument": False})
+    current = runtime.settings
     given = {field.name: getattr(current, field.name) for field in dataclasses.fields(current)}
     return _config.resolve({**given, **overrides, "instrument": False})

@@ -21,8 +21,8 @@ import pydantic
 import pytest
 
 import llmwatch
+from llmwatch._core import _post_response
 from llmwatch._demo._server import FakeLLMServer
-from llmwatch._instrument import _post_response
 from llmwatch.testing import Captured
 
 OPENAI_MODEL = "gpt-4o-mini"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Tracer
 
 from llmwatch import _attribution
 from llmwatch import _semconv as sc
@@ -24,7 +24,6 @@ from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._text import clean
 
 if TYPE_CHECKING:
-    from llmwatch._core._runtime import Runtime
     from llmwatch._policy._budget import Budget, Refusal
     from llmwatch._policy._content import ContentPolicy
 
@@ -40,6 +39,29 @@ class Handler(Protocol):
     def prompt_parts(self, request: Mapping[str, Any]) -> list[str]: ...
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]: ...
     def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None: ...
+
+
+class Finisher(Protocol):
+    """Ends a call's span: the pipeline (``_core/_pipeline.py``), as the record sees it."""
+
+    def run(self, call: LLMCall, end_ns: int) -> None: ...
+
+
+class CallRuntime(Protocol):
+    """What a call keeps of the runtime it started under (``_core/_runtime.Runtime``): a call in flight
+    during ``configure()`` ends with its own pipeline and content policy, never the new ones."""
+
+    @property
+    def pipeline(self) -> Finisher: ...
+
+    @property
+    def content(self) -> ContentPolicy | None: ...
+
+    @property
+    def tracer(self) -> Tracer: ...
+
+    @property
+    def emit_deprecated_system(self) -> bool: ...
 
 
 class Choice:
@@ -93,7 +115,7 @@ class LLMCall:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: CallRuntime,
         handler: Handler,
         request: Mapping[str, Any],
         request_model: str,
@@ -115,7 +137,7 @@ class LLMCall:
         self.error: BaseException | None = None
         self.hide_usage_chunk = False
         self.budget_exceeded = False
-        self.budget_keys: list[tuple[Budget, str]] = []
+        self.budget_keys: tuple[tuple[Budget, str], ...] = ()
         self.refusal: Refusal | None = None
         self.refused = False
         self.stream_completed: bool | None = None
@@ -232,7 +254,7 @@ def _end_span_plainly(span: Span) -> None:
 
 
 def start_call(
-    runtime: Runtime,
+    runtime: CallRuntime,
     handler: Handler,
     request: Mapping[str, Any],
     request_attributes: dict[str, Any],

@@ -14,7 +14,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from llmwatch import _semconv as sc
 from llmwatch._health import HEALTH, record_internal_error
-from llmwatch._policy._budget import REASON_BUDGET, add_cost
+from llmwatch._policy._budget import REASON_BUDGET, charge
 from llmwatch._policy._pricing import Usage
 from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
@@ -109,7 +109,7 @@ def budget_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     if not call.budget_keys:
         return
     cost = attrs.get(sc.LLMWATCH_COST_USD)
-    if cost is not None and add_cost(call, cost):
+    if cost is not None and charge(call.budget_keys, cost):
         attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True  # this call took its scope to the limit
 
 

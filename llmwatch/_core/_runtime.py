@@ -52,8 +52,11 @@ class Runtime:
         tracer_provider: TracerProvider,
         meter_provider: MeterProvider | None,
         owned: list[Any] | None = None,
+        *,
+        configured: bool = False,
     ) -> None:
         self.settings = settings
+        self.configured = configured  # built by configure(), not the default before it
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.tracer: Tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, VERSION)
@@ -119,7 +122,7 @@ def build(settings: Settings) -> Runtime:
     plan = functools.cache(lambda: _export_plan(settings))
     tracer_provider = _tracer_provider(settings, plan, owned)
     meter_provider = _meter_provider(settings, plan, owned)
-    return Runtime(settings, tracer_provider, meter_provider, owned)
+    return Runtime(settings, tracer_provider, meter_provider, owned, configured=True)
 
 
 def _is_real(provider: Any, proxy_type: type) -> bool:

@@ -23,9 +23,9 @@ from typing import Any
 
 import wrapt
 
+from llmwatch._core import _post_response
 from llmwatch._core._call import LLMCall, is_requested_usage_chunk
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _post_response
 
 
 class _StreamBase(wrapt.ObjectProxy):  # type: ignore[type-arg]

@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmwatch import _semconv as sc
+from llmwatch._core import _lifecycle
 from llmwatch._core._call import LLMCall
+from llmwatch._core._post_response import hook_parsers
 from llmwatch._health import record_internal_error
 from llmwatch._instrument._base import (
     REGISTRY,
@@ -33,12 +35,9 @@ from llmwatch._instrument._base import (
     put_stop_sequences,
     semconv_finish_reason,
     server_attributes,
-    stream_proxy,
     sync_wrapper,
     text_part,
 )
-from llmwatch._instrument._post_response import hook_parsers
-from llmwatch._policy._budget import PROCEED, accept, settle, settle_async
 from llmwatch._policy._content import ContentPolicy
 
 PROVIDER = "anthropic"
@@ -303,21 +302,9 @@ def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async:
             call, _ = begin_call(_stream_prepare, instance, kwargs)
             if call is None:
                 return await original
-            if call.refusal is not None:  # the helper's stream is replaced by the fallback, if any
-                try:
-                    fallback = accept(call, await settle_async(call))
-                except BaseException:
-                    original.close()  # the SDK's request coroutine, never awaited: nothing was sent
-                    raise
-                if fallback is not PROCEED:
-                    original.close()
-                    return fallback
-            try:
-                raw = await original
-            except BaseException as exc:
-                call.fail(exc)
-                raise
-            return stream_proxy(call, raw, is_async=True)
+            # the helper's stream is replaced by the fallback, if any; the SDK's request coroutine,
+            # never awaited then, is closed: nothing was sent
+            return await _lifecycle.run_stream_request_async(call, original, discard=original.close)
 
         setattr(manager, attribute, request_async())
     else:
@@ -326,18 +313,13 @@ def _hook_manager(manager: Any, instance: Any, kwargs: dict[str, Any], is_async:
             call, _ = begin_call(_stream_prepare, instance, kwargs)
             if call is None:
                 return original()
-            if call.refusal is not None:  # the helper's stream is replaced by the fallback, if any
-                fallback = accept(call, settle(call))
-                if fallback is not PROCEED:
-                    return fallback
-            try:
-                raw = original()
-            except BaseException as exc:
-                call.fail(exc)
-                raise
-            return stream_proxy(call, raw, is_async=False)
+            return _lifecycle.run_stream_request(call, original, discard=_nothing)
 
         setattr(manager, attribute, request)
+
+
+def _nothing() -> None:
+    return None
 
 
 _MESSAGES_MODULES = ("anthropic.resources.messages", "anthropic.resources.beta.messages")

@@ -1,32 +1,29 @@
-"""What every provider module shares: the sync/async call wrappers, client marking, and helpers.
+"""What every provider module shares: client marking, opening a call, and the sync/async wrappers.
 
 Hooking: each SDK method is wrapped once, at class level, with ``wrapt``. A wrapper traces a call
 only when global instrumentation is on or the call's client was marked by
 ``llmwatch.instrument(client)``; so one code path serves both forms and a call never gets two spans.
 
-Guarding: llmwatch's own work before the call (``begin_call``) and after it (``_after``) is guarded; the
-SDK call itself sits outside any ``try`` that could swallow an error, its exception reaches the caller
-unchanged, and its result is returned as is (or inside a transparent proxy for streams). One refusal
-is not passed on: a 400 for the ``stream_options`` llmwatch itself added, which llmwatch caused; the
-call is then sent once more exactly as the caller wrote it, and that outcome is theirs
-(``_stream_usage.py``).
+The wrappers are shells: :func:`begin_call` opens the record (guarded: a failure means the call goes
+untraced), then the call's whole life (verdict, refusal, send, hand-off) is ``_core/_lifecycle.py``'s,
+the same for every SDK. One refusal is not passed on: a 400 for the ``stream_options`` llmwatch itself
+added, which llmwatch caused; the call is then sent once more exactly as the caller wrote it, and that
+outcome is theirs (``_stream_usage.py``).
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from types import ModuleType
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 
-from llmwatch._core import _runtime
+from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _post_response, _stream_usage
-from llmwatch._policy._budget import PROCEED, RULES, accept, settle, settle_async
+from llmwatch._instrument import _stream_usage
+from llmwatch._policy._budget import RULES
 
 # OTel's "do not instrument" switches: the SDK's own key (set by exporters while they export), the
 # plain-string key opentelemetry-instrumentation also sets, and the language-model one some use.
@@ -38,7 +35,6 @@ _SUPPRESS_KEYS = (
 _MISSING = object()
 _NUMBER_TYPES = frozenset({int, float})
 _EMPTY: Mapping[str, Any] = {}
-_RAW_RESPONSE_TYPES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
 
 
 class Registry:
@@ -75,7 +71,7 @@ def _suppressed() -> bool:
 
 
 def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall | None, dict[str, Any]]:
-    """Open a call record, or (None, kwargs) when this call is not ours to trace."""
+    """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace."""
     client = getattr(instance, "_client", None)
     if not REGISTRY.is_traced(client) or _suppressed():
         return None, kwargs
@@ -88,109 +84,30 @@ def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple
         return None, kwargs
     call.hide_usage_chunk = hide_usage
     if RULES.active:
-        check_rules(call)
+        _lifecycle.check(call)
     return call, send_kwargs
 
 
-def check_rules(call: LLMCall) -> None:
-    """Budgets and kill switches; a failure in the check itself lets the call go ahead (counted)."""
-    try:
-        call.refusal = RULES.check(call)
-    except Exception as exc:
-        record_internal_error("budget check", exc)
+def _stream_usage_retry(instance: Any) -> _lifecycle.Retry:
+    def retry(call: LLMCall, exc: BaseException) -> bool:
+        return _stream_usage.refused(call, instance, exc)
 
-
-def _after(call: LLMCall, result: Any, is_async: bool) -> Any:
-    """End a non-streamed call, or return the proxy that will end it (None: return result as is)."""
-    if call.stream and type(result).__name__ not in _RAW_RESPONSE_TYPES:
-        return stream_proxy(call, result, is_async)
-    try:
-        if type(result).__name__ in _RAW_RESPONSE_TYPES:
-            return _streams().RawResponseProxy(result, call, is_async)
-        call.finish(result)
-    except Exception as exc:
-        record_internal_error("call end", exc)
-        call.abandon()  # no proxy: end the span now
-    return None
-
-
-_streaming_module: ModuleType | None = None
-
-
-def _streams() -> ModuleType:
-    # Imported on first use (by then instrumentation has loaded it): it pulls in wrapt, ~25 ms that a
-    # bare `import llmwatch` should not pay. Kept once found: this runs on every call.
-    global _streaming_module
-    if _streaming_module is None:
-        from llmwatch._core import _streaming
-
-        _streaming_module = _streaming
-    return _streaming_module
-
-
-def stream_proxy(call: LLMCall, raw: Any, is_async: bool) -> Any:
-    """The proxy that follows ``raw`` and ends the call; the raw stream itself if making it fails."""
-    try:
-        streams = _streams()
-        return streams.AsyncStreamProxy(raw, call) if is_async else streams.StreamProxy(raw, call)
-    except Exception as exc:
-        record_internal_error("stream proxy", exc)
-        call.end_stream(False)
-        return raw
-
-
-def _attach(call: LLMCall) -> object | None:
-    # Attached and detached in the same frame, around the SDK call only, so HTTP-level spans nest
-    # under the LLM span. Never held across stream chunks (see _core/_streaming.py).
-    try:
-        return otel_context.attach(trace.set_span_in_context(call.span))
-    except Exception as exc:
-        record_internal_error("context attach", exc)
-        return None
-
-
-def _detach(token: object | None) -> None:
-    if token is not None:
-        try:
-            otel_context.detach(token)  # type: ignore[arg-type]
-        except Exception as exc:
-            record_internal_error("context detach", exc)
+    return retry
 
 
 def sync_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
-    """A wrapt wrapper for a synchronous SDK method.
-
-    ``watch_parsing``: the method runs the SDK's own parser over the response (``.parse()``), which
-    may reject a response that already arrived: note it, so the failed span keeps its usage.
-    """
+    """A wrapt wrapper for a synchronous SDK method (``watch_parsing``: see ``_lifecycle.run_sync``)."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, send_kwargs = begin_call(prepare, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        if call.refusal is not None:  # budget or kill switch: raises, or answers with the fallback
-            fallback = accept(call, settle(call))
-            if fallback is not PROCEED:
-                return fallback
-        token = _attach(call)
-        watch = _post_response.watch() if watch_parsing else None
-        try:
-            result = wrapped(*args, **send_kwargs)
-        except BaseException as exc:
-            _detach(token)
-            _post_response.close(watch)
-            if not (call.hide_usage_chunk and _stream_usage.refused(call, instance, exc)):
-                _post_response.fail(call, exc, watch)
-                raise
-            result = _REFUSED
-        else:
-            _detach(token)
-            if watch is not None:
-                watch.close()
-        if result is _REFUSED:  # outside the except block: the caller's exception is not chained to ours
-            result = _send_as_written(call, wrapped, args, kwargs)
-        proxy = _after(call, result, is_async=False)
-        return result if proxy is None else proxy
+        if not call.hide_usage_chunk:
+            return _lifecycle.run_sync(call, wrapped, args, send_kwargs, watch_parsing=watch_parsing)
+        retry = _stream_usage_retry(instance)  # llmwatch added stream_options: a refusal of it is ours
+        return _lifecycle.run_sync(
+            call, wrapped, args, send_kwargs, watch_parsing=watch_parsing, retry=retry, as_written=kwargs
+        )
 
     return wrapper
 
@@ -202,61 +119,14 @@ def async_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[
         call, send_kwargs = begin_call(prepare, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        if call.refusal is not None:  # budget or kill switch: raises, or answers with the fallback
-            fallback = accept(call, await settle_async(call))
-            if fallback is not PROCEED:
-                return fallback
-        token = _attach(call)
-        watch = _post_response.watch() if watch_parsing else None
-        try:
-            result = await wrapped(*args, **send_kwargs)
-        except BaseException as exc:
-            _detach(token)
-            _post_response.close(watch)
-            if not (call.hide_usage_chunk and _stream_usage.refused(call, instance, exc)):
-                _post_response.fail(call, exc, watch)
-                raise
-            result = _REFUSED
-        else:
-            _detach(token)
-            if watch is not None:
-                watch.close()
-        if result is _REFUSED:
-            result = await _send_as_written_async(call, wrapped, args, kwargs)
-        proxy = _after(call, result, is_async=True)
-        return result if proxy is None else proxy
+        if not call.hide_usage_chunk:
+            return await _lifecycle.run_async(call, wrapped, args, send_kwargs, watch_parsing=watch_parsing)
+        retry = _stream_usage_retry(instance)
+        return await _lifecycle.run_async(
+            call, wrapped, args, send_kwargs, watch_parsing=watch_parsing, retry=retry, as_written=kwargs
+        )
 
     return wrapper
-
-
-_REFUSED = object()  # the server refused the stream_options llmwatch added (see _stream_usage.py)
-
-
-def _send_as_written(call: LLMCall, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    # The one retry: the request exactly as the caller wrote it. Its failure is the caller's.
-    token = _attach(call)
-    try:
-        result = wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _detach(token)
-        call.fail(exc)
-        raise
-    _detach(token)
-    return result
-
-
-async def _send_as_written_async(
-    call: LLMCall, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    token = _attach(call)
-    try:
-        result = await wrapped(*args, **kwargs)
-    except BaseException as exc:
-        _detach(token)
-        call.fail(exc)
-        raise
-    _detach(token)
-    return result
 
 
 # --- request helpers ------------------------------------------------------------------------------

@@ -18,12 +18,12 @@ from types import TracebackType
 from typing import Any
 
 from llmwatch import _semconv as sc
-from llmwatch._core import _runtime
+from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import LLMCall, start_call
 from llmwatch._health import record_internal_error
-from llmwatch._instrument._base import check_rules, field, text_of, text_part
+from llmwatch._instrument._base import field, text_of, text_part
 from llmwatch._instrument._openai import output_messages
-from llmwatch._policy._budget import PROCEED, RULES, accept, settle, settle_async
+from llmwatch._policy._budget import RULES
 from llmwatch._policy._content import ContentPolicy
 from llmwatch._text import clean
 
@@ -97,14 +97,14 @@ class ManualCall:
             record_internal_error("llm_call start", exc)
             return
         if RULES.active:
-            check_rules(self._call)
+            _lifecycle.check(self._call)
 
     def _refusal(self) -> LLMCall | None:
         call = self._call
         return call if call is not None and call.refusal is not None else None
 
     def _keep_fallback(self, outcome: Any) -> None:
-        if outcome is not PROCEED:
+        if outcome is not _lifecycle.PROCEED:
             self.fallback = outcome
 
     def set_input(self, messages: Messages) -> None:
@@ -170,7 +170,7 @@ class ManualCall:
         self._open()
         refused = self._refusal()
         if refused is not None:  # budget or kill switch: raises here, or leaves the fallback answer
-            self._keep_fallback(accept(refused, settle(refused)))
+            self._keep_fallback(_lifecycle.accept(refused, _lifecycle.settle(refused)))
         return self
 
     def __exit__(
@@ -182,7 +182,7 @@ class ManualCall:
         self._open()
         refused = self._refusal()
         if refused is not None:
-            self._keep_fallback(accept(refused, await settle_async(refused)))
+            self._keep_fallback(_lifecycle.accept(refused, await _lifecycle.settle_async(refused)))
         return self
 
     async def __aexit__(

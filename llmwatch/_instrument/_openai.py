@@ -22,6 +22,7 @@ from typing import Any
 
 from llmwatch import _semconv as sc
 from llmwatch._core._call import Choice, LLMCall
+from llmwatch._core._post_response import hook_parsers
 from llmwatch._instrument._base import (
     async_wrapper,
     field,
@@ -37,7 +38,6 @@ from llmwatch._instrument._base import (
     text_of,
     text_part,
 )
-from llmwatch._instrument._post_response import hook_parsers
 from llmwatch._instrument._stream_usage import with_stream_usage
 from llmwatch._policy._content import ContentPolicy
 
@@ -618,6 +618,6 @@ async def _async_helper_close(wrapped: Any, instance: Any, args: tuple[Any, ...]
 
 
 def _end_helper_stream(helper: Any) -> None:
-    from llmwatch._core._streaming import end_unfinished_stream  # (wrapt is loaded by now: see _base._streams)
+    from llmwatch._core._streaming import end_unfinished_stream  # (wrapt is loaded by now: see _lifecycle._streams)
 
     end_unfinished_stream(getattr(helper, "_raw_stream", None))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import inspect
 import logging
 import math
 import os
@@ -39,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from llmwatch._attribution import Attribution
-    from llmwatch._core._call import LLMCall
 
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled
@@ -265,6 +263,20 @@ class Refusal:
         self.on_exceed = on_exceed
 
 
+class Verdict:
+    """What the rules say about one call, decided before it is sent.
+
+    ``refusal``: the call may not go ahead as asked (None: it may). ``budget_keys``: the budgets (and
+    scope keys) its cost counts against when it ends. ``warned``: a "warn" budget it is over."""
+
+    __slots__ = ("budget_keys", "refusal", "warned")
+
+    def __init__(self, refusal: Refusal | None, budget_keys: tuple[tuple[Budget, str], ...], warned: bool) -> None:
+        self.refusal = refusal
+        self.budget_keys = budget_keys
+        self.warned = warned
+
+
 class Rules:
     """All budgets and switches. Writers take a lock and publish new tuples; readers never lock."""
 
@@ -343,41 +355,41 @@ class Rules:
             self._publish()
 
     # --- readers (hot path) --------------------------------------------------------------------------
-    def check(self, call: LLMCall) -> Refusal | None:
-        """Before the provider call: a refusal, or None. Records which budgets the call counts against."""
-        feature = call.attribution.feature
-        model = call.request_model
+    def check(self, attribution: Attribution, provider: str, model: str, request: Mapping[str, Any]) -> Verdict | None:
+        """Before the provider call: what the rules say about it; None when no rule covers it.
+
+        A value, never a change to the call: the lifecycle applies it (refuse, mark, remember which
+        budgets the call's cost will count against)."""
+        feature = attribution.feature
         switches = self.switches
         if switches:
             scope = switches.refusal_scope(feature, model)
             if scope is not None:
-                return Refusal(REASON_KILL_SWITCH, scope, FeatureDisabled(scope, feature, model), "raise")
+                switched = Refusal(REASON_KILL_SWITCH, scope, FeatureDisabled(scope, feature, model), "raise")
+                return Verdict(switched, (), False)
         budgets = self.budgets
         if not budgets:
             return None
         now = time.time()
         matched: list[tuple[Budget, str]] = []
         refusal: Refusal | None = None
+        warned = False
         for budget in budgets:
-            key = budget.key_for(call.attribution, model)
+            key = budget.key_for(attribution, model)
             if key is None:
                 continue
             matched.append((budget, key))
             if refusal is None and budget.over(key, now):
-                refusal = self._over_budget(call, budget, key, now)
-        call.budget_keys = matched
-        return refusal
-
-    def _over_budget(self, call: LLMCall, budget: Budget, key: str, now: float) -> Refusal | None:
-        if budget.on_exceed == "warn":
-            call.budget_exceeded = True
-            if budget.first_warning(key, now):
+                if budget.on_exceed == "warn":
+                    warned = True
+                    _warn_once(budget, key, now)
+                    continue
                 exceeded = budget.exceeded(key, now)
-                logger.warning("%s (on_exceed='warn': calls go ahead; logged once per window)", exceeded)
+                exceeded.provider, exceeded.model, exceeded.request = provider, model, request
+                refusal = Refusal(REASON_BUDGET, key, exceeded, budget.on_exceed)
+        if not matched:
             return None
-        exceeded = budget.exceeded(key, now)
-        exceeded.provider, exceeded.model, exceeded.request = call.handler.provider, call.request_model, call.request
-        return Refusal(REASON_BUDGET, key, exceeded, budget.on_exceed)
+        return Verdict(refusal, tuple(matched), warned)
 
     def state(self) -> dict[str, Any]:
         now = time.time()
@@ -392,58 +404,19 @@ RULES.reload_env()  # switches set in the environment hold from import on, even 
 
 
 # --- after the call ---------------------------------------------------------------------------------
-def add_cost(call: LLMCall, cost_usd: float) -> bool:
-    """Count a finished call's cost against its budgets; True when it took one to its limit."""
+def charge(budget_keys: Iterable[tuple[Budget, str]], cost_usd: float) -> bool:
+    """Count a finished call's cost against the budgets it was checked against; True when that took
+    one of them to its limit."""
     now = time.time()
     crossed = False
-    for budget, key in call.budget_keys:
+    for budget, key in budget_keys:
         crossed = budget.add(key, cost_usd, now) or crossed
     return crossed
 
 
-# --- what the wrappers do with a refusal -------------------------------------------------------------
-PROCEED: Final = object()
-
-
-def settle(call: LLMCall) -> Any:
-    """Apply the refusal's policy: raise, or return what the user's ``on_exceed`` callable gave.
-
-    Runs outside the internal-error guard on purpose: ``BudgetExceeded``/``FeatureDisabled`` and any
-    exception from the user's callable are for the caller. The result may be awaitable (an async
-    callable); the caller awaits it, then hands it to :func:`accept`.
-    """
-    refusal = call.refusal
-    assert refusal is not None
-    if not callable(refusal.on_exceed):
-        call.refuse(refusal.error)
-        raise refusal.error
-    try:
-        return refusal.on_exceed(refusal.error)  # type: ignore[arg-type]
-    except BaseException as exc:
-        call.refuse(exc)
-        raise
-
-
-async def settle_async(call: LLMCall) -> Any:
-    """:func:`settle` for async callers: an async ``on_exceed`` callable is awaited."""
-    result = settle(call)
-    if inspect.isawaitable(result):
-        try:
-            result = await result
-        except BaseException as exc:
-            call.refuse(exc)
-            raise
-    return result
-
-
-def accept(call: LLMCall, fallback: Any) -> Any:
-    """``None`` from ``on_exceed``: the call goes ahead (span marked). Anything else is the answer."""
-    if fallback is None:
-        call.refusal = None
-        call.budget_exceeded = True
-        return PROCEED
-    call.refuse(None)
-    return fallback
+def _warn_once(budget: Budget, key: str, now: float) -> None:
+    if budget.first_warning(key, now):
+        logger.warning("%s (on_exceed='warn': calls go ahead; logged once per window)", budget.exceeded(key, now))
 
 
 def budget_from_args(

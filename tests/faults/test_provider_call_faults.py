@@ -38,11 +38,11 @@ from faults._support import (
     perform,
 )
 from llmwatch import _attribution
-from llmwatch._core import _streaming
+from llmwatch._core import _lifecycle, _streaming
 from llmwatch._core._call import LLMCall
 from llmwatch._core._runtime import Runtime
 from llmwatch._export import _metrics
-from llmwatch._instrument import _anthropic, _base, _openai
+from llmwatch._instrument import _anthropic, _openai
 from llmwatch._policy import _budget, _pricing, _tokens
 
 HANDLER_CLASSES = (_openai.ChatCompletions, _openai.Responses, _openai.Embeddings, _anthropic.Messages)
@@ -105,11 +105,11 @@ def _break_tracer(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
 
 def _break_context_attach(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
     broken = types.SimpleNamespace(**{**vars(otel_context), "attach": boom})
-    monkeypatch.setattr(_base, "otel_context", broken)
+    monkeypatch.setattr(_lifecycle, "otel_context", broken)  # where every call attaches its context
 
 
 def _break_stream_proxies(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
-    monkeypatch.setattr(_streaming, "StreamProxy", boom)  # every provider makes its proxies through _base,
+    monkeypatch.setattr(_streaming, "StreamProxy", boom)  # every provider makes its proxies through _lifecycle,
     monkeypatch.setattr(_streaming, "AsyncStreamProxy", boom)  # which reads them from _streaming per call
 
 
