@@ -20,10 +20,9 @@ os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
 import llmwatch
 import llmwatch.testing
-from llmwatch import _health, _instrument
-from llmwatch._core import _runtime
+from llmwatch import _health, _state
 from llmwatch._demo._server import FakeLLMServer
-from llmwatch._policy import _budget, _tokens
+from llmwatch._policy import _tokens
 
 _tokens.seed_tiktoken_cache()
 _tokens.start_loading()
@@ -37,13 +36,9 @@ def _llmwatch_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "true")
     monkeypatch.setattr(_health, "raise_internal_errors", True)
-    _health.HEALTH.reset()
-    _budget.RULES.reset()
+    _state.reset_for_tests()
     yield
-    _budget.RULES.reset()
-    _instrument.uninstall_all()
-    _instrument._base.REGISTRY.global_enabled = False
-    _runtime.swap(_runtime.default_runtime())
+    _state.reset_for_tests()
 
 
 @pytest.fixture(scope="session")

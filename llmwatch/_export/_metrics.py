@@ -11,7 +11,6 @@ previous export interval (the first 100 seen, in the first interval) and folds t
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +18,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from llmwatch import _forking
 from llmwatch import _semconv as sc
 from llmwatch._health import HEALTH, record_internal_error
 
@@ -219,8 +219,7 @@ def _after_fork_in_child() -> None:
     _drainer = None
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_forking.after_fork_in_child(_after_fork_in_child)
 
 
 def _budget_gauge(

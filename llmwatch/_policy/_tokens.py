@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from llmwatch import _forking
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -281,8 +283,7 @@ def _after_fork_in_child() -> None:
     _requested.intersection_update(set(_loaded) | set(_errors))
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_forking.after_fork_in_child(_after_fork_in_child)
 
 
 def _run_loader(generation: int) -> None:

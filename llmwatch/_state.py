@@ -1,0 +1,33 @@
+"""Where llmwatch's process-wide state lives, and the one reset of all of it (for tests).
+
+The hot path reads each piece from the room that owns it, with no indirection, so the pieces stay
+where they are used; this module is their list and their one reset:
+
+- the runtime the calls read (tracer, metrics, prices, content policy, pipeline): ``_core/_runtime.CURRENT``,
+  swapped whole by ``configure()``/``shutdown()`` (``_api``);
+- budgets and kill switches: ``_policy/_budget.RULES``;
+- which clients are traced, and the installed SDK hooks: ``_instrument`` (``REGISTRY``, the hook table);
+- counters behind ``stats()``: ``_health.HEALTH``;
+- the completion index behind ``score()``: ``_core/_completions.COMPLETIONS``;
+- background workers, each started on first need and renewed in a forked child through the one fork
+  hook (``_forking``): the tiktoken loader and the price import (``_policy``), the metrics drainer and
+  the span export worker (``_export``).
+"""
+
+from __future__ import annotations
+
+from llmwatch import _health, _instrument
+from llmwatch._core import _runtime
+from llmwatch._instrument._base import REGISTRY
+from llmwatch._policy._budget import RULES
+
+
+def reset_for_tests() -> None:
+    """Back to the state of a fresh import: no configuration, rules, hooks, marked clients or counts.
+
+    The tiktoken loader keeps what it loaded (loading again costs seconds and changes nothing)."""
+    RULES.reset()
+    _instrument.uninstall_all()
+    REGISTRY.global_enabled = False
+    _runtime.swap(_runtime.default_runtime())
+    _health.HEALTH.reset()
