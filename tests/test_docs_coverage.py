@@ -429,16 +429,10 @@ def test_a_client_derived_from_a_traced_one_is_traced(
     assert_one_priced_span(captured, f"{sdk} client.{derive}()")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="llmwatch bug: a raw response collected after parse() abandons its stream's call"
-)
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_raw_stream_outlives_its_raw_response(server: FakeLLMServer, captured: Captured, sdk: str) -> None:
-    """``with_raw_response.create(stream=True).parse()`` in one expression: the raw response is gone at once.
-
-    The docs tell users to keep it referenced until the stream is read; once this passes, drop that
-    advice from docs/openai.md and docs/anthropic.md (and this xfail).
-    """
+    """``with_raw_response.create(stream=True).parse()`` in one expression: the raw response is gone at
+    once, and the stream it handed the call to still ends it, whole."""
     client = first_party_client(sdk, "sync", server)
     if sdk == "openai":
         chunks = list(

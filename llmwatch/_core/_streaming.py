@@ -166,11 +166,15 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
 
     _self_call: LLMCall
     _self_is_async: bool
+    _self_handed_off: bool
 
     def __init__(self, wrapped: Any, call: LLMCall, is_async: bool) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_is_async = is_async
+        # True once parse() gave the call to what it returned (a stream proxy ends it from then on):
+        # ``create(...).parse()`` in one expression drops this proxy at once, mid-stream.
+        self._self_handed_off = False
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         call = self._self_call
@@ -186,6 +190,7 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
         if inspect.isawaitable(parsed):
             return self._self_finish_async(parsed)
         wrapped = wrap_parsed(call, parsed, is_async=self._self_is_async)
+        self._self_handed_off = wrapped is not None
         return parsed if wrapped is None else wrapped
 
     async def _self_finish_async(self, pending: Any) -> Any:
@@ -198,10 +203,11 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[type-arg]
             raise
         _post_response.close(watch)
         wrapped = wrap_parsed(call, parsed, is_async=True)
+        self._self_handed_off = wrapped is not None
         return parsed if wrapped is None else wrapped
 
     def __del__(self) -> None:
-        if sys.is_finalizing():
+        if sys.is_finalizing() or getattr(self, "_self_handed_off", False):
             return
         call = getattr(self, "_self_call", None)
         if call is not None and not call.ended:
