@@ -70,15 +70,19 @@ def test_a_broken_collector_leaves_calls_and_their_latency_alone(
         protocol = "grpc" if transport == "grpc" else "http/protobuf"
         llmwatch.configure(exporter="otlp", endpoint=receiver.endpoint, protocol=protocol)
         client = openai.OpenAI(api_key="sk-test", base_url=server.openai_base_url, max_retries=0)
-        broken_median = statistics.median(timed_calls(client))
+        broken = timed_calls(client)
+        broken_median = statistics.median(broken)
         llmwatch.force_flush(timeout_s=1.5)
         after = llmwatch.stats()
         stats = {key: after[key] - before[key] for key in COUNTERS}
         started = time.monotonic()
         llmwatch.shutdown(timeout_s=2)
         shutdown_s = time.monotonic() - started
-    # The same latency as with no exporter at all (generous bound: a shared, noisy machine).
-    assert broken_median < healthy_median * 1.5 + 0.002, (broken_median, healthy_median)
+    # The latency of no exporter at all. The bounds hold on a loaded 2-core machine and still catch a
+    # caller that waits on export: each export here takes the OTLP timeout (1 s) to fail, and with a
+    # batch every 20 ms most calls would wait on one, so the 90th percentile would pass 1 s.
+    assert statistics.quantiles(broken, n=10)[-1] < 0.5, sorted(broken)[-5:]
+    assert broken_median < healthy_median * 3 + 0.010, (broken_median, healthy_median)
     assert stats["spans_started"] == stats["spans_ended"] == CALLS
     assert stats["exports_failed"] >= 1 and stats["exports_succeeded"] == 0
     assert stats["spans_dropped"] >= 1 and after["last_export_error"]
