@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from llmwatch._export._presets import SPAN_FILE_DEFAULT
+from llmwatch._export._file import SPAN_FILE_DEFAULT
 from llmwatch._report import (
     MissingExtraError,
     Report,
