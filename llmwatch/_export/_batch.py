@@ -29,6 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from llmwatch import _config
 from llmwatch._config import ConfigurationError
 from llmwatch._export import _process_exit
 from llmwatch._export._forksafe import call_weak as _call_weak  # the processor's fork hook
@@ -146,15 +147,15 @@ class LlmwatchSpanProcessor(SpanProcessor):
         exporter: SpanExporter,
         *,
         max_export_batch_size: int = DEFAULT_BATCH_SIZE,
-        environ: Mapping[str, str] = os.environ,
+        environ: Mapping[str, str] | None = None,
     ) -> LlmwatchSpanProcessor:
         """Sizes and delays from ``OTEL_BSP_*`` where set; ``max_export_batch_size`` is the preset's default."""
         return cls(
             exporter,
-            max_queue_size=_positive_int_env(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 2048),
-            max_export_batch_size=_positive_int_env(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", max_export_batch_size),
-            schedule_delay_ms=_positive_int_env(environ, "OTEL_BSP_SCHEDULE_DELAY", 1000),
-            export_timeout_ms=_positive_int_env(environ, "OTEL_BSP_EXPORT_TIMEOUT", 30000),
+            max_queue_size=_config.env("export_queue_size", environ),
+            max_export_batch_size=_config.env("export_batch_size", environ, default=max_export_batch_size),
+            schedule_delay_ms=_config.env("export_schedule_delay_ms", environ),
+            export_timeout_ms=_config.env("export_timeout_ms", environ),
         )
 
     def _start(self) -> None:
@@ -371,16 +372,3 @@ def _failure_reason(call: _BackgroundCall) -> str | None:
         return None
     name = getattr(call.result, "name", repr(call.result))
     return f"exporter returned {name}"
-
-
-def _positive_int_env(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigurationError(f"{name}={raw!r} must be a whole number above 0 (milliseconds or a count).")
-    return value

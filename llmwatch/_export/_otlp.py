@@ -27,24 +27,28 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.util.re import parse_env_headers
 
+from llmwatch import _config
 from llmwatch._config import ConfigurationError
+from llmwatch._config_parse import parse_protocol
 from llmwatch._export._batch import DEFAULT_BATCH_SIZE
 
-PROTOCOLS: Final = ("grpc", "http/protobuf")
 # Datadog refuses payloads over 3.2 MB and New Relic over 1 MB: a few KB per span, 100 spans a batch.
 SMALL_BATCH_SIZE = 100
 HTTP = "http/protobuf"
 _SIGNAL_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
+# The OTLP variables llmwatch only checks (OTel's exporters use them), in the order they are checked.
+_CHECKED_ROWS: Final = tuple(
+    f"otlp_{signal}{kind}"
+    for signal in ("", "traces_", "metrics_")
+    for kind in ("timeout", "compression", "certificate", "client_certificate", "client_key")
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +72,7 @@ class OtlpTarget:
 
 
 def _otlp_target(
-    endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str]
+    endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str] | None
 ) -> OtlpTarget:
     traces, metrics = _protocols(protocol, environ)
     if endpoint is not None:
@@ -79,10 +83,10 @@ def _otlp_target(
 
 
 def _datadog_target(
-    endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str]
+    endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str] | None
 ) -> OtlpTarget:
     traces, metrics = _protocols(protocol, environ)
-    api_key = environ.get("DD_API_KEY", "").strip()
+    api_key: str = _config.env("datadog_api_key", environ)
     if endpoint is not None:
         endpoint = _check_endpoint(endpoint, traces, "endpoint", base=True)
         if api_key:  # agentless: Datadog's LLM Observability OTLP intake
@@ -90,7 +94,7 @@ def _datadog_target(
             headers.setdefault("dd-otlp-source", "llmobs")
         signals = (Signal(traces, endpoint), Signal(metrics, endpoint))
     else:
-        host = environ.get("DD_AGENT_HOST", "").strip() or "localhost"
+        host: str = _config.env("datadog_agent_host", environ)
         signals = (Signal(traces, _agent_url(host, traces)), Signal(metrics, _agent_url(host, metrics)))
     return OtlpTarget("datadog", *signals, headers, False, True, SMALL_BATCH_SIZE)
 
@@ -101,13 +105,13 @@ def _agent_url(host: str, protocol: str) -> str:
 
 
 def _newrelic_target(
-    endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str]
+    endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str] | None
 ) -> OtlpTarget:
     traces, metrics = _protocols(protocol, environ)
-    license_key = environ.get("NEW_RELIC_LICENSE_KEY", "").strip()
+    license_key: str = _config.env("newrelic_license_key", environ)
     if "api-key" not in headers and license_key:
         headers["api-key"] = license_key
-    if "api-key" not in headers and "api-key" not in _env_headers(environ, "TRACES"):
+    if "api-key" not in headers and "api-key" not in _config.env("otlp_traces_headers", environ):
         raise ConfigurationError(
             "exporter='newrelic' needs your New Relic license key: set NEW_RELIC_LICENSE_KEY, "
             "or pass headers={'api-key': '...'}."
@@ -121,15 +125,9 @@ def _newrelic_target(
     return OtlpTarget("newrelic", *signals, headers, True, True, SMALL_BATCH_SIZE, limit_attributes=True)
 
 
-def _newrelic_host(environ: Mapping[str, str]) -> str:
-    region = environ.get("NEW_RELIC_REGION", "").strip().lower()
-    if region in ("", "us"):
-        return "otlp.nr-data.net"
-    if region == "eu":
-        return "otlp.eu01.nr-data.net"
-    raise ConfigurationError(
-        f"NEW_RELIC_REGION={region!r} is not known: use 'us' (the default) or 'eu', or pass endpoint=."
-    )
+def _newrelic_host(environ: Mapping[str, str] | None) -> str:
+    region = _config.env("newrelic_region", environ)  # "us" or "eu": the row's parser refuses the rest
+    return "otlp.eu01.nr-data.net" if region == "eu" else "otlp.nr-data.net"
 
 
 def _newrelic_url(host: str, protocol: str) -> str:
@@ -137,7 +135,7 @@ def _newrelic_url(host: str, protocol: str) -> str:
     return f"https://{host}" if protocol == HTTP else f"https://{host}:4317"
 
 
-TargetBuilder = Callable[[str | None, dict[str, str], str | None, Mapping[str, str]], OtlpTarget]
+TargetBuilder = Callable[[str | None, dict[str, str], str | None, Mapping[str, str] | None], OtlpTarget]
 TARGET_BUILDERS: Final[dict[str, TargetBuilder]] = {
     "otlp": _otlp_target,
     "datadog": _datadog_target,
@@ -145,28 +143,13 @@ TARGET_BUILDERS: Final[dict[str, TargetBuilder]] = {
 }
 
 
-def _protocols(protocol: str | None, environ: Mapping[str, str]) -> tuple[str, str]:
+def _protocols(protocol: str | None, environ: Mapping[str, str] | None) -> tuple[str, str]:
     """The (traces, metrics) protocols: protocol= for both, else the per-signal then general env var."""
     if protocol is not None:
-        checked = check_protocol(protocol, "protocol")
+        checked = parse_protocol("protocol", protocol)
         return checked, checked
-    return _env_protocol(environ, "TRACES"), _env_protocol(environ, "METRICS")
-
-
-def _env_protocol(environ: Mapping[str, str], signal: str) -> str:
-    for name in (f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        value = environ.get(name, "").strip()
-        if value:
-            return check_protocol(value, name)
-    return HTTP  # the spec's default
-
-
-def check_protocol(value: str, source: str) -> str:
-    normalized = value.strip().lower()
-    if normalized in PROTOCOLS:
-        return normalized
-    hint = " (OTel Python has no http/json exporter)" if normalized == "http/json" else ""
-    raise ConfigurationError(f"{source}={value!r} is not supported{hint}: use 'grpc' or 'http/protobuf'.")
+    # Default http/protobuf, the spec's.
+    return _config.env("otlp_traces_protocol", environ), _config.env("otlp_metrics_protocol", environ)
 
 
 def _check_endpoint(value: str, protocol: str, source: str, *, base: bool) -> str:
@@ -197,49 +180,24 @@ def _check_endpoint(value: str, protocol: str, source: str, *, base: bool) -> st
     return text
 
 
-def _check_env_endpoints(traces: str, metrics: str, environ: Mapping[str, str]) -> None:
-    general = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-    for signal, protocol in (("TRACES", traces), ("METRICS", metrics)):
-        name = f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"
-        specific = environ.get(name, "").strip()
+def _check_env_endpoints(traces: str, metrics: str, environ: Mapping[str, str] | None) -> None:
+    general = _config.env("otlp_endpoint", environ)
+    for row, protocol in (("otlp_traces_endpoint", traces), ("otlp_metrics_endpoint", metrics)):
+        specific = _config.env(row, environ)
         if specific:
             # A signal endpoint is the full URL (HTTP) or host:port (gRPC): used as given.
-            _check_endpoint(specific, protocol, name, base=False)
+            _check_endpoint(specific, protocol, _config.variable(row), base=False)
         elif general:
-            _check_endpoint(general, protocol, "OTEL_EXPORTER_OTLP_ENDPOINT", base=True)
+            _check_endpoint(general, protocol, _config.variable("otlp_endpoint"), base=True)
 
 
-def check_otlp_environ(environ: Mapping[str, str]) -> None:
+def check_otlp_environ(environ: Mapping[str, str] | None) -> None:
     """Fail at configure() on OTLP variables OTel would otherwise reject at export time (or crash on)."""
-    for signal in ("", "TRACES_", "METRICS_"):
-        name = f"OTEL_EXPORTER_OTLP_{signal}TIMEOUT"
-        raw = environ.get(name, "").strip()
-        if raw and not _is_positive_number(raw):
-            raise ConfigurationError(f"{name}={raw!r} must be a positive number of seconds (OTel Python's unit).")
-        name = f"OTEL_EXPORTER_OTLP_{signal}COMPRESSION"
-        raw = environ.get(name, "").strip().lower()
-        if raw and raw not in ("gzip", "deflate", "none"):
-            raise ConfigurationError(f"{name}={raw!r} is not supported: use gzip, deflate or none.")
-        for kind in ("CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"):
-            name = f"OTEL_EXPORTER_OTLP_{signal}{kind}"
-            raw = environ.get(name, "").strip()
-            if raw and not Path(raw).is_file():
-                raise ConfigurationError(f"{name}={raw!r}: no such file.")
+    for row in _CHECKED_ROWS:
+        _config.env(row, environ)  # the row's parser raises ConfigurationError saying what is wrong
 
 
-def _is_positive_number(raw: str) -> bool:
-    try:
-        return math.isfinite(float(raw)) and float(raw) > 0
-    except ValueError:
-        return False
-
-
-def _env_headers(environ: Mapping[str, str], signal: str) -> dict[str, str]:
-    raw = environ.get(f"OTEL_EXPORTER_OTLP_{signal}_HEADERS") or environ.get("OTEL_EXPORTER_OTLP_HEADERS", "")
-    return {key.lower(): value for key, value in parse_env_headers(raw, liberal=True).items()}
-
-
-def span_exporter_factory(target: OtlpTarget, environ: Mapping[str, str]) -> Callable[[], SpanExporter]:
+def span_exporter_factory(target: OtlpTarget, environ: Mapping[str, str] | None) -> Callable[[], SpanExporter]:
     signal = target.traces
     if signal.protocol == HTTP:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
@@ -248,11 +206,11 @@ def span_exporter_factory(target: OtlpTarget, environ: Mapping[str, str]) -> Cal
         return functools.partial(HttpSpanExporter, **kwargs)
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
-    return functools.partial(GrpcSpanExporter, **_grpc_kwargs(target, signal, environ, "TRACES"))
+    return functools.partial(GrpcSpanExporter, **_grpc_kwargs(target, signal, environ, "otlp_traces_headers"))
 
 
 def metric_exporter_factory(
-    target: OtlpTarget, temporality: dict[type, Any] | None, environ: Mapping[str, str]
+    target: OtlpTarget, temporality: dict[type, Any] | None, environ: Mapping[str, str] | None
 ) -> Callable[[], MetricExporter]:
     signal = target.metrics
     if signal.protocol == HTTP:
@@ -262,7 +220,7 @@ def metric_exporter_factory(
         return functools.partial(HttpMetricExporter, preferred_temporality=temporality, **kwargs)
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 
-    kwargs = _grpc_kwargs(target, signal, environ, "METRICS")
+    kwargs = _grpc_kwargs(target, signal, environ, "otlp_metrics_headers")
     return functools.partial(GrpcMetricExporter, preferred_temporality=temporality, **kwargs)
 
 
@@ -279,13 +237,13 @@ def _http_kwargs(target: OtlpTarget, signal: Signal, path: str) -> dict[str, Any
     return kwargs
 
 
-def _grpc_kwargs(target: OtlpTarget, signal: Signal, environ: Mapping[str, str], name: str) -> dict[str, Any]:
+def _grpc_kwargs(target: OtlpTarget, signal: Signal, environ: Mapping[str, str] | None, row: str) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if signal.base is not None:
         kwargs["endpoint"] = signal.base  # OTel reads the scheme: http:// plaintext, https:// TLS
     if target.headers:
         # OTel's gRPC exporter *replaces* the env headers when given any; merge so both apply, like HTTP.
-        kwargs["headers"] = {**_env_headers(environ, name), **target.headers}
+        kwargs["headers"] = {**_config.env(row, environ), **target.headers}
     if target.gzip:
         from grpc import Compression
 

@@ -29,8 +29,9 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from llmwatch import _config
 from llmwatch._config import ConfigurationError
-from llmwatch._export._batch import DEFAULT_BATCH_SIZE, _positive_int_env
+from llmwatch._export._batch import DEFAULT_BATCH_SIZE
 from llmwatch._export._file import SPAN_FILE_DEFAULT, JsonLinesSpanExporter
 from llmwatch._export._forksafe import ForkSafeMetricExporter, ForkSafeSpanExporter
 from llmwatch._export._limits import NEW_RELIC_LIMITS, AttributeLimitingSpanExporter
@@ -66,14 +67,15 @@ def plan_export(
     headers: Mapping[str, str] | None,
     protocol: str | None,
     file_path: str | None,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = None,
 ) -> ExportPlan:
     """Validate the export settings and build the exporters; raises ConfigurationError.
 
-    ``environ`` is what llmwatch itself reads (validation, presets, protocol); OTel's exporters read
-    the remaining ``OTEL_EXPORTER_OTLP_*`` variables from ``os.environ`` themselves.
+    ``environ`` (default ``os.environ``) is what llmwatch itself reads, through the config table
+    (validation, presets, protocol); OTel's exporters read the remaining ``OTEL_EXPORTER_OTLP_*``
+    variables from ``os.environ`` themselves.
     """
-    interval_ms = _positive_int_env(environ, "OTEL_METRIC_EXPORT_INTERVAL", 60000)
+    interval_ms: int = _config.env("metric_export_interval_ms", environ)
     if isinstance(exporter, SpanExporter):
         return ExportPlan(exporter, None, interval_ms, f"{type(exporter).__name__} (your exporter)")
     name = _preset_name(exporter, environ)
@@ -89,9 +91,9 @@ def plan_export(
     return _plan_otlp(target, interval_ms, environ)
 
 
-def _preset_name(exporter: object, environ: Mapping[str, str]) -> str:
+def _preset_name(exporter: object, environ: Mapping[str, str] | None) -> str:
     if exporter is None:
-        from_env = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        from_env: str = _config.env("traces_exporter", environ)
         if from_env and from_env not in PRESETS:
             raise ConfigurationError(
                 f"OTEL_TRACES_EXPORTER={from_env!r} is not supported by llmwatch: use one of "
@@ -111,7 +113,7 @@ def _preset_name(exporter: object, environ: Mapping[str, str]) -> str:
     return name
 
 
-def _plan_console(interval_ms: int, environ: Mapping[str, str]) -> ExportPlan:
+def _plan_console(interval_ms: int, environ: Mapping[str, str] | None) -> ExportPlan:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -119,8 +121,8 @@ def _plan_console(interval_ms: int, environ: Mapping[str, str]) -> ExportPlan:
     return ExportPlan(ConsoleSpanExporter(), metrics, interval_ms, "console (stdout)")
 
 
-def _metrics_off(environ: Mapping[str, str]) -> bool:
-    return environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none"
+def _metrics_off(environ: Mapping[str, str] | None) -> bool:
+    return bool(_config.env("metrics_exporter", environ) == "none")
 
 
 def _check_file_path(file_path: str | None) -> Path:
@@ -150,7 +152,7 @@ def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return checked
 
 
-def _plan_otlp(target: OtlpTarget, interval_ms: int, environ: Mapping[str, str]) -> ExportPlan:
+def _plan_otlp(target: OtlpTarget, interval_ms: int, environ: Mapping[str, str] | None) -> ExportPlan:
     temporality = delta_temporality() if target.delta else None
     span_factory = span_exporter_factory(target, environ)
     span_exporter: SpanExporter = ForkSafeSpanExporter(span_factory)
@@ -163,7 +165,7 @@ def _plan_otlp(target: OtlpTarget, interval_ms: int, environ: Mapping[str, str])
     return ExportPlan(span_exporter, metric_exporter, interval_ms, _describe(target, environ), target.batch_size)
 
 
-def _describe(target: OtlpTarget, environ: Mapping[str, str]) -> str:
+def _describe(target: OtlpTarget, environ: Mapping[str, str] | None) -> str:
     signal = target.traces
     if signal.base is not None:
         where = signal.base + "/v1/traces" if signal.protocol == HTTP else signal.base
@@ -189,17 +191,16 @@ def _without_credentials(url: str) -> str:
     return f"{scheme}{netloc}{parts.path}" + ("?***" if parts.query else "")
 
 
-def _grpc_uses_tls(endpoint: str, environ: Mapping[str, str]) -> bool:
+def _grpc_uses_tls(endpoint: str, environ: Mapping[str, str] | None) -> bool:
     # OTel's rule: the scheme decides; without one, OTEL_EXPORTER_OTLP_[TRACES_]INSECURE (default false).
     if endpoint.startswith(("http://", "https://")):
         return endpoint.startswith("https://")
-    insecure = environ.get("OTEL_EXPORTER_OTLP_TRACES_INSECURE") or environ.get("OTEL_EXPORTER_OTLP_INSECURE", "")
-    return insecure.strip().lower() != "true"
+    return not _config.env("otlp_traces_insecure", environ)
 
 
-def _env_traces_url(protocol: str, environ: Mapping[str, str]) -> str:
-    specific = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-    general = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip().rstrip("/")
+def _env_traces_url(protocol: str, environ: Mapping[str, str] | None) -> str:
+    specific: str = _config.env("otlp_traces_endpoint", environ)
+    general: str = _config.env("otlp_endpoint", environ).rstrip("/")
     if specific:
         return specific
     if protocol == HTTP:
