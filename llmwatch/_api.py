@@ -51,7 +51,25 @@ def configure(
     those are used and never made global; else a real global provider is used; else llmwatch creates
     its own and installs them as the globals.
     """
-    arguments = {key: value for key, value in locals().items() if key != "arguments"}
+    arguments = {
+        "service_name": service_name,
+        "exporter": exporter,
+        "endpoint": endpoint,
+        "headers": headers,
+        "protocol": protocol,
+        "file_path": file_path,
+        "capture_content": capture_content,
+        "redact": redact,
+        "prices": prices,
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+        "sample_rate": sample_rate,
+        "metrics_user_dimension": metrics_user_dimension,
+        "instrument": instrument,
+        "max_content_chars": max_content_chars,
+        "max_span_content_chars": max_span_content_chars,
+        "request_stream_usage": request_stream_usage,
+    }
     settings = _config.resolve(arguments)
     with _lock:
         runtime = _runtime.build(settings)  # may raise ConfigurationError: nothing swapped yet

@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from llmwatch._export._presets import SPAN_FILE_DEFAULT
+from llmwatch import _config
+from llmwatch._export._file import SPAN_FILE_DEFAULT
 from llmwatch._report import (
     MissingExtraError,
     Report,
@@ -31,7 +32,7 @@ from llmwatch._report import (
 EXIT_OK = 0
 EXIT_BROKEN_PIPE = 1
 EXIT_USAGE = 2
-FILE_ENV = "LLMWATCH_FILE_PATH"
+FILE_ENV = _config.variable("file_path")  # LLMWATCH_FILE_PATH
 DEMO_SPAN_FILE = "llmwatch-demo.jsonl"  # not the app's span file: the demo replaces its file each run
 DEMO_HTML_FILE = "llmwatch-demo.html"
 WIDE_OUTPUT = 160  # columns when stdout is not a terminal (rich would assume 80 and fold the tables)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 def default_span_file() -> str:
     """The span file ``llmwatch report`` reads without an argument: ``LLMWATCH_FILE_PATH``, else the
     file exporter's default, ``./llmwatch-spans.jsonl``."""
-    return os.environ.get(FILE_ENV) or SPAN_FILE_DEFAULT
+    return _config.env("file_path") or SPAN_FILE_DEFAULT
 
 
 def _parser() -> argparse.ArgumentParser:

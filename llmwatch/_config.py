@@ -1,27 +1,37 @@
-"""Settings: one table, resolved and validated once in ``configure()``.
+"""Settings: one table of every setting and environment variable, resolved and validated once.
 
-Each setting has one row: its ``configure()`` argument, the environment variables that can set it
-(in precedence order), its default and its parser. An explicit argument wins over the environment,
-which wins over the default. Everything is checked here, up front, so a wrong value fails at
-``configure()`` with a message that says how to fix it, and never later on a user's request.
+Each setting has one row: its name, the environment variables that can set it (in precedence order),
+its default, its parser (``_config_parse.py``) and whether it is a ``configure()`` argument. For an
+argument an explicit value wins over the environment, which wins over the default. Everything is
+checked up front, so a wrong value fails at ``configure()`` with a message that says how to fix it,
+and never later on a user's request.
 
-The result is one immutable :class:`Settings`; the hot path reads the ``Runtime`` built from it
-(see ``_core/_runtime.py``) through a single module attribute, swapped whole on reconfiguration.
+Arguments resolve into one immutable :class:`Settings`; the hot path reads the ``Runtime`` built from
+it (see ``_core/_runtime.py``) through a single module attribute, swapped whole on reconfiguration.
+The environment-only rows (``OTEL_BSP_*``, the OTLP variables llmwatch checks, the preset keys, the
+kill switches, the semconv opt-in, ...) are read where they are used, always through :func:`env`
+naming a row, never ``os.environ`` directly (``tests/test_config_docs.py`` keeps it so), and
+``docs/configuration.md`` is checked against this table. Rows read by OpenTelemetry only are listed for
+the docs: llmwatch passes nothing over them and :func:`env` refuses to read them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import types
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final
 
+from llmwatch import _config_parse as p
+from llmwatch._config_parse import CaptureMode, Redactor
 from llmwatch._errors import ConfigurationError as ConfigurationError  # re-exported: its old home
 
-CaptureMode = Literal[False, True, "redacted"]
-Redactor = Callable[[str], str]
+LLMWATCH: Final = "llmwatch"
+OTEL: Final = "OpenTelemetry"
+TIKTOKEN: Final = "tiktoken"
+BOTH: Final = (LLMWATCH, OTEL)  # llmwatch checks (or describes) the value; OTel's exporters use it
+_SIGNALS: Final = ("", "TRACES_", "METRICS_")  # OTLP variables: general, then per signal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,189 +43,225 @@ class Param:
     default: Any
     parse: Callable[[str, Any], Any]
     doc: str
+    argument: bool = True  # a configure() argument; False: set by the environment only
+    read_by: tuple[str, ...] = (LLMWATCH,)  # who reads the variables; without llmwatch, env() refuses
+    keep_empty: bool = False  # an empty value is a value (tiktoken's "no cache"), not "unset"
 
 
-def _parse_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigurationError(f"{name}={value!r} is not a boolean: use true or false.")
+def _env_only(
+    name: str,
+    env_vars: tuple[str, ...],
+    default: Any,
+    parse: Callable[[str, Any], Any],
+    doc: str,
+    read_by: tuple[str, ...] = (LLMWATCH,),
+    keep_empty: bool = False,
+) -> Param:
+    return Param(name, env_vars, default, parse, doc, argument=False, read_by=read_by, keep_empty=keep_empty)
 
 
-def _parse_capture(name: str, value: Any) -> CaptureMode:
-    if value == "redacted" or (isinstance(value, str) and value.strip().lower() == "redacted"):
-        return "redacted"
-    try:
-        return _parse_bool(name, value)
-    except ConfigurationError:
-        raise ConfigurationError(
-            f"{name}={value!r} is not valid: use false (the default: no message content), true, or "
-            '"redacted" (capture content after the built-in redactor and your redact hook).'
-        ) from None
-
-
-def _parse_str(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}.")
-    return value.strip()
-
-
-def _parse_optional_str(name: str, value: Any) -> str | None:
-    return None if value is None else _parse_str(name, value)
-
-
-def _parse_ratio(name: str, value: Any) -> float:
-    try:
-        ratio = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name}={value!r} is not a number: use a ratio from 0.0 to 1.0.") from None
-    if not 0.0 <= ratio <= 1.0:
-        raise ConfigurationError(f"{name}={value!r} is out of range: use a ratio from 0.0 to 1.0.")
-    return ratio
-
-
-def _parse_positive_int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name}={value!r} is not a whole number.") from None
-    if isinstance(value, bool) or number <= 0:
-        raise ConfigurationError(f"{name}={value!r} must be a whole number above 0.")
-    return number
-
-
-def _parse_redact(name: str, value: Any) -> Redactor | None:
-    if value is not None and not callable(value):
-        raise ConfigurationError(f"{name} must be a function taking a str and returning a str, got {value!r}.")
-    return value  # type: ignore[no-any-return]
-
-
-def _parse_headers(name: str, value: Any) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ConfigurationError(f"{name} must be a mapping of header names to string values.")
-    return dict(value)
-
-
-def _parse_prices(name: str, value: Any) -> dict[str, dict[str, float]] | None:
-    if value is None:
-        return None
-    source = "prices="
-    if isinstance(value, (str, os.PathLike)):
-        path = Path(value)
-        source = str(path)
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError(f"{name}: cannot read price file {path}: {exc}.") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{name}: price file {path} is not valid JSON: {exc}.") from None
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(
-            f"{name} must be a mapping (or a JSON file of one) from model name to "
-            '{"input": USD per 1M tokens, "output": ...}.'
+def _per_signal(kind: str, parse: Callable[[str, Any], Any], doc: str) -> tuple[Param, ...]:
+    """``OTEL_EXPORTER_OTLP_<kind>`` and its TRACES_/METRICS_ forms: each checked by llmwatch on its own."""
+    return tuple(
+        _env_only(
+            f"otlp_{signal.lower()}{kind.lower()}",
+            (f"OTEL_EXPORTER_OTLP_{signal}{kind}",),
+            None,
+            parse,
+            doc,
+            read_by=BOTH,
         )
-    return {str(model): _parse_price_entry(source, str(model), entry) for model, entry in value.items()}
-
-
-_PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning")
-
-
-def _parse_price_entry(source: str, model: str, entry: Any) -> dict[str, float]:
-    if not isinstance(entry, Mapping) or "input" not in entry or "output" not in entry:
-        raise ConfigurationError(
-            f"{source}: price for {model!r} must be a mapping with at least 'input' and 'output' "
-            "(USD per million tokens)."
-        )
-    unknown = set(entry) - set(_PRICE_KEYS)
-    if unknown:
-        raise ConfigurationError(
-            f"{source}: price for {model!r} has unknown keys {sorted(unknown)}; allowed: {list(_PRICE_KEYS)}."
-        )
-    parsed: dict[str, float] = {}
-    for key, rate in entry.items():
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
-            raise ConfigurationError(
-                f"{source}: price {key!r} for {model!r} must be a non-negative number, got {rate!r}."
-            )
-        parsed[key] = float(rate)
-    return parsed
-
-
-def _identity(name: str, value: Any) -> Any:
-    return value
-
-
-def _parse_tracer_provider(name: str, value: Any) -> Any:
-    if value is not None and not callable(getattr(value, "get_tracer", None)):
-        raise ConfigurationError(
-            f"{name} must be an OpenTelemetry TracerProvider (e.g. opentelemetry.sdk.trace.TracerProvider()), "
-            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
-        )
-    return value
-
-
-def _parse_meter_provider(name: str, value: Any) -> Any:
-    if value is not None and not callable(getattr(value, "get_meter", None)):
-        raise ConfigurationError(
-            f"{name} must be an OpenTelemetry MeterProvider (e.g. opentelemetry.sdk.metrics.MeterProvider()), "
-            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
-        )
-    return value
+        for signal in _SIGNALS
+    )
 
 
 PARAMS: tuple[Param, ...] = (
-    Param("service_name", ("OTEL_SERVICE_NAME",), "unknown_service", _parse_str, "resource service.name"),
-    Param("exporter", ("LLMWATCH_EXPORTER",), None, _identity, "otlp|datadog|newrelic|console|file|none"),
-    Param("endpoint", (), None, _parse_optional_str, "OTLP base URL; overrides OTEL_EXPORTER_OTLP_ENDPOINT"),
-    Param("headers", (), None, _parse_headers, "OTLP headers; override OTEL_EXPORTER_OTLP_HEADERS"),
-    Param("protocol", (), None, _parse_optional_str, "grpc | http/protobuf"),
-    Param("file_path", ("LLMWATCH_FILE_PATH",), None, _parse_optional_str, "JSON Lines path (file)"),
+    Param("service_name", ("OTEL_SERVICE_NAME",), "unknown_service", p.parse_str, "resource service.name"),
+    Param("exporter", ("LLMWATCH_EXPORTER",), None, p.identity, "otlp|datadog|newrelic|console|file|none"),
+    Param("endpoint", (), None, p.parse_optional_str, "OTLP base URL; overrides OTEL_EXPORTER_OTLP_ENDPOINT"),
+    Param("headers", (), None, p.parse_headers, "OTLP headers; override OTEL_EXPORTER_OTLP_HEADERS"),
+    Param("protocol", (), None, p.parse_optional_str, "grpc | http/protobuf"),
+    Param("file_path", ("LLMWATCH_FILE_PATH",), None, p.parse_optional_str, "JSON Lines path (file)"),
     Param(
         "capture_content",
         ("LLMWATCH_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
         False,
-        _parse_capture,
+        p.parse_capture,
         "message content: false | true | redacted",
     ),
-    Param("redact", (), None, _parse_redact, "callable(str) -> str run on every captured text"),
-    Param("prices", ("LLMWATCH_PRICES",), None, _parse_prices, "price overrides: mapping or JSON path"),
-    Param("tracer_provider", (), None, _parse_tracer_provider, "TracerProvider to use"),
-    Param("meter_provider", (), None, _parse_meter_provider, "MeterProvider to use"),
-    Param("sample_rate", ("LLMWATCH_SAMPLE_RATE",), 1.0, _parse_ratio, "head sampling ratio"),
+    Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
+    Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
+    Param("tracer_provider", (), None, p.parse_tracer_provider, "TracerProvider to use"),
+    Param("meter_provider", (), None, p.parse_meter_provider, "MeterProvider to use"),
+    Param("sample_rate", ("LLMWATCH_SAMPLE_RATE",), 1.0, p.parse_ratio, "head sampling ratio"),
     Param(
         "metrics_user_dimension",
         ("LLMWATCH_METRICS_USER_DIMENSION",),
         False,
-        _parse_bool,
+        p.parse_bool,
         "user as a metric attribute (top-100)",
     ),
-    Param("instrument", ("LLMWATCH_INSTRUMENT",), True, _parse_bool, "instrument installed SDKs"),
+    Param("instrument", ("LLMWATCH_INSTRUMENT",), True, p.parse_bool, "instrument installed SDKs"),
     Param(
         "max_content_chars",
         ("LLMWATCH_MAX_CONTENT_CHARS",),
         32768,
-        _parse_positive_int,
+        p.parse_positive_int,
         "max chars per captured text",
     ),
     Param(
         "max_span_content_chars",
         ("LLMWATCH_MAX_SPAN_CONTENT_CHARS",),
         131072,
-        _parse_positive_int,
+        p.parse_positive_int,
         "max chars of captured content per span",
     ),
     Param(
         "request_stream_usage",
         ("LLMWATCH_REQUEST_STREAM_USAGE",),
         True,
-        _parse_bool,
+        p.parse_bool,
         "add stream_options.include_usage to OpenAI chat streams that do not set it",
+    ),
+    # --- environment only: export (read at configure()) -------------------------------------------------
+    _env_only(
+        "traces_exporter",
+        ("OTEL_TRACES_EXPORTER",),
+        "",
+        p.parse_word,
+        "the preset when exporter= and LLMWATCH_EXPORTER are not given",
+    ),
+    _env_only("metrics_exporter", ("OTEL_METRICS_EXPORTER",), "", p.parse_word, "none: no metrics"),
+    _env_only(
+        "metric_export_interval_ms", ("OTEL_METRIC_EXPORT_INTERVAL",), 60000, p.parse_count, "ms between metric exports"
+    ),
+    _env_only("export_queue_size", ("OTEL_BSP_MAX_QUEUE_SIZE",), 2048, p.parse_count, "spans queued for export"),
+    _env_only(
+        "export_batch_size",
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",),
+        512,
+        p.parse_count,
+        "spans per export (presets: 100 for datadog, newrelic)",
+    ),
+    _env_only("export_schedule_delay_ms", ("OTEL_BSP_SCHEDULE_DELAY",), 1000, p.parse_count, "ms between exports"),
+    _env_only("export_timeout_ms", ("OTEL_BSP_EXPORT_TIMEOUT",), 30000, p.parse_count, "ms one export may take"),
+    _env_only("otlp_endpoint", ("OTEL_EXPORTER_OTLP_ENDPOINT",), "", p.parse_text, "OTLP base URL", read_by=BOTH),
+    _env_only(
+        "otlp_traces_endpoint",
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",),
+        "",
+        p.parse_text,
+        "full traces URL",
+        read_by=BOTH,
+    ),
+    _env_only(
+        "otlp_metrics_endpoint",
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",),
+        "",
+        p.parse_text,
+        "full metrics URL",
+        read_by=BOTH,
+    ),
+    _env_only(
+        "otlp_traces_protocol",
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        "http/protobuf",
+        p.parse_protocol,
+        "traces: grpc | http/protobuf",
+    ),
+    _env_only(
+        "otlp_metrics_protocol",
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        "http/protobuf",
+        p.parse_protocol,
+        "metrics: grpc | http/protobuf",
+    ),
+    _env_only(
+        "otlp_traces_headers",
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        types.MappingProxyType({}),
+        p.parse_otlp_headers,
+        "traces headers",
+        read_by=BOTH,
+    ),
+    _env_only(
+        "otlp_metrics_headers",
+        ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        types.MappingProxyType({}),
+        p.parse_otlp_headers,
+        "metrics headers",
+        read_by=BOTH,
+    ),
+    _env_only(
+        "otlp_traces_insecure",
+        ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+        False,
+        p.parse_insecure,
+        "gRPC traces without a scheme: plaintext",
+        read_by=BOTH,
+    ),
+    *_per_signal("TIMEOUT", p.parse_otlp_seconds, "seconds per OTLP request"),
+    *_per_signal("COMPRESSION", p.parse_compression, "gzip | deflate | none"),
+    *_per_signal("CERTIFICATE", p.parse_existing_file, "CA bundle file"),
+    *_per_signal("CLIENT_CERTIFICATE", p.parse_existing_file, "client certificate file (mTLS)"),
+    *_per_signal("CLIENT_KEY", p.parse_existing_file, "client key file (mTLS)"),
+    _env_only("datadog_agent_host", ("DD_AGENT_HOST",), "localhost", p.parse_text, "datadog: the Agent's host"),
+    _env_only("datadog_api_key", ("DD_API_KEY",), "", p.parse_text, "datadog with endpoint=: agentless intake key"),
+    _env_only("newrelic_license_key", ("NEW_RELIC_LICENSE_KEY",), "", p.parse_text, "newrelic: the api-key header"),
+    _env_only("newrelic_region", ("NEW_RELIC_REGION",), "us", p.parse_newrelic_region, "newrelic: us | eu"),
+    # --- environment only: read by OpenTelemetry, listed for the docs ---------------------------------------
+    _env_only(
+        "otlp_metrics_insecure",
+        ("OTEL_EXPORTER_OTLP_METRICS_INSECURE",),
+        None,
+        p.parse_insecure,
+        "gRPC metrics without a scheme: plaintext",
+        read_by=(OTEL,),
+    ),
+    _env_only(
+        "otlp_metrics_temporality",
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
+        None,
+        p.parse_word,
+        "cumulative | delta | lowmemory",
+        read_by=(OTEL,),
+    ),
+    _env_only(
+        "otlp_metrics_histogram_aggregation",
+        ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",),
+        None,
+        p.parse_word,
+        "explicit_bucket_histogram | base2_exponential_bucket_histogram",
+        read_by=(OTEL,),
+    ),
+    _env_only(
+        "resource_attributes",
+        ("OTEL_RESOURCE_ATTRIBUTES",),
+        None,
+        p.parse_raw,
+        "extra resource attributes",
+        read_by=(OTEL,),
+    ),
+    # --- environment only: elsewhere -------------------------------------------------------------------------
+    _env_only(
+        "disabled_features", ("LLMWATCH_DISABLED_FEATURES",), frozenset(), p.parse_names, "kill switches: features"
+    ),
+    _env_only("disabled_models", ("LLMWATCH_DISABLED_MODELS",), frozenset(), p.parse_names, "kill switches: models"),
+    _env_only(
+        "semconv_stability_opt_in",
+        ("OTEL_SEMCONV_STABILITY_OPT_IN",),
+        frozenset(),
+        p.parse_names,
+        "gen_ai_latest_experimental/dup: also gen_ai.system",
+    ),
+    _env_only(
+        "tiktoken_cache_dir",
+        ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"),
+        None,
+        p.parse_raw,
+        "where tiktoken caches encodings; empty: no cache",
+        read_by=(LLMWATCH, TIKTOKEN),
+        keep_empty=True,
     ),
 )
 
@@ -244,12 +290,14 @@ class Settings:
 
 
 _UNSET: Any = object()
+ARGUMENTS: Final = tuple(param for param in PARAMS if param.argument)
 
 
-def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Settings:
-    """Resolve every setting from the arguments given (``_UNSET``/``None`` = not given), then env."""
+def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every argument row from the arguments given (``_UNSET``/``None`` = not given), then env."""
+    environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for param in PARAMS:
+    for param in ARGUMENTS:
         values[param.name] = _resolve_param(param, arguments.get(param.name, _UNSET), environ)
     _check_combinations(values)
     return Settings(**values)
@@ -272,8 +320,37 @@ def _check_combinations(values: Mapping[str, Any]) -> None:
 def _resolve_param(param: Param, argument: Any, environ: Mapping[str, str]) -> Any:
     if argument is not _UNSET and argument is not None:
         return param.parse(param.name, argument)
+    value = _from_environ(param, environ)
+    return param.default if value is _UNSET else value
+
+
+def _from_environ(param: Param, environ: Mapping[str, str]) -> Any:
     for env_var in param.env_vars:
         raw = environ.get(env_var)
-        if raw is not None and raw.strip() != "":
+        if raw is not None and (param.keep_empty or raw.strip() != ""):
             return param.parse(env_var, raw)
-    return param.default
+    return _UNSET
+
+
+_ROWS: Final = {param.name: param for param in PARAMS}
+
+
+def env(name: str, environ: Mapping[str, str] | None = None, *, default: Any = _UNSET) -> Any:
+    """Row ``name`` from the environment: its first variable set (in precedence order), parsed.
+
+    Unset (or blank, unless the row keeps empty values): ``default``, else the row's default. Raises
+    ``ConfigurationError`` from the row's parser. The one place llmwatch reads the environment.
+    """
+    param = _ROWS[name]
+    if LLMWATCH not in param.read_by:
+        raise LookupError(f"{name}: {', '.join(param.read_by)} reads it, llmwatch does not")
+    value = _from_environ(param, os.environ if environ is None else environ)
+    if value is not _UNSET:
+        return value
+    return param.default if default is _UNSET else default
+
+
+def variable(name: str) -> str:
+    """The environment variable of a one-variable row, for messages that name it."""
+    (env_var,) = _ROWS[name].env_vars
+    return env_var

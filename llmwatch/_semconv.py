@@ -12,8 +12,9 @@ being renamed, so no other module spells a name: a rename is one line here. Our 
 
 from __future__ import annotations
 
-import os
 from typing import Final
+
+from llmwatch import _config
 
 # --- GenAI: request -------------------------------------------------------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -127,5 +128,5 @@ DURATION_BUCKETS: Final = tuple(0.01 * 2**i for i in range(14))  # 0.01 .. 81.92
 
 def emit_deprecated_system() -> bool:
     """True when the user asked for the old ``gen_ai.system`` beside the new provider name."""
-    opt_in = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
-    return "gen_ai_latest_experimental/dup" in {part.strip() for part in opt_in.split(",")}
+    opt_in: frozenset[str] = _config.env("semconv_stability_opt_in")  # OTEL_SEMCONV_STABILITY_OPT_IN
+    return "gen_ai_latest_experimental/dup" in opt_in

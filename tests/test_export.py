@@ -35,16 +35,10 @@ from otlp_receiver import DeadPort, GrpcReceiver, HttpReceiver, Mode, running
 
 from llmwatch import _health
 from llmwatch._config import ConfigurationError
-from llmwatch._export._presets import (
-    PRESETS,
-    SPAN_FILE_DEFAULT,
-    ExportPlan,
-    JsonLinesSpanExporter,
-    LlmwatchSpanProcessor,
-    make_metric_reader,
-    plan_export,
-    truncate_value,
-)
+from llmwatch._export._batch import LlmwatchSpanProcessor
+from llmwatch._export._file import SPAN_FILE_DEFAULT, JsonLinesSpanExporter
+from llmwatch._export._limits import truncate_value
+from llmwatch._export._presets import PRESETS, ExportPlan, make_metric_reader, plan_export
 from llmwatch._health import HEALTH
 
 GEN_AI_ATTRIBUTES = {

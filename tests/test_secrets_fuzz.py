@@ -36,7 +36,8 @@ import llmwatch.testing
 from llmwatch import _health
 from llmwatch._core import _runtime
 from llmwatch._demo._server import FakeLLMServer
-from llmwatch._export._presets import JsonLinesSpanExporter, LlmwatchSpanProcessor
+from llmwatch._export._batch import LlmwatchSpanProcessor
+from llmwatch._export._file import JsonLinesSpanExporter
 
 KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 TOKEN_CHARS = KEY_CHARS + "-_"

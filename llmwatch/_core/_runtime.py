@@ -177,7 +177,7 @@ def _created_by_llmwatch(provider: Any) -> bool:
 
 
 def _span_processor(plan: Any, owned: list[Any]) -> Any:
-    from llmwatch._export._presets import LlmwatchSpanProcessor
+    from llmwatch._export._batch import LlmwatchSpanProcessor
 
     processor = LlmwatchSpanProcessor.from_env(plan.span_exporter, max_export_batch_size=plan.recommended_batch_size)
     owned.append(processor)

@@ -30,7 +30,6 @@ import calendar
 import datetime as dt
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 if TYPE_CHECKING:
     from llmwatch._attribution import Attribution
 
+from llmwatch import _config
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled
 
@@ -48,8 +48,6 @@ Window = Literal["hour", "day", "month"]
 OnExceed = Literal["raise", "warn"] | Callable[["BudgetExceeded"], Any]
 
 EACH: Final = "*"
-ENV_DISABLED_FEATURES: Final = "LLMWATCH_DISABLED_FEATURES"
-ENV_DISABLED_MODELS: Final = "LLMWATCH_DISABLED_MODELS"
 REASON_BUDGET: Final = "budget"
 REASON_KILL_SWITCH: Final = "kill_switch"
 _PICO: Final = 1_000_000_000_000  # spent totals are int picodollars: exact, order-free sums
@@ -246,10 +244,6 @@ class _Switches:
         }
 
 
-def _split_env(raw: str | None) -> set[str]:
-    return {item.strip() for item in (raw or "").split(",") if item.strip()}
-
-
 # --- the rules the hot path reads --------------------------------------------------------------------
 class Refusal:
     """Why a call may not go ahead as asked, and what the caller's policy says to do."""
@@ -328,15 +322,16 @@ class Rules:
                 else:
                     engaged.discard(value)
                     lifted.add(value)  # also lifts the same name set by the environment
-            self._reload_locked(os.environ)
+            self._reload_locked(None)
 
     def reload_env(self, environ: Mapping[str, str] | None = None) -> None:
         with self._lock:
-            self._reload_locked(os.environ if environ is None else environ)
+            self._reload_locked(environ)
 
-    def _reload_locked(self, environ: Mapping[str, str]) -> None:
-        features = (_split_env(environ.get(ENV_DISABLED_FEATURES)) - self._lifted_features) | self._code_features
-        models = (_split_env(environ.get(ENV_DISABLED_MODELS)) - self._lifted_models) | self._code_models
+    def _reload_locked(self, environ: Mapping[str, str] | None) -> None:
+        # LLMWATCH_DISABLED_FEATURES / _MODELS (None: os.environ)
+        features = (_config.env("disabled_features", environ) - self._lifted_features) | self._code_features
+        models = (_config.env("disabled_models", environ) - self._lifted_models) | self._code_models
         self.switches = _Switches(features, models)
         self._publish()
 

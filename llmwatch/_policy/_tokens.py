@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from llmwatch import _forking
+from llmwatch import _config, _forking
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -406,8 +406,5 @@ def _write_rank_file(source: Traversable, rank_file: _RankFile, path: str) -> bo
 
 def _default_cache_dir() -> str:
     """tiktoken's cache directory, chosen exactly as ``tiktoken.load.read_file_cached`` chooses it."""
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        return os.environ["TIKTOKEN_CACHE_DIR"]
-    if "DATA_GYM_CACHE_DIR" in os.environ:
-        return os.environ["DATA_GYM_CACHE_DIR"]
-    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    chosen: str | None = _config.env("tiktoken_cache_dir")  # TIKTOKEN_CACHE_DIR, else DATA_GYM_CACHE_DIR; "" kept
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache") if chosen is None else chosen

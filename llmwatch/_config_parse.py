@@ -1,0 +1,244 @@
+"""The parsers of the settings table (``_config.PARAMS``): each turns a value into the setting or fails.
+
+A parser takes ``(source, value)``: ``source`` is the argument or the environment variable the value
+came from, so the ``ConfigurationError`` it raises names what the user wrote and says how to fix it.
+Argument parsers accept Python values and strings (the environment's); the environment-only parsers
+below them get the variable's text. Kept apart from the table so that ``_config.py`` stays readable
+as the list of settings it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from llmwatch._errors import ConfigurationError
+
+CaptureMode = Literal[False, True, "redacted"]
+Redactor = Callable[[str], str]
+PROTOCOLS = ("grpc", "http/protobuf")
+COMPRESSIONS = ("gzip", "deflate", "none")
+
+
+# --- configure() arguments (and their environment variables) ------------------------------------------
+def parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigurationError(f"{name}={value!r} is not a boolean: use true or false.")
+
+
+def parse_capture(name: str, value: Any) -> CaptureMode:
+    if value == "redacted" or (isinstance(value, str) and value.strip().lower() == "redacted"):
+        return "redacted"
+    try:
+        return parse_bool(name, value)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"{name}={value!r} is not valid: use false (the default: no message content), true, or "
+            '"redacted" (capture content after the built-in redactor and your redact hook).'
+        ) from None
+
+
+def parse_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}.")
+    return value.strip()
+
+
+def parse_optional_str(name: str, value: Any) -> str | None:
+    return None if value is None else parse_str(name, value)
+
+
+def parse_ratio(name: str, value: Any) -> float:
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}={value!r} is not a number: use a ratio from 0.0 to 1.0.") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigurationError(f"{name}={value!r} is out of range: use a ratio from 0.0 to 1.0.")
+    return ratio
+
+
+def parse_positive_int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}={value!r} is not a whole number.") from None
+    if isinstance(value, bool) or number <= 0:
+        raise ConfigurationError(f"{name}={value!r} must be a whole number above 0.")
+    return number
+
+
+def parse_redact(name: str, value: Any) -> Redactor | None:
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{name} must be a function taking a str and returning a str, got {value!r}.")
+    return value  # type: ignore[no-any-return]
+
+
+def parse_headers(name: str, value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigurationError(f"{name} must be a mapping of header names to string values.")
+    return dict(value)
+
+
+def parse_prices(name: str, value: Any) -> dict[str, dict[str, float]] | None:
+    if value is None:
+        return None
+    source = "prices="
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        source = str(path)
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"{name}: cannot read price file {path}: {exc}.") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{name}: price file {path} is not valid JSON: {exc}.") from None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"{name} must be a mapping (or a JSON file of one) from model name to "
+            '{"input": USD per 1M tokens, "output": ...}.'
+        )
+    return {str(model): _parse_price_entry(source, str(model), entry) for model, entry in value.items()}
+
+
+_PRICE_KEYS = ("input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning")
+
+
+def _parse_price_entry(source: str, model: str, entry: Any) -> dict[str, float]:
+    if not isinstance(entry, Mapping) or "input" not in entry or "output" not in entry:
+        raise ConfigurationError(
+            f"{source}: price for {model!r} must be a mapping with at least 'input' and 'output' "
+            "(USD per million tokens)."
+        )
+    unknown = set(entry) - set(_PRICE_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: price for {model!r} has unknown keys {sorted(unknown)}; allowed: {list(_PRICE_KEYS)}."
+        )
+    parsed: dict[str, float] = {}
+    for key, rate in entry.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+            raise ConfigurationError(
+                f"{source}: price {key!r} for {model!r} must be a non-negative number, got {rate!r}."
+            )
+        parsed[key] = float(rate)
+    return parsed
+
+
+def identity(name: str, value: Any) -> Any:
+    return value
+
+
+def parse_tracer_provider(name: str, value: Any) -> Any:
+    if value is not None and not callable(getattr(value, "get_tracer", None)):
+        raise ConfigurationError(
+            f"{name} must be an OpenTelemetry TracerProvider (e.g. opentelemetry.sdk.trace.TracerProvider()), "
+            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
+        )
+    return value
+
+
+def parse_meter_provider(name: str, value: Any) -> Any:
+    if value is not None and not callable(getattr(value, "get_meter", None)):
+        raise ConfigurationError(
+            f"{name} must be an OpenTelemetry MeterProvider (e.g. opentelemetry.sdk.metrics.MeterProvider()), "
+            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
+        )
+    return value
+
+
+# --- environment only -------------------------------------------------------------------------------------
+def parse_count(name: str, value: Any) -> int:
+    """``OTEL_BSP_*``, ``OTEL_METRIC_EXPORT_INTERVAL``: a whole number above 0."""
+    raw = str(value).strip()
+    try:
+        number = int(raw)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number above 0 (milliseconds or a count).")
+    return number
+
+
+def parse_text(name: str, value: Any) -> str:
+    return str(value).strip()
+
+
+def parse_word(name: str, value: Any) -> str:
+    """A keyword, compared case-insensitively (``OTEL_TRACES_EXPORTER=Console``)."""
+    return str(value).strip().lower()
+
+
+def parse_raw(name: str, value: Any) -> str:
+    """The value exactly as set: for variables another library reads, to choose as it chooses."""
+    return str(value)
+
+
+def parse_names(name: str, value: Any) -> frozenset[str]:
+    """A comma-separated list of names (kill switches, semconv opt-ins); blanks dropped."""
+    return frozenset(item.strip() for item in str(value).split(",") if item.strip())
+
+
+def parse_protocol(name: str, value: Any) -> str:
+    normalized = str(value).strip().lower()
+    if normalized in PROTOCOLS:
+        return normalized
+    hint = " (OTel Python has no http/json exporter)" if normalized == "http/json" else ""
+    raise ConfigurationError(f"{name}={value!r} is not supported{hint}: use 'grpc' or 'http/protobuf'.")
+
+
+def parse_otlp_headers(name: str, value: Any) -> dict[str, str]:
+    """``OTEL_EXPORTER_OTLP_HEADERS`` as OTel reads it (``k=v,k2=v2``, URL-encoded); names lower-cased."""
+    from opentelemetry.util.re import parse_env_headers
+
+    return {key.lower(): item for key, item in parse_env_headers(str(value), liberal=True).items()}
+
+
+def parse_insecure(name: str, value: Any) -> bool:
+    """``OTEL_EXPORTER_OTLP_INSECURE`` as OTel's gRPC exporter reads it: only ``true`` means plaintext."""
+    return str(value).strip().lower() == "true"
+
+
+def parse_otlp_seconds(name: str, value: Any) -> float:
+    """``OTEL_EXPORTER_OTLP_TIMEOUT``: checked up front, else OTel fails at export time (or crashes)."""
+    raw = str(value).strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(f"{name}={raw!r} must be a positive number of seconds (OTel Python's unit).")
+    return seconds
+
+
+def parse_compression(name: str, value: Any) -> str:
+    raw = str(value).strip().lower()
+    if raw not in COMPRESSIONS:
+        raise ConfigurationError(f"{name}={raw!r} is not supported: use gzip, deflate or none.")
+    return raw
+
+
+def parse_existing_file(name: str, value: Any) -> str:
+    raw = str(value).strip()
+    if not Path(raw).is_file():
+        raise ConfigurationError(f"{name}={raw!r}: no such file.")
+    return raw
+
+
+def parse_newrelic_region(name: str, value: Any) -> str:
+    region = str(value).strip().lower()
+    if region in ("us", "eu"):
+        return region
+    raise ConfigurationError(f"{name}={region!r} is not known: use 'us' (the default) or 'eu', or pass endpoint=.")
