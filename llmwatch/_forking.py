@@ -19,31 +19,40 @@ from typing import Any
 
 from llmwatch._health import record_internal_error
 
-_callbacks: list[Callable[[], Any]] = []
+# (weak method or None, callback): an object's method is held weakly and its entry pruned once the
+# object is gone, so a process that reconfigures often does not collect dead callbacks.
+_callbacks: list[tuple[weakref.WeakMethod[Callable[[], Any]] | None, Callable[[], Any]]] = []
 _lock = threading.Lock()
 
 
 def after_fork_in_child(callback: Callable[[], Any]) -> None:
     """Run ``callback`` in every forked child. A bound method is held weakly (dropped with its object)."""
-    entry: Callable[[], Any]
     if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
         weak = weakref.WeakMethod(callback)
-
-        def entry() -> Any:
-            method = weak()
-            return None if method is None else method()
-
-        entry.__name__ = getattr(callback, "__qualname__", "method")
+        entry: tuple[weakref.WeakMethod[Callable[[], Any]] | None, Callable[[], Any]] = (
+            weak,
+            _call_weak(weak, getattr(callback, "__qualname__", "method")),
+        )
     else:
-        entry = callback
+        entry = (None, callback)
     with _lock:
+        _callbacks[:] = [(w, fn) for w, fn in _callbacks if w is None or w() is not None]
         _callbacks.append(entry)
+
+
+def _call_weak(weak: weakref.WeakMethod[Callable[[], Any]], name: str) -> Callable[[], Any]:
+    def call() -> Any:
+        method = weak()
+        return None if method is None else method()
+
+    call.__name__ = name
+    return call
 
 
 def _run_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # the parent may have held it at the fork
-    for callback in list(_callbacks):
+    for _, callback in list(_callbacks):
         try:
             callback()
         except Exception as exc:
