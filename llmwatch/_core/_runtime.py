@@ -143,7 +143,7 @@ def _tracer_provider(settings: Settings, plan: Callable[[], Any], owned: list[An
     user_provider = settings.tracer_provider
     if user_provider is None:
         global_provider = trace.get_tracer_provider()
-        if _is_real(global_provider, ProxyTracerProvider) and not _created_by_llmwatch(global_provider):
+        if _is_real(global_provider, ProxyTracerProvider) and not created_by_llmwatch(global_provider):
             user_provider = global_provider
     if user_provider is not None:
         if settings.exporter is not None:  # the user asked for our exporter on their provider too
@@ -172,7 +172,7 @@ def _new_tracer_provider(settings: Settings) -> Any:
     return provider
 
 
-def _created_by_llmwatch(provider: Any) -> bool:
+def created_by_llmwatch(provider: Any) -> bool:
     return getattr(provider, "_llmwatch_created", False) is True
 
 
@@ -203,7 +203,7 @@ def _meter_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any
     if settings.meter_provider is not None:
         return settings.meter_provider  # type: ignore[no-any-return]
     global_provider = otel_metrics.get_meter_provider()
-    if _is_real(global_provider, _ProxyMeterProvider) and not _created_by_llmwatch(global_provider):
+    if _is_real(global_provider, _ProxyMeterProvider) and not created_by_llmwatch(global_provider):
         return global_provider
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.resources import Resource
@@ -224,7 +224,7 @@ def _meter_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any
 
 def _install_global_tracer_provider(provider: Any) -> None:
     current = trace.get_tracer_provider()
-    if _created_by_llmwatch(current):
+    if created_by_llmwatch(current):
         # Replacing our own earlier provider: OTel allows one set per process, so reset its guard.
         # Never done for a provider the user installed (that case never reaches here).
         _unset_global_tracer_provider()
@@ -232,7 +232,7 @@ def _install_global_tracer_provider(provider: Any) -> None:
 
 
 def _install_global_meter_provider(provider: Any) -> None:
-    if _created_by_llmwatch(otel_metrics.get_meter_provider()):
+    if created_by_llmwatch(otel_metrics.get_meter_provider()):
         _unset_global_meter_provider(None)
     otel_metrics.set_meter_provider(provider)
 
@@ -260,9 +260,9 @@ def release_globals(runtime: Runtime) -> None:
     OTel lets a process set its globals once; the providers were ours, so handing the slot back (as
     reconfiguring does) is safe, and spans made afterwards go to OTel's proxy as before configure().
     """
-    if runtime.tracer_provider is trace.get_tracer_provider() and _created_by_llmwatch(runtime.tracer_provider):
+    if runtime.tracer_provider is trace.get_tracer_provider() and created_by_llmwatch(runtime.tracer_provider):
         _unset_global_tracer_provider()
-    if runtime.meter_provider is otel_metrics.get_meter_provider() and _created_by_llmwatch(runtime.meter_provider):
+    if runtime.meter_provider is otel_metrics.get_meter_provider() and created_by_llmwatch(runtime.meter_provider):
         _unset_global_meter_provider(runtime.meter_provider)
 
 

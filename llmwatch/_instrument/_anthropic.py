@@ -5,7 +5,8 @@
 One call, one span: the ``anthropic`` SDK (2.x) emits its own GenAI span per call through the global
 TracerProvider. For every client llmwatch traces, the SDK's own tracer is turned off (its
 ``_tracer`` property answers ``None``), so the only span is llmwatch's, which carries cost and
-attribution. Clients llmwatch does not trace keep the SDK's spans.
+attribution. Clients llmwatch does not trace keep the SDK's spans, except where the only provider
+they would reach is the one llmwatch created (see :func:`_silence_sdk_spans`).
 
 Wire facts (DESIGN.md): ``input_tokens`` excludes cache reads and writes, so
 ``gen_ai.usage.input_tokens`` is their sum; the nested ``cache_creation`` object splits 5-minute and
@@ -18,8 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry import trace
+
 from llmwatch import _semconv as sc
-from llmwatch._core import _lifecycle
+from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import LLMCall
 from llmwatch._core._post_response import hook_parsers
 from llmwatch._health import record_internal_error
@@ -353,22 +356,50 @@ def make_wrapper(handler: Any, is_async: bool) -> Any:
 
 
 def extra_patches() -> list[tuple[Any, str, Any]]:
-    """Silence the SDK's own spans for the clients llmwatch traces (one call, one span); let the
+    """Silence the SDK's own spans where llmwatch's stand in for them (one call, one span); let the
     ``parse`` methods see the response the SDK's parser rejects (``_post_response.py``)."""
     patched = hook_parsers(PARSERS)
+    _silence_sdk_spans()
+    return patched
+
+
+_sdk_spans_silenced = False
+
+
+def _silence_sdk_spans() -> None:
+    """Wrap the SDK's ``BaseClient._tracer`` once, for the life of the process (``uninstrument()``
+    leaves it, on purpose). The SDK's tracer is withheld from a client in two cases only:
+
+    - llmwatch traces the client: llmwatch's span is the call's one span;
+    - the client has no tracer provider of its own and the global one is the provider llmwatch
+      created: without llmwatch there would be no provider, so no SDK span at all. This keeps
+      ``uninstrument()`` honest: the SDK's spans do not start pouring into llmwatch's exporter.
+
+    Otherwise (a provider the user installed or gave the client, or after ``llmwatch.shutdown()``
+    handed the global slot back) the SDK behaves exactly as without llmwatch."""
+    global _sdk_spans_silenced
+    if _sdk_spans_silenced:
+        return
     try:
         from anthropic._base_client import BaseClient
     except ImportError:
-        return patched
+        return
     original = BaseClient.__dict__.get("_tracer")
     if not isinstance(original, property) or original.fget is None:
-        return patched
+        return
     getter = original.fget
 
     def _tracer(self: Any) -> Any:
-        if REGISTRY.is_traced(self):
+        if REGISTRY.is_traced(self) or _only_llmwatch_would_receive(self):
             return None
         return getter(self)
 
     BaseClient._tracer = property(_tracer)  # type: ignore[method-assign,assignment]
-    return [*patched, (BaseClient, "_tracer", original)]
+    _sdk_spans_silenced = True
+
+
+def _only_llmwatch_would_receive(client: Any) -> bool:
+    options = getattr(client, "_open_telemetry", None)
+    if isinstance(options, Mapping) and options.get("tracer_provider") is not None:
+        return False  # the user gave this client its own provider
+    return _runtime.created_by_llmwatch(trace.get_tracer_provider())
