@@ -61,7 +61,7 @@ class ManualHandler:
             for m in call.request.get("messages") or ()
         ]
         attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
+        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy))
 
 
 def _as_messages(value: Messages) -> list[Mapping[str, Any]]:

@@ -147,7 +147,7 @@ class ChatCompletions:
 
     # --- content (opt-in) ------------------------------------------------------------------------
     def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
-        messages = [_input_message(m, policy.text) for m in _messages(call.request)]
+        messages = [_input_message(m, policy) for m in _messages(call.request)]
         attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
         system = [
             text_part(policy.text(text_of(field(m, "content"))))
@@ -157,7 +157,7 @@ class ChatCompletions:
         if system:
             attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json(system)
         put_tool_definitions(call, attrs, policy)
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
+        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy))
 
 
 def _forget_requested_usage_field(chunk: Any) -> None:
@@ -249,7 +249,8 @@ def _output_type(response_format: Any) -> str:
     return sc.OUTPUT_TEXT
 
 
-def _input_message(message: Any, text: Any) -> dict[str, Any]:
+def _input_message(message: Any, policy: ContentPolicy) -> dict[str, Any]:
+    text = policy.text
     role = field(message, "role") or "user"
     parts: list[dict[str, Any]] = []
     content = field(message, "content")
@@ -268,7 +269,7 @@ def _input_message(message: Any, text: Any) -> dict[str, Any]:
                 "type": "tool_call",
                 "id": field(tool, "id"),
                 "name": field(function, "name"),
-                "arguments": _redacted_arguments(field(function, "arguments"), text),
+                "arguments": _redacted_arguments(field(function, "arguments"), policy),
             }
         )
     result: dict[str, Any] = {"role": role, "parts": parts}
@@ -293,18 +294,15 @@ def _content_part(part: Any, text: Any) -> dict[str, Any]:
     return {"type": str(kind or "unknown")}
 
 
-def _redacted_arguments(arguments: Any, text: Any) -> Any:
-    parsed = parse_arguments(arguments)
-    if isinstance(parsed, str):
-        return text(parsed)
-    from llmwatch._core._runtime import CURRENT
-
-    policy = CURRENT.content
-    return policy.any_value(parsed) if policy is not None else parsed
+def _redacted_arguments(arguments: Any, policy: ContentPolicy) -> Any:
+    # The call's own policy (fixed when it started), never the global one: a configure() in between
+    # must not let this call's arguments out unredacted.
+    return policy.any_value(parse_arguments(arguments))
 
 
-def output_messages(call: LLMCall, text: Any) -> list[dict[str, Any]]:
+def output_messages(call: LLMCall, policy: ContentPolicy) -> list[dict[str, Any]]:
     """One semconv output message per choice, partial for an unfinished stream."""
+    text = policy.text
     messages = []
     failed = call.error is not None or call.stream_completed is False
     for index in sorted(call.choices):
@@ -321,7 +319,7 @@ def output_messages(call: LLMCall, text: Any) -> list[dict[str, Any]]:
                     "type": "tool_call",
                     "id": tool.get("id"),
                     "name": tool.get("name"),
-                    "arguments": _redacted_arguments(tool.get("arguments"), text),
+                    "arguments": _redacted_arguments(tool.get("arguments"), policy),
                 }
             )
         messages.append(
@@ -446,7 +444,7 @@ class Responses:
         ]
         attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
         put_tool_definitions(call, attrs, policy)
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
+        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy))
 
 
 def _response_input(request: Mapping[str, Any]) -> list[Any]:
