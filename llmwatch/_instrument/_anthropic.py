@@ -28,16 +28,12 @@ from llmwatch._instrument._base import (
     Prepare,
     async_wrapper,
     begin_call,
-    field,
-    given,
     parse_arguments,
-    put_number,
-    put_stop_sequences,
     semconv_finish_reason,
-    server_attributes,
     sync_wrapper,
     text_part,
 )
+from llmwatch._instrument._fields import field, given, put_number, put_stop_sequences, server_attributes
 from llmwatch._policy._content import ContentPolicy
 
 PROVIDER = "anthropic"

@@ -21,7 +21,8 @@ from llmwatch import _semconv as sc
 from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import LLMCall, start_call
 from llmwatch._health import record_internal_error
-from llmwatch._instrument._base import field, text_of, text_part
+from llmwatch._instrument._base import text_part
+from llmwatch._instrument._fields import field, text_of
 from llmwatch._instrument._openai import output_messages
 from llmwatch._policy._budget import RULES
 from llmwatch._policy._content import ContentPolicy

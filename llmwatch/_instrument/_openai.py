@@ -23,20 +23,16 @@ from typing import Any
 from llmwatch import _semconv as sc
 from llmwatch._core._call import Choice, LLMCall
 from llmwatch._core._post_response import hook_parsers
-from llmwatch._instrument._base import (
-    async_wrapper,
+from llmwatch._instrument._base import async_wrapper, parse_arguments, semconv_finish_reason, sync_wrapper, text_part
+from llmwatch._instrument._fields import (
     field,
     fields_of,
     given,
-    parse_arguments,
     put_number,
     put_numbers,
     put_stop_sequences,
-    semconv_finish_reason,
     server_attributes,
-    sync_wrapper,
     text_of,
-    text_part,
 )
 from llmwatch._instrument._stream_usage import with_stream_usage
 from llmwatch._policy._content import ContentPolicy
@@ -125,7 +121,7 @@ class ChatCompletions:
         record_chat_usage(call, fields.get("usage"))
 
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
-        fields = fields_of(chunk)  # per chunk: one view, then dict lookups (see _base.fields_of)
+        fields = fields_of(chunk)  # per chunk: one view, then dict lookups (see _fields.fields_of)
         if call.response_id is None:
             call.response_id = fields.get("id")
         if call.response_model is None:  # a stream's chunks all name the same model
