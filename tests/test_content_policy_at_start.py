@@ -250,3 +250,19 @@ def test_a_call_started_without_capture_records_no_content_after_capture_is_turn
 
     attrs = exported.only_llm_span().attributes or {}
     assert not [key for key in attrs if key in CONTENT_KEYS]
+
+
+def test_an_observed_function_keeps_the_redaction_it_started_with(exported: Exported) -> None:
+    @llmwatch.observe(capture_args=True)
+    def send(to: str) -> dict[str, str]:
+        exported.configure(False)  # while the workflow span is open
+        return {"sent_to": to}
+
+    exported.configure("redacted")
+    assert send(EMAIL) == {"sent_to": EMAIL}  # the caller's own value is untouched
+
+    (span,) = exported.exporter.get_finished_spans()
+    attrs = span.attributes or {}
+    assert json.loads(attrs["llmwatch.input"]) == {"args": ["[REDACTED_EMAIL]"], "kwargs": {}}
+    assert json.loads(attrs["llmwatch.output"]) == {"sent_to": "[REDACTED_EMAIL]"}
+    assert_nothing_raw(span)

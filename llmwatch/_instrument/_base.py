@@ -1,6 +1,6 @@
 """What every provider module shares: client marking, opening a call, and the sync/async wrappers.
 
-Reading SDK objects into data is ``_fields.py``'s.
+Reading SDK objects into data is ``_fields.py``'s; rendering content is ``_core/_messages.py``'s.
 
 Hooking: each SDK method is wrapped once, at class level, with ``wrapt``. A wrapper traces a call
 only when global instrumentation is on or the call's client was marked by
@@ -126,44 +126,3 @@ def async_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[
         )
 
     return wrapper
-
-
-# --- semconv message shapes (content capture only) ------------------------------------------------
-FINISH_REASONS_ENUM = {
-    "stop": "stop",
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "completed": "stop",
-    "pause_turn": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "max_output_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "content_filter": "content_filter",
-    "refusal": "content_filter",
-    "tool_calls": "tool_call",
-    "function_call": "tool_call",
-    "tool_use": "tool_call",
-}
-
-
-def semconv_finish_reason(provider_reason: str | None, failed: bool) -> str:
-    if provider_reason is None:
-        return "error" if failed else "stop"
-    return FINISH_REASONS_ENUM.get(provider_reason, "error" if failed else "stop")
-
-
-def text_part(content: str) -> dict[str, Any]:
-    return {"type": "text", "content": content}
-
-
-def parse_arguments(arguments: Any) -> Any:
-    """Tool-call arguments as an object when they are JSON, else as given."""
-    if isinstance(arguments, str):
-        import json
-
-        try:
-            return json.loads(arguments)
-        except ValueError:
-            return arguments
-    return arguments

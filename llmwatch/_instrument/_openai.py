@@ -22,8 +22,20 @@ from typing import Any
 
 from llmwatch import _semconv as sc
 from llmwatch._core._call import Choice, LLMCall
+from llmwatch._core._messages import (
+    Blob,
+    File,
+    Message,
+    Part,
+    RequestContent,
+    Text,
+    ToolCall,
+    ToolCallResponse,
+    Unknown,
+    Uri,
+)
 from llmwatch._core._post_response import hook_parsers
-from llmwatch._instrument._base import async_wrapper, parse_arguments, semconv_finish_reason, sync_wrapper, text_part
+from llmwatch._instrument._base import async_wrapper, sync_wrapper
 from llmwatch._instrument._fields import (
     field,
     fields_of,
@@ -35,7 +47,6 @@ from llmwatch._instrument._fields import (
     text_of,
 )
 from llmwatch._instrument._stream_usage import with_stream_usage
-from llmwatch._policy._content import ContentPolicy
 
 PROVIDER = "openai"
 _CHAT_NUMBER_PARAMS = (
@@ -141,19 +152,17 @@ class ChatCompletions:
             record_chat_usage(call, usage)
         return False
 
-    # --- content (opt-in) ------------------------------------------------------------------------
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
-        messages = [_input_message(m, policy) for m in _messages(call.request)]
-        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
-        system = [
-            text_part(policy.text(text_of(field(m, "content"))))
-            for m in _messages(call.request)
-            if field(m, "role") in ("system", "developer")
+    # --- content (opt-in: read only when the call's policy captures content) ---------------------
+    def request_content(self, request: Mapping[str, Any]) -> RequestContent:
+        messages = _messages(request)
+        system: list[Part] = [
+            Text(text_of(field(m, "content"))) for m in messages if field(m, "role") in ("system", "developer")
         ]
-        if system:
-            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json(system)
-        put_tool_definitions(call, attrs, policy)
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy))
+        return RequestContent(
+            messages=[_input_message(m) for m in messages],
+            system=system or None,
+            tools=_tool_definitions(request),
+        )
 
 
 def _forget_requested_usage_field(chunk: Any) -> None:
@@ -245,94 +254,43 @@ def _output_type(response_format: Any) -> str:
     return sc.OUTPUT_TEXT
 
 
-def _input_message(message: Any, policy: ContentPolicy) -> dict[str, Any]:
-    text = policy.text
+def _input_message(message: Any) -> Message:
     role = field(message, "role") or "user"
-    parts: list[dict[str, Any]] = []
+    parts: list[Part] = []
     content = field(message, "content")
     if role == "tool":
-        parts.append(
-            {"type": "tool_call_response", "id": field(message, "tool_call_id"), "response": text(text_of(content))}
-        )
+        parts.append(ToolCallResponse(field(message, "tool_call_id"), text_of(content)))
     elif isinstance(content, str):
-        parts.append(text_part(text(content)))
+        parts.append(Text(content))
     elif isinstance(content, (list, tuple)):
-        parts.extend(_content_part(part, text) for part in content)
+        parts.extend(_content_part(part) for part in content)
     for tool in field(message, "tool_calls") or ():
         function = field(tool, "function")
-        parts.append(
-            {
-                "type": "tool_call",
-                "id": field(tool, "id"),
-                "name": field(function, "name"),
-                "arguments": _redacted_arguments(field(function, "arguments"), policy),
-            }
-        )
-    result: dict[str, Any] = {"role": role, "parts": parts}
-    if field(message, "name"):
-        result["name"] = field(message, "name")
-    return result
+        parts.append(ToolCall(field(tool, "id"), field(function, "name"), field(function, "arguments")))
+    return Message(role, parts, name=field(message, "name"))
 
 
-def _content_part(part: Any, text: Any) -> dict[str, Any]:
+def _content_part(part: Any) -> Part:
     kind = field(part, "type")
     if kind == "text":
-        return text_part(text(str(field(part, "text") or "")))
+        return Text(str(field(part, "text") or ""))
     if kind == "image_url":
         url = str(field(field(part, "image_url"), "url") or "")
         if url.startswith("data:"):
-            return {"type": "blob", "modality": "image", "mime_type": url[5:].split(";", 1)[0], "content": "[omitted]"}
-        return {"type": "uri", "modality": "image", "uri": text(url)}
+            return Blob("image", mime_type=url[5:].split(";", 1)[0])
+        return Uri("image", url)
     if kind == "input_audio":
-        return {"type": "blob", "modality": "audio", "content": "[omitted]"}
+        return Blob("audio")
     if kind == "file":
-        return {"type": "file", "modality": "file", "file_id": field(field(part, "file"), "file_id")}
-    return {"type": str(kind or "unknown")}
+        return File(field(field(part, "file"), "file_id"))
+    return Unknown(str(kind or "unknown"))
 
 
-def _redacted_arguments(arguments: Any, policy: ContentPolicy) -> Any:
-    # The call's own policy (fixed when it started), never the global one: a configure() in between
-    # must not let this call's arguments out unredacted.
-    return policy.any_value(parse_arguments(arguments))
-
-
-def output_messages(call: LLMCall, policy: ContentPolicy) -> list[dict[str, Any]]:
-    """One semconv output message per choice, partial for an unfinished stream."""
-    text = policy.text
-    messages = []
-    failed = call.error is not None or call.stream_completed is False
-    for index in sorted(call.choices):
-        choice = call.choices[index]
-        parts: list[dict[str, Any]] = []
-        if choice.reasoning:
-            parts.append({"type": "reasoning", "content": text("".join(choice.reasoning))})
-        if choice.text:
-            parts.append(text_part(text("".join(choice.text))))
-        for position in sorted(choice.tool_calls):
-            tool = choice.tool_calls[position]
-            parts.append(
-                {
-                    "type": "tool_call",
-                    "id": tool.get("id"),
-                    "name": tool.get("name"),
-                    "arguments": _redacted_arguments(tool.get("arguments"), policy),
-                }
-            )
-        messages.append(
-            {
-                "role": choice.role,
-                "parts": parts,
-                "finish_reason": semconv_finish_reason(choice.finish_reason, failed),
-            }
-        )
-    return messages
-
-
-def put_tool_definitions(call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
-    tools = call.request.get("tools")
+def _tool_definitions(request: Mapping[str, Any]) -> list[Any] | None:
+    tools = request.get("tools")
     if not isinstance(tools, (list, tuple)) or not tools:
-        return
-    attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.json(policy.any_value([_tool_definition(t) for t in tools]))
+        return None
+    return [_tool_definition(tool) for tool in tools]
 
 
 def _tool_definition(tool: Any) -> Any:
@@ -430,17 +388,17 @@ class Responses:
             call.response_model = field(response, "model")
         return False
 
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
-        instructions = call.request.get("instructions")
-        if isinstance(instructions, str):
-            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json([text_part(policy.text(instructions))])
-        messages = [
-            {"role": str(field(item, "role") or "user"), "parts": [text_part(policy.text(_item_text(item)))]}
-            for item in _response_input(call.request)
-        ]
-        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
-        put_tool_definitions(call, attrs, policy)
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy))
+    # --- content (opt-in: read only when the call's policy captures content) ---------------------
+    def request_content(self, request: Mapping[str, Any]) -> RequestContent:
+        instructions = request.get("instructions")
+        return RequestContent(
+            messages=[
+                Message(str(field(item, "role") or "user"), [Text(_item_text(item))])
+                for item in _response_input(request)
+            ],
+            system=[Text(instructions)] if isinstance(instructions, str) else None,
+            tools=_tool_definitions(request),
+        )
 
 
 def _response_input(request: Mapping[str, Any]) -> list[Any]:
@@ -524,8 +482,8 @@ class Embeddings:
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
         return False
 
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
-        return None
+    def request_content(self, request: Mapping[str, Any]) -> RequestContent | None:
+        return None  # vectors out, inputs in: neither is recorded as messages
 
 
 CHAT = ChatCompletions()
