@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import anthropic
+import openai
 import pytest
 
-from llmwatch import _health
+import llmwatch
+from llmwatch import _health, testing
+from llmwatch._demo._server import FakeLLMServer
 from llmwatch._policy._content import REDACTION_FAILED, ContentPolicy, builtin_redact, fingerprint, truncate
 
 
@@ -80,3 +86,44 @@ def test_a_span_keeps_its_content_within_the_span_budget_and_valid_json() -> Non
     inputs = json.loads(captured["gen_ai.input.messages"])  # still valid JSON: texts were cut, not the JSON
     assert "[truncated" in inputs[0]["parts"][0]["content"]
     assert json.loads(captured["gen_ai.output.messages"])[0]["parts"][0]["content"].startswith("aaa")
+
+
+def test_tool_call_arguments_count_against_the_span_budget(server: FakeLLMServer) -> None:
+    client = llmwatch.instrument(
+        openai.OpenAI(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0)
+    )
+    arguments = json.dumps({"query": "z" * 9_000})
+    messages = [
+        {"role": "user", "content": "q" * 9_000},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "search", "arguments": arguments}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "r" * 9_000},
+    ]
+    limits = {"max_content_chars": 10_000, "max_span_content_chars": 4_000}
+    with testing.capture(capture_content=True, **limits) as cap:
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    (span,) = cap.llm_spans()
+    content = {k: v for k, v in span.attributes.items() if k in ("gen_ai.input.messages", "gen_ai.output.messages")}
+    assert sum(len(v) for v in content.values()) <= 4_000  # the arguments were cut like every other text
+    inputs = json.loads(content["gen_ai.input.messages"])
+    assert "[truncated" in inputs[1]["parts"][0]["arguments"]["query"]
+
+
+def test_an_image_url_goes_through_the_redaction(server: FakeLLMServer) -> None:
+    client = llmwatch.instrument(
+        anthropic.Anthropic(api_key="sk-ant-test-0123456789", base_url=server.anthropic_base_url, max_retries=0)
+    )
+    url = "https://img.example/jane.doe@example.com/face.png"
+    image = {"type": "image", "source": {"type": "url", "url": url}}
+    with testing.capture(capture_content="redacted") as cap:
+        client.messages.create(
+            model="claude-3-5-haiku-latest", max_tokens=10, messages=[{"role": "user", "content": [image]}]
+        )
+    (span,) = cap.llm_spans()
+    (message,) = json.loads(span.attributes["gen_ai.input.messages"])
+    assert message["parts"] == [
+        {"type": "uri", "modality": "image", "uri": "https://img.example/[REDACTED_EMAIL]/face.png"}
+    ]

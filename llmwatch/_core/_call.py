@@ -24,6 +24,7 @@ from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._text import clean
 
 if TYPE_CHECKING:
+    from llmwatch._core._messages import RequestContent
     from llmwatch._policy._budget import Budget, Refusal
     from llmwatch._policy._content import ContentPolicy
 
@@ -38,7 +39,7 @@ class Handler(Protocol):
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool: ...
     def prompt_parts(self, request: Mapping[str, Any]) -> list[str]: ...
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]: ...
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None: ...
+    def request_content(self, request: Mapping[str, Any]) -> RequestContent | None: ...
 
 
 class Finisher(Protocol):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import Status, StatusCode
 
 from llmwatch import _semconv as sc
+from llmwatch._core._messages import content_attributes
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._policy._budget import REASON_BUDGET, charge
 from llmwatch._policy._pricing import Usage
@@ -20,6 +21,7 @@ from llmwatch._text import clean, clean_value, error_description, exception_even
 
 if TYPE_CHECKING:
     from llmwatch._core._call import LLMCall
+    from llmwatch._core._messages import RequestContent
     from llmwatch._export._metrics import Metrics
     from llmwatch._policy._content import ContentPolicy
     from llmwatch._policy._pricing import PriceBook
@@ -133,24 +135,30 @@ def fingerprint_step(call: LLMCall, attrs: dict[str, Any]) -> None:
 
 
 class ContentStep:
-    """Messages, system instructions and tool definitions, in the semconv JSON shape (opt-in)."""
+    """Messages, system instructions and tool definitions, in the semconv JSON shape (opt-in).
+
+    The adapter only reads the request into neutral data (``handler.request_content``); rendering
+    (``_messages``) runs here, under this step's policy, never the global one."""
 
     def __init__(self, policy: ContentPolicy) -> None:
         self.policy = policy
 
     def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        policy = self.policy
-        content = self._content(call, policy)
+        policy = self.policy  # this runtime's: the one in force when the call started
+        request = call.handler.request_content(call.request)  # neutral data, read once
+        content = self._content(call, request, policy)
         # Over the span's content budget: halve the per-text limit until it fits, so every attribute
         # stays valid JSON (cutting the serialised JSON itself would not).
         while _size(content) > policy.max_span_chars and policy.max_chars > _MIN_TEXT_CHARS:
             policy = policy.with_max_chars(max(policy.max_chars // 2, _MIN_TEXT_CHARS))
-            content = self._content(call, policy)
+            content = self._content(call, request, policy)
         attrs.update(content)
 
-    def _content(self, call: LLMCall, policy: ContentPolicy) -> dict[str, Any]:
+    def _content(self, call: LLMCall, request: RequestContent | None, policy: ContentPolicy) -> dict[str, Any]:
         content: dict[str, Any] = {}
-        call.handler.content_attributes(call, content, policy)
+        if request is not None:  # None: a call with no message content (embeddings)
+            failed = call.error is not None or call.stream_completed is False
+            content = content_attributes(request, call.choices, failed, policy)
         prompt = call.attribution.prompt
         if prompt is not None and prompt.variables:
             content[sc.LLMWATCH_PROMPT_VARIABLES] = policy.json(policy.any_value(dict(prompt.variables)))

@@ -24,6 +24,18 @@ from opentelemetry import trace
 from llmwatch import _semconv as sc
 from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import LLMCall
+from llmwatch._core._messages import (
+    Blob,
+    Message,
+    Part,
+    Reasoning,
+    RequestContent,
+    Text,
+    ToolCall,
+    ToolCallResponse,
+    Unknown,
+    Uri,
+)
 from llmwatch._core._post_response import hook_parsers
 from llmwatch._health import record_internal_error
 from llmwatch._instrument._base import (
@@ -31,17 +43,9 @@ from llmwatch._instrument._base import (
     Prepare,
     async_wrapper,
     begin_call,
-    field,
-    given,
-    parse_arguments,
-    put_number,
-    put_stop_sequences,
-    semconv_finish_reason,
-    server_attributes,
     sync_wrapper,
-    text_part,
 )
-from llmwatch._policy._content import ContentPolicy
+from llmwatch._instrument._fields import field, given, put_number, put_stop_sequences, server_attributes
 
 PROVIDER = "anthropic"
 
@@ -131,26 +135,15 @@ class Messages:
             record_usage(call, field(event, "usage"))
         return False
 
-    # --- content (opt-in) ------------------------------------------------------------------------
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
-        system = call.request.get("system")
-        if given(system) and system:
-            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.json([text_part(policy.text(_blocks_text(system)))])
-        messages = [_input_message(m, policy) for m in _messages(call.request)]
-        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
-        tools = call.request.get("tools")
-        if isinstance(tools, (list, tuple)) and tools:
-            definitions = [
-                {
-                    "type": "function",
-                    "name": field(t, "name"),
-                    "description": field(t, "description"),
-                    "parameters": field(t, "input_schema"),
-                }
-                for t in tools
-            ]
-            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.json(policy.any_value(definitions))
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(_output_messages(call, policy))
+    # --- content (opt-in: read only when the call's policy captures content) ---------------------
+    def request_content(self, request: Mapping[str, Any]) -> RequestContent:
+        system = request.get("system")
+        tools = request.get("tools")
+        return RequestContent(
+            messages=[_input_message(m) for m in _messages(request)],
+            system=[Text(_blocks_text(system))] if given(system) and system else None,
+            tools=[_tool_definition(t) for t in tools] if isinstance(tools, (list, tuple)) and tools else None,
+        )
 
 
 def record_usage(call: LLMCall, usage: Any) -> None:
@@ -208,60 +201,40 @@ def _blocks_text(content: Any) -> str:
     return ""
 
 
-def _input_message(message: Any, policy: Any) -> dict[str, Any]:
+def _tool_definition(tool: Any) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "name": field(tool, "name"),
+        "description": field(tool, "description"),
+        "parameters": field(tool, "input_schema"),
+    }
+
+
+def _input_message(message: Any) -> Message:
     content = field(message, "content")
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
-    return {"role": str(field(message, "role") or "user"), "parts": [_input_part(b, policy) for b in blocks]}
+    return Message(str(field(message, "role") or "user"), [_input_part(b) for b in blocks])
 
 
-def _input_part(block: Any, policy: Any) -> dict[str, Any]:
+def _input_part(block: Any) -> Part:
     kind = field(block, "type")
     if kind == "text":
-        return text_part(policy.text(str(field(block, "text") or "")))
+        return Text(str(field(block, "text") or ""))
     if kind == "tool_use":
-        return {
-            "type": "tool_call",
-            "id": field(block, "id"),
-            "name": field(block, "name"),
-            "arguments": policy.any_value(field(block, "input")),
-        }
+        return ToolCall(field(block, "id"), field(block, "name"), field(block, "input"))
     if kind == "tool_result":
-        return {
-            "type": "tool_call_response",
-            "id": field(block, "tool_use_id"),
-            "response": policy.any_value(_blocks_text(field(block, "content")) or field(block, "content")),
-        }
+        return ToolCallResponse(
+            field(block, "tool_use_id"), _blocks_text(field(block, "content")) or field(block, "content")
+        )
     if kind in ("image", "document"):
+        modality = "image" if kind == "image" else "file"
         source = field(block, "source")
         if field(source, "type") == "url":
-            return {"type": "uri", "modality": "image" if kind == "image" else "file", "uri": field(source, "url")}
-        return {"type": "blob", "modality": "image" if kind == "image" else "file", "content": "[omitted]"}
+            return Uri(modality, field(source, "url"))
+        return Blob(modality)
     if kind == "thinking":
-        return {"type": "reasoning", "content": policy.text(str(field(block, "thinking") or ""))}
-    return {"type": str(kind or "unknown")}
-
-
-def _output_messages(call: LLMCall, policy: Any) -> list[dict[str, Any]]:
-    choice = call.choices.get(0)
-    if choice is None:
-        return []
-    failed = call.error is not None or call.stream_completed is False
-    parts: list[dict[str, Any]] = []
-    if choice.reasoning:
-        parts.append({"type": "reasoning", "content": policy.text("".join(choice.reasoning))})
-    if choice.text:
-        parts.append(text_part(policy.text("".join(choice.text))))
-    for position in sorted(choice.tool_calls):
-        tool = choice.tool_calls[position]
-        parts.append(
-            {
-                "type": "tool_call",
-                "id": tool.get("id"),
-                "name": tool.get("name"),
-                "arguments": policy.any_value(parse_arguments(tool.get("arguments"))),
-            }
-        )
-    return [{"role": "assistant", "parts": parts, "finish_reason": semconv_finish_reason(choice.finish_reason, failed)}]
+        return Reasoning(str(field(block, "thinking") or ""))
+    return Unknown(str(kind or "unknown"))
 
 
 MESSAGES = Messages()

@@ -1,5 +1,7 @@
 """What every provider module shares: client marking, opening a call, and the sync/async wrappers.
 
+Reading SDK objects into data is ``_fields.py``'s; rendering content is ``_core/_messages.py``'s.
+
 Hooking: each SDK method is wrapped once, at class level, with ``wrapt``. A wrapper traces a call
 only when global instrumentation is on or the call's client was marked by
 ``llmwatch.instrument(client)``; so one code path serves both forms and a call never gets two spans.
@@ -14,7 +16,7 @@ outcome is theirs (``_stream_usage.py``).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -32,9 +34,6 @@ _SUPPRESS_KEYS = (
     "suppress_instrumentation",
     "suppress_language_model_instrumentation",
 )
-_MISSING = object()
-_NUMBER_TYPES = frozenset({int, float})
-_EMPTY: Mapping[str, Any] = {}
 
 
 class Registry:
@@ -127,170 +126,3 @@ def async_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[
         )
 
     return wrapper
-
-
-# --- request helpers ------------------------------------------------------------------------------
-def given(value: Any) -> bool:
-    """False for None and the SDKs' ``NOT_GIVEN``/``omit`` sentinels."""
-    return value is not None and type(value).__name__ not in {"NotGiven", "Omit"}
-
-
-def put_number(attrs: dict[str, Any], key: str, value: Any) -> None:
-    if type(value) in _NUMBER_TYPES:  # int or float, not bool (nor the SDKs' NOT_GIVEN sentinels)
-        attrs[key] = value
-
-
-def put_numbers(attrs: dict[str, Any], kwargs: Mapping[str, Any], params: tuple[tuple[str, str], ...]) -> None:
-    """``attrs[attribute] = kwargs[param]`` for each numeric request parameter the caller gave."""
-    for param, attribute in params:
-        value = kwargs.get(param)
-        if type(value) in _NUMBER_TYPES:
-            attrs[attribute] = value
-
-
-def put_stop_sequences(attrs: dict[str, Any], key: str, value: Any) -> None:
-    if isinstance(value, str):
-        attrs[key] = [value]
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        attrs[key] = list(value)
-
-
-def server_attributes(client: Any, attrs: dict[str, Any]) -> None:
-    """``server.address``/``server.port`` from the client's base URL (no secrets: host and port only)."""
-    url = getattr(client, "base_url", None)
-    if url is None:
-        return
-    cached = _SERVER_ATTRIBUTES.get(id(url))
-    if cached is None or cached[0] is not url:  # parsing a URL's host and port costs µs: once per URL
-        cached = (url, _server_attributes(url))
-        if len(_SERVER_ATTRIBUTES) > 1024:
-            _SERVER_ATTRIBUTES.clear()
-        _SERVER_ATTRIBUTES[id(url)] = cached
-    attrs.update(cached[1])
-
-
-def _server_attributes(url: Any) -> dict[str, Any]:
-    host = getattr(url, "host", None)
-    if not host:
-        return {}
-    port = getattr(url, "port", None)
-    return {"server.address": host, "server.port": port or (443 if getattr(url, "scheme", "https") == "https" else 80)}
-
-
-# id(url) -> (url, attributes); holding the URL keeps its id from being reused for another one.
-_SERVER_ATTRIBUTES: dict[int, tuple[Any, dict[str, Any]]] = {}
-
-
-def field(obj: Any, name: str, default: Any = None) -> Any:
-    """Read a field from an SDK model or a plain dict (streams and raw JSON both occur)."""
-    if obj is None:
-        return default
-    if type(obj) is dict:
-        return obj.get(name, default)
-    if _is_pydantic(type(obj)):
-        value = obj.__dict__.get(name, _MISSING)
-        if value is not _MISSING:
-            return value
-        # Undeclared fields (compatible servers' extras) live apart; rare, so the slower read is fine.
-        extra = getattr(obj, "__pydantic_extra__", None)
-        return extra.get(name, default) if extra else default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def fields_of(obj: Any) -> Mapping[str, Any]:
-    """The declared fields of an SDK model, or a plain dict, as a mapping to ``.get`` from.
-
-    For the per-chunk paths: one call per object, then plain dict lookups. A pydantic model's extra
-    (undeclared) fields are not in it: read those with :func:`field`."""
-    if obj is None:
-        return _EMPTY
-    if type(obj) is dict:
-        return obj
-    if _is_pydantic(type(obj)):
-        return obj.__dict__  # type: ignore[no-any-return]
-    if isinstance(obj, Mapping):
-        return obj
-    return _AttributeView(obj)
-
-
-def _is_pydantic(cls: type) -> bool:
-    # Decided once per type. Asking the object instead (hasattr(obj, "__pydantic_extra__")) raises
-    # inside pydantic's __getattr__ for models the SDKs build with construct(), ~1.5 µs a time.
-    known = _PYDANTIC_TYPES.get(cls)
-    if known is None:
-        known = _PYDANTIC_TYPES[cls] = hasattr(cls, "__pydantic_fields__") and hasattr(cls, "model_fields")
-    return known
-
-
-_PYDANTIC_TYPES: dict[type, bool] = {}
-
-
-class _AttributeView(Mapping[str, Any]):
-    """``.get`` over any object's attributes (the rare shapes that are neither dicts nor pydantic)."""
-
-    def __init__(self, obj: Any) -> None:
-        self._obj = obj
-
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return getattr(self._obj, name)
-        except AttributeError:
-            raise KeyError(name) from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-def text_of(content: Any) -> str:
-    """The text of a message content: a str, or a list of parts with text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, (list, tuple)):
-        return "".join(str(field(part, "text") or "") for part in content)
-    return ""
-
-
-# --- semconv message shapes (content capture only) ------------------------------------------------
-FINISH_REASONS_ENUM = {
-    "stop": "stop",
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "completed": "stop",
-    "pause_turn": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "max_output_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "content_filter": "content_filter",
-    "refusal": "content_filter",
-    "tool_calls": "tool_call",
-    "function_call": "tool_call",
-    "tool_use": "tool_call",
-}
-
-
-def semconv_finish_reason(provider_reason: str | None, failed: bool) -> str:
-    if provider_reason is None:
-        return "error" if failed else "stop"
-    return FINISH_REASONS_ENUM.get(provider_reason, "error" if failed else "stop")
-
-
-def text_part(content: str) -> dict[str, Any]:
-    return {"type": "text", "content": content}
-
-
-def parse_arguments(arguments: Any) -> Any:
-    """Tool-call arguments as an object when they are JSON, else as given."""
-    if isinstance(arguments, str):
-        import json
-
-        try:
-            return json.loads(arguments)
-        except ValueError:
-            return arguments
-    return arguments

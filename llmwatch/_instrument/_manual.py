@@ -20,11 +20,10 @@ from typing import Any
 from llmwatch import _semconv as sc
 from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import LLMCall, start_call
+from llmwatch._core._messages import Message, RequestContent, Text
 from llmwatch._health import record_internal_error
-from llmwatch._instrument._base import field, text_of, text_part
-from llmwatch._instrument._openai import output_messages
+from llmwatch._instrument._fields import field, text_of
 from llmwatch._policy._budget import RULES
-from llmwatch._policy._content import ContentPolicy
 from llmwatch._text import clean
 
 Messages = str | Sequence[Mapping[str, Any]]
@@ -55,13 +54,13 @@ class ManualHandler:
     def on_chunk(self, call: LLMCall, chunk: Any) -> bool:
         return False
 
-    def content_attributes(self, call: LLMCall, attrs: dict[str, Any], policy: ContentPolicy) -> None:
-        messages = [
-            {"role": str(field(m, "role") or "user"), "parts": [text_part(policy.text(text_of(field(m, "content"))))]}
-            for m in call.request.get("messages") or ()
-        ]
-        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.json(messages)
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.json(output_messages(call, policy.text))
+    def request_content(self, request: Mapping[str, Any]) -> RequestContent:
+        return RequestContent(
+            messages=[
+                Message(str(field(m, "role") or "user"), [Text(text_of(field(m, "content")))])
+                for m in request.get("messages") or ()
+            ]
+        )
 
 
 def _as_messages(value: Messages) -> list[Mapping[str, Any]]:
