@@ -163,3 +163,22 @@ def test_policy_and_export_do_not_import_each_other() -> None:
         if source.startswith(a) and target.startswith(b)
     )
     assert not crossing, crossing
+
+
+ADAPTERS = ("_openai", "_openai_chat", "_openai_request", "_openai_responses", "_openai_embeddings", "_anthropic")
+
+
+def test_adapters_never_read_the_global_runtime() -> None:
+    """An adapter turns SDK objects into neutral data; the settings and policy of a call reach it as
+    arguments (``prepare(..., settings)``, the content policy in ``_core``), never from ``CURRENT``."""
+    found = []
+    for name in ADAPTERS:
+        path = PACKAGE / "_instrument" / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Name, ast.Attribute)) and "CURRENT" in (
+                node.id if isinstance(node, ast.Name) else node.attr
+            ):
+                found.append(f"{name}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "CURRENT" for alias in node.names):
+                found.append(f"{name}:{node.lineno}")
+    assert not found, found

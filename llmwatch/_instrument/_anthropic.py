@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry import trace
 
 from llmwatch import _semconv as sc
+from llmwatch._config import Settings
 from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import LLMCall
 from llmwatch._core._messages import (
@@ -61,7 +62,7 @@ class Messages:
         self.parses = parses
 
     def prepare(
-        self, instance: Any, kwargs: Mapping[str, Any]
+        self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[Messages, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
         server_attributes(getattr(instance, "_client", None), attrs)
@@ -241,8 +242,8 @@ MESSAGES = Messages()
 MESSAGES_PARSE = Messages(parses=True)
 
 
-def _stream_prepare(instance: Any, kwargs: Mapping[str, Any]) -> Any:
-    handler, attrs, send, _, _ = MESSAGES.prepare(instance, kwargs)
+def _stream_prepare(instance: Any, kwargs: Mapping[str, Any], settings: Settings) -> Any:
+    handler, attrs, send, _, _ = MESSAGES.prepare(instance, kwargs, settings)
     attrs[sc.GEN_AI_REQUEST_STREAM] = True
     attrs[sc.LLMWATCH_STREAM] = True
     return handler, attrs, send, True, False

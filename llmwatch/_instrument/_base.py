@@ -21,6 +21,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
+from llmwatch._config import Settings
 from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
@@ -60,8 +61,9 @@ class Registry:
 
 REGISTRY = Registry()
 
-# Prepares one call: returns (handler, request attributes, kwargs to send, stream?, hide usage?).
-Prepare = Callable[[Any, Mapping[str, Any]], tuple[Handler, dict[str, Any], dict[str, Any], bool, bool]]
+# Prepares one call from (SDK resource, request kwargs, the settings in force): returns (handler,
+# request attributes, kwargs to send, stream?, hide usage?). Adapters read settings only from here.
+Prepare = Callable[[Any, Mapping[str, Any], Settings], tuple[Handler, dict[str, Any], dict[str, Any], bool, bool]]
 
 
 def _suppressed() -> bool:
@@ -76,7 +78,7 @@ def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple
         return None, kwargs
     try:
         rt = _runtime.CURRENT
-        handler, attrs, send_kwargs, stream, hide_usage = prepare(instance, kwargs)
+        handler, attrs, send_kwargs, stream, hide_usage = prepare(instance, kwargs, rt.settings)
         call = start_call(rt, handler, kwargs, attrs, stream=stream)
     except Exception as exc:
         record_internal_error("call start", exc)

@@ -16,6 +16,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from llmwatch import _semconv as sc
+from llmwatch._config import Settings
 from llmwatch._core._call import Choice, LLMCall
 from llmwatch._core._messages import (
     Blob,
@@ -62,7 +63,7 @@ class ChatCompletions:
 
     # --- request ---------------------------------------------------------------------------------
     def prepare(
-        self, instance: Any, kwargs: Mapping[str, Any]
+        self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[ChatCompletions, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
         server_attributes(getattr(instance, "_client", None), attrs)
@@ -80,7 +81,9 @@ class ChatCompletions:
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream
         attrs[sc.LLMWATCH_STREAM] = stream
         if stream:
-            send_kwargs, hide_usage = with_stream_usage(getattr(instance, "_client", None), kwargs)
+            send_kwargs, hide_usage = with_stream_usage(
+                getattr(instance, "_client", None), kwargs, settings.request_stream_usage
+            )
             return self, attrs, send_kwargs, stream, hide_usage
         return self, attrs, dict(kwargs), stream, False
 

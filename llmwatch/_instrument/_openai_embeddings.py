@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmwatch import _semconv as sc
+from llmwatch._config import Settings
 from llmwatch._core._call import LLMCall
 from llmwatch._core._messages import RequestContent
 from llmwatch._instrument._fields import field, server_attributes
@@ -20,7 +21,7 @@ class Embeddings:
     parses = False
 
     def prepare(
-        self, instance: Any, kwargs: Mapping[str, Any]
+        self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[Embeddings, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
         server_attributes(getattr(instance, "_client", None), attrs)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmwatch import _semconv as sc
+from llmwatch._config import Settings
 from llmwatch._core._call import Choice, LLMCall
 from llmwatch._core._messages import Message, RequestContent, Text
 from llmwatch._instrument._fields import field, given, put_number, server_attributes
@@ -27,7 +28,7 @@ class Responses:
         self.parses = parses
 
     def prepare(
-        self, instance: Any, kwargs: Mapping[str, Any]
+        self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[Responses, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
         server_attributes(getattr(instance, "_client", None), attrs)

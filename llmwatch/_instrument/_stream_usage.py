@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from llmwatch._core import _runtime
 from llmwatch._health import HEALTH, record_internal_error
 
 if TYPE_CHECKING:
@@ -35,13 +34,13 @@ _FIELD_NAMES = ("stream_options", "include_usage")
 _MEMORY = HEALTH.stream_usage_rejected
 
 
-def with_stream_usage(client: Any, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+def with_stream_usage(client: Any, kwargs: Mapping[str, Any], enabled: bool) -> tuple[dict[str, Any], bool]:
     """The kwargs to send for a chat stream, and whether llmwatch added ``include_usage``."""
     send = dict(kwargs)
     options = kwargs.get("stream_options")
     if isinstance(options, Mapping) and "include_usage" in options:
         return send, False  # the caller decided
-    if not _runtime.CURRENT.settings.request_stream_usage:
+    if not enabled:  # configure(request_stream_usage=False), for the runtime the call started under
         return send, False
     if _MEMORY and base_url_key(getattr(client, "base_url", None)) in _MEMORY:
         return send, False  # this server refused the field before
