@@ -97,8 +97,18 @@ def test_an_sdk_imported_after_configure_is_instrumented(server: FakeLLMServer, 
         import anthropic
         """,
         CALL_ANTHROPIC,
+        """
+        llmwatch.uninstrument()  # hooked on import, released like any other
+        from anthropic._base_client import BaseClient
+        print("TRACER", BaseClient.__dict__["_tracer"].fget.__module__)
+        """,
+        CALL_ANTHROPIC,
     )
-    assert spans_printed(stdout) == ["chat claude-haiku-4-5"]  # llmwatch's span, and not the SDK's own too
+    first, second = [line for line in stdout.splitlines() if line.startswith("SPANS ")]
+    assert spans_printed(first) == ["chat claude-haiku-4-5"]  # llmwatch's span, and not the SDK's own too
+    assert "TRACER anthropic._base_client" in stdout  # the SDK's own property back
+    # Then the SDK's default: its own span, through the global provider (llmwatch's, still configured).
+    assert spans_printed(second) == ["chat claude-haiku-4-5", "anthropic.messages.create"]
 
 
 def test_uninstrument_cancels_the_pending_hook(server: FakeLLMServer, tmp_path: Path) -> None:
