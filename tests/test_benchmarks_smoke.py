@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("overhead", "streaming", "load", "exporters", "memory", "import_time")
+SCENARIOS = ("overhead", "streaming", "load", "exporters", "memory", "import_time", "configure_time")
 HEADLINES = {  # scenario -> path to one figure that must always be a number
     "overhead": ("openai", "llmwatch", "median_us"),
     "streaming": ("openai", "overhead_us_per_chunk", "median"),
@@ -24,6 +24,7 @@ HEADLINES = {  # scenario -> path to one figure that must always be a number
     "exporters": ("stalled", "p99_us", "median"),
     "memory": ("rss", "rss_growth_mb"),
     "import_time": ("llmwatch", "import_ms", "median"),
+    "configure_time": ("llmwatch", "total_ms", "median"),
 }
 
 

@@ -1,27 +1,41 @@
 """Installing and removing the class-level hooks of every supported SDK.
 
 Each provider module lists ``TARGETS`` (module, class, method, handler, is_async), ``CLIENT_CLASSES``
-and ``make_wrapper``. Hooks are installed once per SDK, whether instrumentation is global or per
-client; what differs is only which clients the wrappers trace (``_base.REGISTRY``).
+and ``make_wrapper``; optionally ``extra_patches`` (and ``EXTRA_PATCH_MODULES``, the modules it
+patches). Hooks are installed once per SDK, whether instrumentation is global or per client; what
+differs is only which clients the wrappers trace (``_base.REGISTRY``).
+
+Nothing here imports a module the application has not imported: importing ``anthropic`` alone takes
+1-2 s, openai's stream-helper modules 0.1-0.2 s. Global instrumentation hooks an SDK already
+imported at once and any other when it is imported; an SDK's hooks go in module by module, each
+when the SDK itself imports that module (openai loads its resources lazily). Both kinds of wait are
+post-import hooks (``_import_hooks``): ``uninstrument()`` cancels the SDK-level ones,
+``uninstall_all()`` all of them.
+
+Locking: a post-import hook runs while its thread holds that module's import lock, so nothing waits
+for an import while holding ``_lock``: ``install`` imports the SDK before taking it, and a module is
+patched only once imported.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
+import sys
 import threading
 from types import ModuleType
 from typing import Any
 
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _anthropic, _openai
+from llmwatch._instrument import _anthropic, _import_hooks, _openai
 from llmwatch._instrument._base import REGISTRY
 
 logger = logging.getLogger("llmwatch")
 
 PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic)
-_installed: dict[str, list[tuple[type, str, Any]]] = {}
+_installed: dict[str, list[tuple[type, str, Any]]] = {}  # SDK -> (class, method, original) wrapped so far
 _lock = threading.Lock()
 
 
@@ -31,52 +45,122 @@ def installed_sdks() -> list[str]:
 
 
 def install(provider: ModuleType) -> bool:
-    """Wrap the provider's SDK methods once (idempotent). False when the SDK is not importable."""
+    """Hook the provider's SDK once (idempotent): each of its modules now if imported, else when it
+    is. False when the SDK is not importable."""
+    if provider.SDK_MODULE in _installed:
+        return True
+    try:
+        sdk = importlib.import_module(provider.SDK_MODULE)  # outside _lock: see the module docstring
+    except ImportError:
+        return False
     with _lock:
         if provider.SDK_MODULE in _installed:
             return True
-        try:
-            sdk = importlib.import_module(provider.SDK_MODULE)
-        except ImportError:
-            return False
         _warn_unknown_version(provider, sdk)
-        import wrapt  # here, not at import: `import llmwatch` should not pay for it (~25 ms)
+        _installed[provider.SDK_MODULE] = []
+    owner = ("patch", provider.SDK_MODULE)
+    for module_name in _patched_modules(provider):
+        _import_hooks.when_imported(module_name, owner, functools.partial(_patch_module, provider, module_name))
+    return True
 
-        originals: list[tuple[type, str, Any]] = []
-        for module_name, class_name, method, handler, is_async in provider.TARGETS:
-            cls = _find_class(module_name, class_name)
-            if cls is None or method not in cls.__dict__:  # an SDK version without it: nothing to hook
-                continue
-            originals.append((cls, method, cls.__dict__[method]))
-            wrapt.wrap_function_wrapper(cls, method, provider.make_wrapper(handler, is_async))
-        for module_name, class_name in provider.CLIENT_CLASSES:
-            cls = _find_class(module_name, class_name)
-            if cls is None:
-                continue
-            for method in ("copy", "with_options"):
-                if method in cls.__dict__:
-                    originals.append((cls, method, cls.__dict__[method]))
-                    wrapt.wrap_function_wrapper(cls, method, _propagate_mark)
-        if hasattr(provider, "extra_patches"):
-            originals.extend(provider.extra_patches())
-        _installed[provider.SDK_MODULE] = originals
-        return True
+
+def _patched_modules(provider: ModuleType) -> list[str]:
+    names = [provider.SDK_MODULE]
+    names += [target[0] for target in provider.TARGETS] + [module for module, _ in provider.CLIENT_CLASSES]
+    names += list(getattr(provider, "EXTRA_PATCH_MODULES", ()))
+    return list(dict.fromkeys(names))
+
+
+def _patch_module(provider: ModuleType, module_name: str, module: ModuleType) -> None:
+    """Wrap what ``provider`` hooks in ``module_name``, just imported; all of it or nothing."""
+    import wrapt  # here, not at import: `import llmwatch` should not pay for it (~25 ms)
+
+    # Classes first, outside _lock: openai's packages resolve names lazily (a module __getattr__
+    # importing a submodule), and that import may fire other hooks of ours.
+    targets = [
+        (cls, method, handler, is_async)
+        for target_module, class_name, method, handler, is_async in provider.TARGETS
+        if target_module == module_name and (cls := _class(module, class_name)) is not None
+    ]
+    clients = [
+        cls
+        for client_module, class_name in provider.CLIENT_CLASSES
+        if client_module == module_name and (cls := _class(module, class_name)) is not None
+    ]
+    with _lock:
+        originals = _installed.get(provider.SDK_MODULE)
+        if originals is None:  # uninstalled while this module was being imported
+            return
+        patched: list[tuple[type, str, Any]] = []
+        try:
+            for cls, method, handler, is_async in targets:
+                if method in cls.__dict__:  # an SDK version without it: nothing to hook
+                    patched.append((cls, method, cls.__dict__[method]))
+                    wrapt.wrap_function_wrapper(cls, method, provider.make_wrapper(handler, is_async))
+            for cls in clients:
+                for method in ("copy", "with_options"):
+                    if method in cls.__dict__:
+                        patched.append((cls, method, cls.__dict__[method]))
+                        wrapt.wrap_function_wrapper(cls, method, _propagate_mark)
+            patched.extend(_extra_patches(provider, module_name))
+        except BaseException:
+            _restore(patched)
+            raise
+        originals.extend(patched)
+
+
+def _extra_patches(provider: ModuleType, module_name: str) -> list[tuple[type, str, Any]]:
+    if not hasattr(provider, "extra_patches"):
+        return []
+    lazy = getattr(provider, "EXTRA_PATCH_MODULES", None)
+    if lazy is None:  # no modules named: all at once, with the SDK's own module
+        return list(provider.extra_patches()) if module_name == provider.SDK_MODULE else []
+    return list(provider.extra_patches(module_name)) if module_name in lazy else []
+
+
+def _class(module: ModuleType, name: str) -> type | None:
+    cls = getattr(module, name, None)
+    return cls if isinstance(cls, type) else None
+
+
+def _restore(originals: list[tuple[type, str, Any]]) -> None:
+    for cls, method, original in reversed(originals):
+        setattr(cls, method, original)
 
 
 def uninstall_all() -> None:
-    """Restore every SDK method we wrapped."""
+    """Restore every SDK method we wrapped, and forget every hook still waiting for an import."""
+    for provider in PROVIDER_MODULES:
+        _import_hooks.cancel(("sdk", provider.SDK_MODULE))
+        _import_hooks.cancel(("patch", provider.SDK_MODULE))
     with _lock:
         for originals in _installed.values():
-            for cls, method, original in reversed(originals):
-                setattr(cls, method, original)
+            _restore(originals)
         _installed.clear()
+    for provider in PROVIDER_MODULES:
+        after = getattr(provider, "after_uninstall", None)
+        if after is not None:
+            try:
+                after()
+            except Exception as exc:
+                record_internal_error(f"{provider.SDK_MODULE} uninstall", exc)
 
 
 def instrument_all() -> list[str]:
-    """Install every supported SDK and trace every client."""
-    done = [p.SDK_MODULE for p in PROVIDER_MODULES if install(p)]
+    """Trace every client of every supported SDK: those imported now at once, the others on import.
+
+    Returns the SDKs hooked now; an SDK imported later is hooked by its post-import hook.
+    """
     REGISTRY.global_enabled = True
-    return done
+    for provider in PROVIDER_MODULES:
+        hook = functools.partial(_install_on_import, provider)
+        _import_hooks.when_imported(provider.SDK_MODULE, ("sdk", provider.SDK_MODULE), hook)
+    return [p.SDK_MODULE for p in PROVIDER_MODULES if p.SDK_MODULE in _installed]
+
+
+def _install_on_import(provider: ModuleType, module: ModuleType) -> None:
+    if REGISTRY.global_enabled:  # uninstrument() cancels the hook; this covers a race with it
+        install(provider)
 
 
 def instrument_client(client: Any) -> Any:
@@ -96,7 +180,8 @@ def instrument_client(client: Any) -> Any:
 
 def _check_is_client(client: Any, provider: ModuleType) -> None:
     """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing."""
-    base = _find_class(f"{provider.SDK_MODULE}._base_client", "BaseClient")
+    base_module = sys.modules.get(f"{provider.SDK_MODULE}._base_client")  # imported: a client exists
+    base = _class(base_module, "BaseClient") if base_module is not None else None
     if base is None or isinstance(client, base):
         return
     owner = getattr(client, "_client", None)
@@ -114,19 +199,13 @@ def _check_is_client(client: Any, provider: ModuleType) -> None:
 
 
 def uninstrument() -> None:
-    """Stop global tracing; hooks stay only while individually instrumented clients need them."""
+    """Stop global tracing and cancel pending import hooks; SDK hooks stay only while individually
+    instrumented clients need them."""
     REGISTRY.global_enabled = False
+    for provider in PROVIDER_MODULES:
+        _import_hooks.cancel(("sdk", provider.SDK_MODULE))
     if not REGISTRY.any_marked():
         uninstall_all()
-
-
-def _find_class(module_name: str, class_name: str) -> type | None:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return None
-    cls = getattr(module, class_name, None)
-    return cls if isinstance(cls, type) else None
 
 
 def _propagate_mark(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -6,7 +6,7 @@ One call, one span: the ``anthropic`` SDK (2.x) emits its own GenAI span per cal
 TracerProvider. For every client llmwatch traces, the SDK's own tracer is turned off (its
 ``_tracer`` property answers ``None``), so the only span is llmwatch's, which carries cost and
 attribution. Clients llmwatch does not trace keep the SDK's spans, except where the only provider
-they would reach is the one llmwatch created (see :func:`_silence_sdk_spans`).
+they would reach is the one llmwatch created (see :func:`after_uninstall`).
 
 Wire facts (DESIGN.md): ``input_tokens`` excludes cache reads and writes, so
 ``gen_ai.usage.input_tokens`` is their sum; the nested ``cache_creation`` object splits 5-minute and
@@ -333,43 +333,45 @@ def extra_patches() -> list[tuple[Any, str, Any]]:
     """Silence the SDK's own spans where llmwatch's stand in for them (one call, one span); let the
     ``parse`` methods see the response the SDK's parser rejects (``_post_response.py``)."""
     patched = hook_parsers(PARSERS)
-    _silence_sdk_spans()
-    return patched
+    return [*patched, *_patch_sdk_tracer(withhold_only=False)]
 
 
-_sdk_spans_silenced = False
+def after_uninstall() -> None:
+    """Once every hook is restored: while the global provider is the one llmwatch created, keep
+    withholding the SDK's spans from clients with no provider of their own. Without llmwatch there
+    would be no provider for them at all, so ``uninstrument()`` must not start pouring them into
+    llmwatch's exporter. With a provider the user installed, the SDK's own property is back as it was."""
+    if _runtime.created_by_llmwatch(trace.get_tracer_provider()):
+        _patch_sdk_tracer(withhold_only=True)
 
 
-def _silence_sdk_spans() -> None:
-    """Wrap the SDK's ``BaseClient._tracer`` once, for the life of the process (``uninstrument()``
-    leaves it, on purpose). The SDK's tracer is withheld from a client in two cases only:
+_SDK_TRACER: property | None = None  # the SDK's own BaseClient._tracer, as found before any patch
 
-    - llmwatch traces the client: llmwatch's span is the call's one span;
-    - the client has no tracer provider of its own and the global one is the provider llmwatch
-      created: without llmwatch there would be no provider, so no SDK span at all. This keeps
-      ``uninstrument()`` honest: the SDK's spans do not start pouring into llmwatch's exporter.
 
-    Otherwise (a provider the user installed or gave the client, or after ``llmwatch.shutdown()``
-    handed the global slot back) the SDK behaves exactly as without llmwatch."""
-    global _sdk_spans_silenced
-    if _sdk_spans_silenced:
-        return
+def _patch_sdk_tracer(*, withhold_only: bool) -> list[tuple[Any, str, Any]]:
+    """Wrap the SDK's ``BaseClient._tracer``; returns what to restore. The tracer is withheld from a
+    client llmwatch traces (its span is the call's one span; not when ``withhold_only``), and from a
+    client whose spans could only reach the provider llmwatch created."""
+    global _SDK_TRACER
     try:
         from anthropic._base_client import BaseClient
     except ImportError:
-        return
-    original = BaseClient.__dict__.get("_tracer")
-    if not isinstance(original, property) or original.fget is None:
-        return
-    getter = original.fget
+        return []
+    current = BaseClient.__dict__.get("_tracer")
+    if _SDK_TRACER is None:
+        if not isinstance(current, property) or current.fget is None:
+            return []
+        _SDK_TRACER = current
+    getter = _SDK_TRACER.fget
+    assert getter is not None
 
     def _tracer(self: Any) -> Any:
-        if REGISTRY.is_traced(self) or _only_llmwatch_would_receive(self):
+        if (not withhold_only and REGISTRY.is_traced(self)) or _only_llmwatch_would_receive(self):
             return None
         return getter(self)
 
     BaseClient._tracer = property(_tracer)  # type: ignore[method-assign,assignment]
-    _sdk_spans_silenced = True
+    return [(BaseClient, "_tracer", _SDK_TRACER)]
 
 
 def _only_llmwatch_would_receive(client: Any) -> bool:
