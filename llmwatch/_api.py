@@ -122,6 +122,7 @@ def shutdown(timeout_s: float = 30.0) -> None:
         _runtime.shutdown_owned(previous, timeout_s)
         _runtime.release_globals(previous)
         _runtime.swap(_runtime.default_runtime())  # again: now over OTel's proxies, not our shut providers
+    _instrument.released_sdks_follow_the_global_provider()
 
 
 def stats() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
+from llmwatch._instrument import _anthropic
 from llmwatch._instrument._base import REGISTRY
 from llmwatch._policy._budget import RULES
 
@@ -30,4 +31,5 @@ def reset_for_tests() -> None:
     _instrument.uninstall_all()
     REGISTRY.global_enabled = False
     _runtime.swap(_runtime.default_runtime())
+    _anthropic.restore_sdk_tracer()  # a test that left llmwatch's provider global must not leak it on
     _health.HEALTH.reset()

@@ -137,13 +137,20 @@ def uninstall_all() -> None:
         for originals in _installed.values():
             _restore(originals)
         _installed.clear()
+    released_sdks_follow_the_global_provider()
+
+
+def released_sdks_follow_the_global_provider() -> None:
+    """For each SDK not hooked now: what it may do without llmwatch depends on whose global provider is
+    installed (after ``uninstall_all()``, and again after ``shutdown()`` hands the global slot back)."""
     for provider in PROVIDER_MODULES:
         after = getattr(provider, "after_uninstall", None)
-        if after is not None:
-            try:
-                after()
-            except Exception as exc:
-                record_internal_error(f"{provider.SDK_MODULE} uninstall", exc)
+        if after is None or provider.SDK_MODULE in _installed:
+            continue
+        try:
+            after()
+        except Exception as exc:
+            record_internal_error(f"{provider.SDK_MODULE} uninstall", exc)
 
 
 def instrument_all() -> list[str]:

@@ -343,6 +343,17 @@ def after_uninstall() -> None:
     llmwatch's exporter. With a provider the user installed, the SDK's own property is back as it was."""
     if _runtime.created_by_llmwatch(trace.get_tracer_provider()):
         _patch_sdk_tracer(withhold_only=True)
+    else:
+        restore_sdk_tracer()
+
+
+def restore_sdk_tracer() -> None:
+    """The SDK's own ``BaseClient._tracer`` back, the very property (after ``shutdown()``, in tests)."""
+    if _SDK_TRACER is None:
+        return
+    from anthropic._base_client import BaseClient
+
+    BaseClient._tracer = _SDK_TRACER  # type: ignore[method-assign,assignment]
 
 
 _SDK_TRACER: property | None = None  # the SDK's own BaseClient._tracer, as found before any patch
