@@ -30,6 +30,7 @@ def reset_for_tests() -> None:
     RULES.reset()
     _instrument.uninstall_all()
     REGISTRY.global_enabled = False
+    REGISTRY.clear()
     _runtime.swap(_runtime.default_runtime())
     _anthropic.restore_sdk_tracer()  # a test that left llmwatch's provider global must not leak it on
     _health.HEALTH.reset()

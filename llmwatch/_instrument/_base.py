@@ -58,6 +58,10 @@ class Registry:
     def any_marked(self) -> bool:
         return len(self._marked) > 0
 
+    def clear(self) -> None:
+        """Forget every marked client (tests)."""
+        self._marked = weakref.WeakSet()
+
 
 REGISTRY = Registry()
 
