@@ -19,40 +19,31 @@ from typing import Any
 
 from llmwatch._health import record_internal_error
 
-# (weak method or None, callback): an object's method is held weakly and its entry pruned once the
-# object is gone, so a process that reconfigures often does not collect dead callbacks.
-_callbacks: list[tuple[weakref.WeakMethod[Callable[[], Any]] | None, Callable[[], Any]]] = []
+_callbacks: list[Callable[[], Any]] = []
 _lock = threading.Lock()
 
 
 def after_fork_in_child(callback: Callable[[], Any]) -> None:
     """Run ``callback`` in every forked child. A bound method is held weakly (dropped with its object)."""
+    entry: Callable[[], Any]
     if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
         weak = weakref.WeakMethod(callback)
-        entry: tuple[weakref.WeakMethod[Callable[[], Any]] | None, Callable[[], Any]] = (
-            weak,
-            _call_weak(weak, getattr(callback, "__qualname__", "method")),
-        )
+
+        def entry() -> Any:
+            method = weak()
+            return None if method is None else method()
+
+        entry.__name__ = getattr(callback, "__qualname__", "method")
     else:
-        entry = (None, callback)
+        entry = callback
     with _lock:
-        _callbacks[:] = [(w, fn) for w, fn in _callbacks if w is None or w() is not None]
         _callbacks.append(entry)
-
-
-def _call_weak(weak: weakref.WeakMethod[Callable[[], Any]], name: str) -> Callable[[], Any]:
-    def call() -> Any:
-        method = weak()
-        return None if method is None else method()
-
-    call.__name__ = name
-    return call
 
 
 def _run_in_child() -> None:
     global _lock
     _lock = threading.Lock()  # the parent may have held it at the fork
-    for _, callback in list(_callbacks):
+    for callback in list(_callbacks):
         try:
             callback()
         except Exception as exc:

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,9 +29,10 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from llmwatch import _config, _forking
+from llmwatch import _config
 from llmwatch._config import ConfigurationError
 from llmwatch._export import _process_exit
+from llmwatch._export._forksafe import call_weak as _call_weak  # the processor's fork hook
 from llmwatch._health import HEALTH
 
 logger = logging.getLogger("llmwatch")
@@ -136,7 +138,8 @@ class LlmwatchSpanProcessor(SpanProcessor):
         # Whether the next span ended must first ask if this is a multiprocessing child (_process_exit).
         self._child_check = _process_exit.may_be_child()
         self._start()
-        _forking.after_fork_in_child(self._restart_after_fork)
+        weak = weakref.WeakMethod(self._restart_after_fork)
+        os.register_at_fork(after_in_child=functools.partial(_call_weak, weak))
 
     @classmethod
     def from_env(

@@ -22,10 +22,12 @@ are written as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (as protob
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link
 from opentelemetry.util.types import Attributes
 
-from llmwatch import _forking
+from llmwatch._export._forksafe import call_weak
 
 SPAN_FILE_DEFAULT = "llmwatch-spans.jsonl"
 FILE_ROTATE_BYTES = 50 * 1024 * 1024
@@ -54,7 +56,8 @@ class JsonLinesSpanExporter(SpanExporter):
         self.path = Path(path)
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        _forking.after_fork_in_child(self._renew_lock)
+        weak = weakref.WeakMethod(self._renew_lock)
+        os.register_at_fork(after_in_child=functools.partial(call_weak, weak))
 
     def _renew_lock(self) -> None:
         self._lock = threading.Lock()

@@ -1,14 +1,16 @@
-"""Exporters that survive ``fork()``: a forked child builds its own connection.
+"""Exporters that survive ``fork()``: a forked child builds its own connection, and a fork hook helper.
 
 A child inherits the parent's pooled HTTP connection (or gRPC channel) along with the exporter
 holding it; if both processes write to it their requests interleave on one socket. The wrappers here
-rebuild the inner OTLP exporter the first time it is used in a new process. (Locks and worker threads
-are renewed through the package's one fork hook, ``_forking``.)
+rebuild the inner OTLP exporter the first time it is used in a new process. Locks need the same care
+(one held at fork time is never released in the child): :func:`call_weak` lets an object re-make its
+own from ``os.register_at_fork`` without the hook keeping the object alive.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,3 +77,10 @@ class ForkSafeMetricExporter(MetricExporter):
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         if self._pid == os.getpid():
             self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def call_weak(weak: weakref.WeakMethod[Callable[[], None]]) -> None:
+    """An ``os.register_at_fork`` hook: call the method if its object still exists."""
+    method = weak()
+    if method is not None:
+        method()
