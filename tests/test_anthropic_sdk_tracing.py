@@ -24,11 +24,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import llmwatch
 from llmwatch._demo._server import FakeLLMServer
+from llmwatch._instrument._base import REGISTRY
 
 MODEL = "claude-haiku-4-5"
 SDK_SPAN = "anthropic.messages.create"
 LLMWATCH_SPAN = f"chat {MODEL}"
 ORIGINAL_TRACER = BaseClient.__dict__["_tracer"]
+
+
+@pytest.fixture(autouse=True)
+def _no_client_instrumented_alone() -> None:
+    """Clients earlier tests gave to instrument() (and still alive) would keep the hooks in place."""
+    REGISTRY._marked.clear()
 
 
 @pytest.fixture()
