@@ -7,6 +7,10 @@ span processor, the JSON Lines file) says here how to start over; one ``os.regis
 them all in the child, in the order they registered, each guarded (a failing one is counted, the
 others still run). Callbacks that belong to an object are held weakly, so registering never keeps a
 processor alive.
+
+Before the fork, in the parent, a part may have to finish something a child could not: an import
+running on one of our threads holds that module's import lock, and the child would inherit it held
+by a thread it does not have (``before_fork``).
 """
 
 from __future__ import annotations
@@ -50,5 +54,21 @@ def _run_in_child() -> None:
             record_internal_error(f"after fork: {getattr(callback, '__name__', 'callback')}", exc)
 
 
+_before: list[Callable[[], Any]] = []
+
+
+def before_fork(callback: Callable[[], Any]) -> None:
+    """Run ``callback`` in the parent just before every fork (it must be quick and bounded)."""
+    _before.append(callback)
+
+
+def _run_before_fork() -> None:
+    for callback in list(_before):
+        try:
+            callback()
+        except Exception as exc:
+            record_internal_error(f"before fork: {getattr(callback, '__name__', 'callback')}", exc)
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_run_in_child)
+    os.register_at_fork(before=_run_before_fork, after_in_child=_run_in_child)

@@ -182,6 +182,76 @@ def test_a_broken_collector_costs_a_pool_worker_one_wait_not_one_per_task(
     assert "could not export a task's spans before returning its result" in done.stderr
 
 
+FORK_DURING_PRICES_IMPORT = textwrap.dedent(
+    """
+    import importlib.abc, importlib.util, multiprocessing, os, sys, time
+
+
+    class SlowPrices(importlib.abc.MetaPathFinder):
+        # genai-prices takes 2 s to import: configure() imports it on a thread, and the fork lands in it.
+        def find_spec(self, name, path=None, target=None):
+            if name != "genai_prices" or sys.meta_path[0] is not self:
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            real = spec.loader
+
+            class Loader(importlib.abc.Loader):
+                def create_module(self, spec):
+                    return real.create_module(spec)
+
+                def exec_module(self, module):
+                    time.sleep(2)
+                    real.exec_module(module)
+
+            spec.loader = Loader()
+            return spec
+
+
+    sys.meta_path.insert(0, SlowPrices())
+    import openai
+    import llmwatch
+
+
+    def call():
+        client = openai.OpenAI(api_key="sk-test", base_url=os.environ["LLM_BASE_URL"], max_retries=0)
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+    if __name__ == "__main__":
+        llmwatch.configure(exporter="otlp", endpoint=os.environ["OTLP_ENDPOINT"], service_name="mp-test")
+        time.sleep(0.3)  # llmwatch's thread is inside the import now
+        assert "genai_prices" in sys.modules and not hasattr(sys.modules["genai_prices"], "calc_price")
+        child = multiprocessing.get_context("fork").Process(target=call)
+        child.start()
+        child.join(60)
+        if child.exitcode is None:
+            child.kill()
+            sys.exit("the child hung")
+        sys.exit(child.exitcode)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_a_fork_right_after_configure_does_not_leave_the_child_a_held_import_lock(
+    tmp_path: Path, receiver: HttpReceiver, server: FakeLLMServer
+) -> None:
+    script = tmp_path / "fork_during_import.py"
+    script.write_text(FORK_DURING_PRICES_IMPORT)
+    package_root = str(Path(llmwatch.__file__).resolve().parents[1])
+    environ = {
+        **os.environ,
+        "PYTHONPATH": package_root,
+        "OTLP_ENDPOINT": receiver.endpoint,
+        "LLM_BASE_URL": server.openai_base_url,
+    }
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=environ)
+    assert done.returncode == 0, done.stderr
+    (span,) = [s for s in receiver.wait_for_spans(1, timeout=10) if "gen_ai.operation.name" in s.attributes]
+    assert span.attributes["llmwatch.cost.usd"] > 0  # the child priced its call with genai-prices
+
+
 GUNICORN_LIKE = textwrap.dedent(
     """
     import os, sys

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
+
+from llmwatch import _forking
 
 logger = logging.getLogger("llmwatch")
 
@@ -141,9 +144,29 @@ class PriceBook:
         return resolve_from_genai_prices(provider, model)
 
 
+_import_thread: threading.Thread | None = None
+FORK_WAIT_S = 5.0  # at most this long, a fork waits for the background import to finish
+
+
 def start_background_import() -> None:
     """Import genai-prices off the caller's thread so the first priced call does not pay for it."""
-    threading.Thread(target=_import_genai_prices, name="llmwatch-prices", daemon=True).start()
+    global _import_thread
+    if "genai_prices" in sys.modules:
+        return
+    _import_thread = threading.Thread(target=_import_genai_prices, name="llmwatch-prices", daemon=True)
+    _import_thread.start()
+
+
+def _finish_import_before_fork() -> None:
+    """A fork in the middle of that import would leave the child its module locks, held by a thread
+    that does not exist there: the child's first priced call would wait for them forever. So a fork
+    (a multiprocessing Pool started right after configure(), say) waits for the import to finish."""
+    thread = _import_thread
+    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        thread.join(FORK_WAIT_S)
+
+
+_forking.before_fork(_finish_import_before_fork)
 
 
 def _import_genai_prices() -> None:
