@@ -42,7 +42,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=600,  # the quick suite takes ~40 s idle; a loaded 2-core machine, several times that
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return Run(done.stdout, json.loads(out.read_text()))

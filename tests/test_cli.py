@@ -159,13 +159,13 @@ def test_python_dash_m(span_file: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "llmwatch", "report", str(span_file), "--json"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True, text=True, env=env, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["totals"]["calls"] == 12
     missing = subprocess.run(
         [sys.executable, "-m", "llmwatch", "report", str(span_file) + ".missing"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True, text=True, env=env, timeout=180, check=False,
     )  # fmt: skip
     assert missing.returncode == 2 and "llmwatch demo" in missing.stderr
 

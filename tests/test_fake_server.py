@@ -11,6 +11,7 @@ import base64
 import http.client
 import json
 import socket
+import statistics
 import struct
 import time
 from collections.abc import Iterator
@@ -298,7 +299,8 @@ def test_errors_are_retried_instantly_by_the_sdk(fake: FakeLLMServer) -> None:
     started = time.perf_counter()
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model=MODEL, messages=USER, extra_headers=scenario("error-429"))
-    assert time.perf_counter() - started < 0.4  # the SDK's own backoff would take 0.5 s and more
+    # The SDK's own backoff would sleep 0.375-0.5 s, then 0.75-1 s: 1.1 s at least, for two retries.
+    assert time.perf_counter() - started < 0.9
 
 
 def test_error_429_once_lets_the_retry_succeed(fake: FakeLLMServer) -> None:
@@ -596,7 +598,7 @@ def test_every_scenario_is_known() -> None:
 
 
 def test_delays() -> None:
-    with FakeLLMServer(latency_s=0.1, ttft_s=0.15, chunk_delay_s=0.01) as server:
+    with FakeLLMServer(latency_s=0.1, ttft_s=0.6, chunk_delay_s=0.01) as server:
         client = openai.OpenAI(api_key="test", base_url=server.openai_base_url, max_retries=0)
         started = time.perf_counter()
         client.chat.completions.create(model=MODEL, messages=USER)
@@ -610,7 +612,7 @@ def test_delays() -> None:
         rest = list(stream)
         total = time.perf_counter() - started
     assert first.choices[0].delta.role == "assistant" and second.choices[0].delta.content
-    assert before_content < 0.1 <= 0.15 <= ttft
+    assert before_content < 0.5 <= 0.6 <= ttft  # the role chunk at once (a loaded machine's slack), content after ttft
     assert total - ttft >= 0.01 * len(rest)
 
 
@@ -620,7 +622,7 @@ def test_stop_closes_kept_alive_connections() -> None:
     client.chat.completions.create(model=MODEL, messages=USER)  # leaves a pooled keep-alive connection
     started = time.perf_counter()
     server.stop()
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 4  # leaving the connections open, it would wait its 5 s join
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(server.base_url.rsplit(":", 1)[1]))):
         pass
     server.stop()  # idempotent
@@ -629,11 +631,17 @@ def test_stop_closes_kept_alive_connections() -> None:
 def test_small_responses_are_not_held_back(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
     # Headers and body are separate writes: without TCP_NODELAY each response waited ~40 ms for a delayed ACK.
     oai.chat.completions.create(model=MODEL, messages=USER)
-    started = time.perf_counter()
+    durations = []
     for _ in range(10):
-        oai.chat.completions.create(model=MODEL, messages=USER)
-        claude.messages.create(model=CLAUDE, max_tokens=10, messages=USER)
-    assert time.perf_counter() - started < 0.4
+        for call in (
+            lambda: oai.chat.completions.create(model=MODEL, messages=USER),
+            lambda: claude.messages.create(model=CLAUDE, max_tokens=10, messages=USER),
+        ):
+            started = time.perf_counter()
+            call()
+            durations.append(time.perf_counter() - started)
+    # Each call held back would take 40 ms or more; the median is what a loaded machine cannot move.
+    assert statistics.median(durations) < 0.02, durations
 
 
 def test_a_malformed_request_is_a_400_not_a_dropped_connection(fake: FakeLLMServer) -> None:

@@ -631,7 +631,7 @@ def _run_chromium(browser: str, profile: Path, *args: str) -> subprocess.Complet
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={profile}",
     ]  # fmt: skip
-    return subprocess.run([browser, *flags, *args], capture_output=True, timeout=60, check=False)
+    return subprocess.run([browser, *flags, *args], capture_output=True, timeout=180, check=False)
 
 
 def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:

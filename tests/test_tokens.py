@@ -214,7 +214,7 @@ def test_count_estimates_while_the_loader_is_still_loading(mp: pytest.MonkeyPatc
     elapsed = time.perf_counter() - started
 
     assert first == second == (math.ceil(len(TEXT) / 4), "estimate")
-    assert elapsed < 0.5
+    assert elapsed < 5.0  # never the loader's 10 s (generous: a loaded machine)
     assert [thread.daemon for thread in _loader_threads()] == [True]
     assert _tokens.wait_until_ready(0.05) is False
     release.set()
@@ -300,7 +300,7 @@ def test_offline_without_cache_records_the_error_and_keeps_estimating(
     for _ in range(3):
         assert _tokens.count_tokens("gpt-4o", "hello world!") == (3, "estimate")
         assert _tokens.count_message_tokens("gpt-4o", [{"role": "user", "content": "hi"}])[1] == "estimate"
-    assert _tokens.wait_until_ready(1.0)
+    assert _tokens.wait_until_ready(30.0)
     warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "o200k_base" in warnings[0].getMessage()  # logged once, not retried
     assert len(offline) == 1
@@ -418,4 +418,4 @@ def test_importing_the_module_does_not_import_tiktoken() -> None:
         "assert 'tiktoken' not in sys.modules, 'tiktoken imported'\n"
         "assert not [t for t in __import__('threading').enumerate() if t.name == 'llmwatch-tiktoken']\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=180)

@@ -129,7 +129,7 @@ def test_observed_generator_resumed_in_another_thread_never_fails_to_detach(
 
     worker = threading.Thread(target=consume)
     worker.start()
-    worker.join(5)
+    worker.join(30)
     assert seen == [0, 1, 2, 3]
     assert not [r for r in caplog.records if "Failed to detach context" in r.getMessage()]
     assert len(_observe_spans(captured)) == 1
