@@ -1,12 +1,14 @@
-"""The one fork hook of the package: every piece of llmwatch that a forked child must renew registers here.
+"""The package's fork hook for its module-level workers: what a forked child must renew registers here.
 
 A child made by ``os.fork()`` (gunicorn ``--preload``, multiprocessing's fork and forkserver starts)
 inherits the parent's memory but none of its threads, and may inherit a lock some thread held at the
-fork. Each part that keeps a lock or a worker thread (the tiktoken loader, the metrics drainer, the
-span processor, the JSON Lines file) says here how to start over; one ``os.register_at_fork`` runs
-them all in the child, in the order they registered, each guarded (a failing one is counted, the
-others still run). Callbacks that belong to an object are held weakly, so registering never keeps a
-processor alive.
+fork. The module-level parts that keep a lock or a worker thread (the tiktoken loader, the metrics
+drainer) say here how to start over; one ``os.register_at_fork`` runs them all in the child, in the
+order they registered, each guarded (a failing one is counted, the others still run). Callbacks that
+belong to an object are held weakly. The span processor and the JSON Lines exporter keep their own
+per-instance ``os.register_at_fork``: registered when they are made, their renewal runs after the
+exporter machinery registered before them (through this hook, which registers at import, a
+pre-forked worker hung at ``sys.exit``).
 
 Before the fork, in the parent, a part may have to finish something a child could not: an import
 running on one of our threads holds that module's import lock, and the child would inherit it held

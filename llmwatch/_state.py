@@ -9,9 +9,9 @@ where they are used; this module is their list and their one reset:
 - which clients are traced, and the installed SDK hooks: ``_instrument`` (``REGISTRY``, the hook table);
 - counters behind ``stats()``: ``_health.HEALTH``;
 - the completion index behind ``score()``: ``_core/_completions.COMPLETIONS``;
-- background workers, each started on first need and renewed in a forked child through the one fork
-  hook (``_forking``): the tiktoken loader and the price import (``_policy``), the metrics drainer and
-  the span export worker (``_export``).
+- background workers, each started on first need: the tiktoken loader and the price import
+  (``_policy``) and the metrics drainer (renewed in a forked child through ``_forking``), the span
+  export worker and the JSON Lines file (``_export``, with their own per-instance fork hooks).
 """
 
 from __future__ import annotations
