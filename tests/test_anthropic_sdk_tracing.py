@@ -17,7 +17,6 @@ from typing import Any
 import anthropic
 import pytest
 from anthropic._base_client import BaseClient
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -39,19 +38,10 @@ def _no_client_instrumented_alone() -> None:
 
 
 @pytest.fixture()
-def app_spans() -> Iterator[InMemorySpanExporter]:
-    """The application's own global TracerProvider (OTel allows one set: reset around the test)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace._TRACER_PROVIDER_SET_ONCE._done = False
-    trace._TRACER_PROVIDER = None
-    trace.set_tracer_provider(provider)
-    yield exporter
+def app_spans(global_spans: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """The application's own global TracerProvider; llmwatch is shut down before it goes."""
+    yield global_spans
     llmwatch.shutdown(timeout_s=5)
-    provider.shutdown()
-    trace._TRACER_PROVIDER_SET_ONCE._done = False
-    trace._TRACER_PROVIDER = None
 
 
 class Setting:

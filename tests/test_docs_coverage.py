@@ -32,9 +32,6 @@ import anthropic
 import openai
 import pytest
 from anthropic._streaming import SSEDecoder
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmwatch
@@ -297,18 +294,9 @@ def with_model(call: Call, model: str) -> Call:
 
 # --- fixtures --------------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
-def sdk_spans() -> Iterator[InMemorySpanExporter]:
-    """A real global TracerProvider: where an SDK puts spans of its own (OTel sets it once: reset)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace._TRACER_PROVIDER_SET_ONCE._done = False
-    trace._TRACER_PROVIDER = None
-    trace.set_tracer_provider(provider)
-    yield exporter
-    provider.shutdown()
-    trace._TRACER_PROVIDER_SET_ONCE._done = False
-    trace._TRACER_PROVIDER = None
+def sdk_spans(global_spans: InMemorySpanExporter) -> InMemorySpanExporter:
+    """A real global TracerProvider: where an SDK puts spans of its own."""
+    return global_spans
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,9 @@ spans must reach it again, exactly as before llmwatch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
-import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,24 +24,6 @@ SDK_SPAN = "anthropic.messages.create"
 
 def names(exporter: InMemorySpanExporter) -> list[str]:
     return [span.name for span in exporter.get_finished_spans()]
-
-
-def reset_global_tracer_provider() -> None:
-    trace._TRACER_PROVIDER_SET_ONCE._done = False
-    trace._TRACER_PROVIDER = None
-
-
-@pytest.fixture()
-def users_provider() -> Iterator[InMemorySpanExporter]:
-    """A global TracerProvider the application installed before llmwatch."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reset_global_tracer_provider()
-    trace.set_tracer_provider(provider)
-    yield exporter
-    provider.shutdown()
-    reset_global_tracer_provider()
 
 
 def client(server: FakeLLMServer, **options: Any) -> anthropic.Anthropic:
@@ -66,17 +45,19 @@ def test_no_sdk_spans_reach_llmwatchs_own_provider_after_uninstrument(server: Fa
         llmwatch.shutdown(timeout_s=5)
 
 
-def test_the_users_own_provider_gets_the_sdks_spans_again(server: FakeLLMServer, users_provider: Any) -> None:
+def test_the_users_own_provider_gets_the_sdks_spans_again(
+    server: FakeLLMServer, global_spans: InMemorySpanExporter
+) -> None:
     llmwatch.configure(service_name="uninstrument")  # llmwatch adopts the user's global provider
     try:
         traced = client(server)
         traced.messages.create(**ASK)
-        assert names(users_provider) == ["chat claude-haiku-4-5"]  # one span per call: llmwatch's
-        users_provider.clear()
+        assert names(global_spans) == ["chat claude-haiku-4-5"]  # one span per call: llmwatch's
+        global_spans.clear()
         llmwatch.uninstrument()
         traced.messages.create(**ASK)
         client(server).messages.create(**ASK)
-        assert names(users_provider) == [SDK_SPAN, SDK_SPAN]  # as before llmwatch
+        assert names(global_spans) == [SDK_SPAN, SDK_SPAN]  # as before llmwatch
     finally:
         llmwatch.shutdown(timeout_s=5)
 

@@ -46,9 +46,16 @@ from llmwatch._instrument._base import (
     begin_call,
     sync_wrapper,
 )
-from llmwatch._instrument._fields import field, given, put_number, put_stop_sequences, server_attributes
+from llmwatch._instrument._fields import field, given, put_numbers, put_stop_sequences, server_attributes
 
 PROVIDER = "anthropic"
+# Numeric request parameters: (keyword, attribute).
+_NUMBER_PARAMS = (
+    ("max_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS),
+    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", sc.GEN_AI_REQUEST_TOP_P),
+    ("top_k", sc.GEN_AI_REQUEST_TOP_K),
+)
 
 
 class Messages:
@@ -66,10 +73,7 @@ class Messages:
     ) -> tuple[Messages, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
         server_attributes(getattr(instance, "_client", None), attrs)
-        put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_tokens"))
-        put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
-        put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
-        put_number(attrs, sc.GEN_AI_REQUEST_TOP_K, kwargs.get("top_k"))
+        put_numbers(attrs, kwargs, _NUMBER_PARAMS)
         put_stop_sequences(attrs, sc.GEN_AI_REQUEST_STOP_SEQUENCES, kwargs.get("stop_sequences"))
         structured = given(kwargs.get("output_format")) or given(field(kwargs.get("output_config"), "format"))
         attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON if structured else sc.OUTPUT_TEXT

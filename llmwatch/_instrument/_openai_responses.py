@@ -14,8 +14,15 @@ from llmwatch import _semconv as sc
 from llmwatch._config import Settings
 from llmwatch._core._call import Choice, LLMCall
 from llmwatch._core._messages import Message, RequestContent, Text
-from llmwatch._instrument._fields import field, given, put_number, server_attributes
+from llmwatch._instrument._fields import field, given, put_numbers, server_attributes
 from llmwatch._instrument._openai_request import PROVIDER, output_type, tool_definitions
+
+# Numeric request parameters: (keyword, attribute).
+_NUMBER_PARAMS = (
+    ("max_output_tokens", sc.GEN_AI_REQUEST_MAX_TOKENS),
+    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", sc.GEN_AI_REQUEST_TOP_P),
+)
 
 
 class Responses:
@@ -32,9 +39,7 @@ class Responses:
     ) -> tuple[Responses, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
         server_attributes(getattr(instance, "_client", None), attrs)
-        put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_output_tokens"))
-        put_number(attrs, sc.GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
-        put_number(attrs, sc.GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
+        put_numbers(attrs, kwargs, _NUMBER_PARAMS)
         if given(kwargs.get("text_format")):  # .parse(text_format=Model): the SDK asks for its JSON schema
             attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON
         else:
