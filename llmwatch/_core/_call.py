@@ -98,7 +98,9 @@ class LLMCall:
         "hide_usage_chunk",
         "input_tokens",
         "output_tokens",
+        "provider",
         "reasoning_tokens",
+        "reported_cost_usd",
         "refusal",
         "refused",
         "request",
@@ -106,6 +108,7 @@ class LLMCall:
         "response_id",
         "response_model",
         "runtime",
+        "service_tier",
         "span",
         "start_ns",
         "stream",
@@ -123,9 +126,11 @@ class LLMCall:
         span: Span,
         stream: bool,
         attribution: _attribution.Attribution,
+        provider: str,
     ) -> None:
         self.runtime = runtime
         self.handler = handler
+        self.provider = provider
         self.request = request
         self.request_model = request_model
         self.span = span
@@ -152,6 +157,11 @@ class LLMCall:
         self.cache_write_1h_tokens = 0
         self.reasoning_tokens = 0
         self.usage_source = sc.USAGE_SOURCE_PROVIDER
+        # The tier the provider says it served the call at (OpenAI ``service_tier``, Anthropic
+        # ``usage.service_tier``, "batch" for Batch API results): the call is priced at that rate.
+        self.service_tier: str | None = None
+        # What the provider itself says the call cost (OpenRouter's ``usage.cost``): wins over our price.
+        self.reported_cost_usd: float | None = None
         # True when nothing was sent or received that tokens could be counted from (an empty
         # ``llm_call`` block): the span then records no usage and no cost rather than an estimate.
         self.usage_unknown = False
@@ -180,7 +190,7 @@ class LLMCall:
         try:
             self.handler.on_response(self, response)
         except Exception as exc:
-            record_internal_error(f"{self.handler.provider} response parsing", exc)
+            record_internal_error(f"{self.provider} response parsing", exc)
         self._end()
 
     def record_chunk(self, chunk: Any) -> bool:
@@ -191,7 +201,7 @@ class LLMCall:
         try:
             return self.handler.on_chunk(self, chunk)
         except Exception as exc:
-            record_internal_error(f"{self.handler.provider} chunk parsing", exc)
+            record_internal_error(f"{self.provider} chunk parsing", exc)
             return self.hide_usage_chunk and is_requested_usage_chunk(chunk)
 
     def end_stream(self, completed: bool) -> None:
@@ -262,16 +272,19 @@ def start_call(
     *,
     stream: bool,
 ) -> LLMCall:
-    """Open the span and the record for one call (raises only on an llmwatch bug; callers guard)."""
+    """Open the span and the record for one call (raises only on an llmwatch bug; callers guard).
+
+    The provider is the handler's unless the adapter put ``gen_ai.provider.name`` in the request
+    attributes: it knows better when one SDK talks to many providers (the OpenAI SDK's base URL)."""
     attribution = _attribution.current()
     request_model = clean(str(request.get("model") or "unknown"))
     attrs = request_attributes
     attrs[sc.GEN_AI_OPERATION_NAME] = handler.operation
-    attrs[sc.GEN_AI_PROVIDER_NAME] = handler.provider
+    provider = attrs.setdefault(sc.GEN_AI_PROVIDER_NAME, handler.provider)
     attrs[sc.GEN_AI_REQUEST_MODEL] = request_model
     if runtime.emit_deprecated_system:
-        attrs[sc.GEN_AI_SYSTEM_DEPRECATED] = handler.provider
+        attrs[sc.GEN_AI_SYSTEM_DEPRECATED] = provider
     attrs.update(attribution.span_attributes)
     span = runtime.tracer.start_span(f"{handler.operation} {request_model}", kind=SpanKind.CLIENT, attributes=attrs)
     HEALTH.spans_started.add()
-    return LLMCall(runtime, handler, request, request_model, span, stream, attribution)
+    return LLMCall(runtime, handler, request, request_model, span, stream, attribution, provider)

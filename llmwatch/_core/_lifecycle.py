@@ -43,7 +43,7 @@ Retry = Callable[[LLMCall, BaseException], bool]
 def check(call: LLMCall) -> None:
     """Budgets and kill switches; a failure in the check itself lets the call go ahead (counted)."""
     try:
-        verdict = RULES.check(call.attribution, call.handler.provider, call.request_model, call.request)
+        verdict = RULES.check(call.attribution, call.provider, call.request_model, call.request)
     except Exception as exc:
         record_internal_error("budget check", exc)
         return

@@ -83,7 +83,7 @@ class CostStep:
     def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
         if call.input_tokens is None:
             return
-        provider = call.handler.provider
+        provider = call.provider
         price = self._prices.lookup(provider, call.model)
         if price is None and call.response_model is not None:
             price = self._prices.lookup(provider, call.request_model)
@@ -253,7 +253,7 @@ class Pipeline:
     def _metric_attributes(self, call: LLMCall) -> dict[str, Any]:
         metric_attrs: dict[str, Any] = {
             sc.GEN_AI_OPERATION_NAME: call.handler.operation,
-            sc.GEN_AI_PROVIDER_NAME: call.handler.provider,
+            sc.GEN_AI_PROVIDER_NAME: call.provider,
             sc.GEN_AI_REQUEST_MODEL: call.request_model,
         }
         if call.attribution.feature is not None:

@@ -84,7 +84,7 @@ def record_failure_response(call: LLMCall, exc: BaseException, watch: Watch | No
         if response is not None:
             call.handler.on_response(call, response)
     except Exception as internal:
-        record_internal_error(f"{call.handler.provider} response parsing", internal)
+        record_internal_error(f"{call.provider} response parsing", internal)
 
 
 def response_of(exc: BaseException, watch: Watch | None) -> Any:

@@ -1,0 +1,267 @@
+"""What every wire format of the loopback server shares: the request as read, the scripted output,
+reply shapes (JSON, or events a stream writes with the configured delays), errors and routes.
+
+One module per wire format (``_openai_wire.py``, ``_anthropic_wire.py``, ...) turns a :class:`Request`
+into a :class:`Reply`; ``_server.py`` serves them. The scenarios and token formulas are listed in
+``_server.py``'s docstring.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCENARIOS = frozenset(
+    {
+        "error-400",
+        "error-429",
+        "error-500",
+        "error-529",
+        "error-429-once",
+        "cut-stream",
+        "no-usage",
+        "reject-stream-options",
+        "usage-on-last-chunk",
+        "tool-call",
+        "cached",
+        "reasoning",
+        "length",
+        "stream-error-event",
+    }
+)
+
+DEFAULT_CHUNKS = 5
+REASONING_TOKENS = 10
+ANTHROPIC_CACHE_READ = 100
+ANTHROPIC_CACHE_WRITE_5M = 30
+ANTHROPIC_CACHE_WRITE_1H = 20
+_SCENARIO_MARKER = re.compile(r"\[\[scenario:([\w,-]+)\]\]")
+_CHUNKS_MARKER = re.compile(r"\[\[chunks:(\d+)\]\]")
+FILLER = ["this", "is", "a", "deterministic", "reply", "from", "the", "loopback", "server."]
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+SNAPSHOTS = {
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4": "gpt-4-0613",
+    "gpt-3.5-turbo": "gpt-3.5-turbo-0125",
+}
+
+JSON = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:24]
+
+
+# --- what a request asks for -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server saw it (``body`` is the parsed JSON, or None when it was not JSON)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    headers: Mapping[str, str]
+    body: JSON
+    scenarios: frozenset[str]
+    chunks: int
+
+    def has(self, scenario: str) -> bool:
+        return scenario in self.scenarios
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model") or "unknown-model")
+
+
+def text_of(value: Any) -> str:
+    """All the text in a message or content value: a string, a list of parts, nested tool results."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return " ".join(text_of(item) for item in value)
+    if isinstance(value, dict):
+        return " ".join(text_of(value[key]) for key in ("text", "content", "output", "arguments") if key in value)
+    return ""
+
+
+def messages_of(body: JSON) -> list[Any]:
+    """Chat and Anthropic ``messages``, or the Responses API ``input`` (a string or a list of items)."""
+    if isinstance(body.get("messages"), list):
+        return list(body["messages"])
+    value = body.get("input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    return list(value) if isinstance(value, list) else []
+
+
+def last_user_text(body: JSON) -> str:
+    messages = messages_of(body)
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return text_of((users or messages or [""])[-1])
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def input_tokens(body: JSON) -> int:
+    instructions = text_of(body.get("system")) + " " + text_of(body.get("instructions"))
+    return sum(words(text_of(m)) + 3 for m in messages_of(body)) + words(instructions)
+
+
+def read_request(path: str, headers: Mapping[str, str], body: JSON) -> Request:
+    names = headers.get("x-fake-scenario", "").split(",")
+    last = last_user_text(body)
+    for marker in _SCENARIO_MARKER.findall(last):
+        names.extend(marker.split(","))
+    chunks = [int(n) for n in _CHUNKS_MARKER.findall(last)]
+    scenarios = frozenset(n.strip() for n in names if n.strip())
+    return Request(path, headers, body, scenarios, max(1, chunks[-1]) if chunks else DEFAULT_CHUNKS)
+
+
+# --- what the model "says" -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the providers send it
+
+
+@dataclass(frozen=True)
+class Output:
+    """One generated answer (one choice): text, a tool call, or (Anthropic) both."""
+
+    text: str | None
+    tool: ToolCall | None = None
+
+    @property
+    def tokens(self) -> int:
+        tool = words(f"{self.tool.name} {self.tool.arguments}") if self.tool else 0
+        return words(self.text or "") + tool
+
+
+def reply_text(request: Request, choice: int = 0) -> str:
+    # Echo the start of the prompt so a reply is recognisably "for" its request, then pad with filler
+    # so a stream can be split into as many word-aligned chunks as [[chunks:N]] asks for.
+    asked = _SCENARIO_MARKER.sub(" ", _CHUNKS_MARKER.sub(" ", last_user_text(request.body))).split()[:6]
+    words = ([f"Choice {choice}:"] if choice else []) + ["Echo:", *asked, "-", *FILLER]
+    while len(words) < request.chunks:
+        words.append(FILLER[len(words) % len(FILLER)].rstrip("."))
+    return " ".join(words)
+
+
+def tool_call(request: Request, call_id: str) -> ToolCall:
+    tools = request.body.get("tools") or []
+    first = tools[0] if tools and isinstance(tools[0], dict) else {}
+    name = (first.get("function") or {}).get("name") or first.get("name") or "get_weather"
+    return ToolCall(call_id, str(name), json.dumps({"city": "Paris"}))
+
+
+def split_words(text: str, count: int) -> list[str]:
+    """``count`` word-aligned pieces whose concatenation is ``text`` (later pieces start with a space)."""
+    words = text.split(" ")
+    count = max(1, min(count, len(words)))
+    size, extra = divmod(len(words), count)
+    pieces: list[str] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        pieces.append((" " if index else "") + " ".join(words[start:end]))
+        start = end
+    return pieces
+
+
+def split_chars(text: str, count: int) -> list[str]:
+    size = max(1, -(-len(text) // max(1, count)))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def snapshot(model: str) -> str:
+    """The dated snapshot OpenAI reports for a requested alias (``gpt-4o-mini`` -> ``...-2024-07-18``)."""
+    if model in SNAPSHOTS:
+        return SNAPSHOTS[model]
+    return model if _DATED.search(model) else f"{model}-2025-01-01"
+
+
+# --- replies: a JSON body, or a list of SSE events the handler writes with the configured delays -------
+
+
+@dataclass(frozen=True)
+class Json:
+    status: int
+    body: JSON
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    data: JSON | str
+    name: str | None = None  # the SSE ``event:`` line; OpenAI chat streams have none
+    content: bool = False  # carries output (text, tool-call or reasoning delta): ttft_s applies before the first
+
+
+@dataclass(frozen=True)
+class Stream:
+    events: list[Event]
+    cut: bool = False
+    content_type: str = "text/event-stream; charset=utf-8"
+    encode: Callable[[Event], bytes] | None = None  # None: SSE (``sse_bytes``); Bedrock frames its own
+
+
+Reply = Json | Stream
+
+
+# --- errors and routes ---------------------------------------------------------------------------
+
+ERROR_STATUS = {"error-400": 400, "error-429": 429, "error-500": 500, "error-529": 529}
+
+# (status, message or None for the provider's default, request id) -> the provider's error body.
+ErrorBody = Callable[[int, str | None, str], JSON]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint of one wire format: ``path`` is a regular expression the whole path (without the
+    query) must match; ``reject`` may refuse a request before the error scenarios apply."""
+
+    path: str
+    build: Callable[[Request], Reply]
+    error_body: ErrorBody
+    reject: Callable[[Request], Reply | None] | None = None
+
+
+def error(error_body: ErrorBody, status: int, message: str | None = None) -> Json:
+    """The provider's error reply, with the retry headers the SDKs read."""
+    request_id = new_id("req_")
+    body = error_body(status, message, request_id)
+    retryable = status == 429 or status >= 500
+    headers = {"x-request-id": request_id, "request-id": request_id, "x-should-retry": str(retryable).lower()}
+    if retryable:
+        # The SDKs read retry-after-ms first; "retry-after: 0" alone would NOT be instant: they treat a
+        # zero as unset and fall back to their exponential backoff (0.5 s and up).
+        headers.update({"retry-after-ms": "1", "retry-after": "0"})
+    return Json(status, body, headers)
+
+
+def sse_bytes(event: Event) -> bytes:
+    data = event.data if isinstance(event.data, str) else json.dumps(event.data)
+    return (f"event: {event.name}\n" if event.name else "").encode() + f"data: {data}\n\n".encode()
