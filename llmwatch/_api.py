@@ -29,6 +29,7 @@ def configure(
     capture_content: bool | str | None = None,
     redact: Callable[[str], str] | None = None,
     prices: Any = None,
+    providers: Mapping[str, str] | None = None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
     sample_rate: float | None = None,
@@ -44,7 +45,8 @@ def configure(
     ``exporter="otlp"``, ``capture_content=False``, ``sample_rate=1.0``, ``instrument=True``,
     ``max_content_chars=32768`` (per captured text), ``max_span_content_chars=131072`` (all captured
     content of one span), ``request_stream_usage=True`` (ask OpenAI chat streams for their usage
-    chunk). See docs/configuration.md for the full table.
+    chunk). ``providers={base_url or host: name}`` names the provider behind an endpoint the host
+    does not tell (``{"http://gpu-1:8000/v1": "vllm"}``). See docs/configuration.md for the full table.
 
     Calling it again flushes and shuts down what the previous call created (never a provider you
     passed or installed), then starts afresh. Providers: with ``tracer_provider=``/``meter_provider=``
@@ -61,6 +63,7 @@ def configure(
         "capture_content": capture_content,
         "redact": redact,
         "prices": prices,
+        "providers": providers,
         "tracer_provider": tracer_provider,
         "meter_provider": meter_provider,
         "sample_rate": sample_rate,
@@ -99,10 +102,16 @@ def _shutdown_at_exit() -> None:
         shutdown(timeout_s=EXIT_SHUTDOWN_TIMEOUT_S)
 
 
-def instrument(client: ClientT) -> ClientT:
+def instrument(client: ClientT, *, provider: str | None = None) -> ClientT:
     """Instrument one client instance (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
-    ``AsyncAnthropic``); returns the same object, usable exactly as before."""
-    return _instrument.instrument_client(client)  # type: ignore[no-any-return]
+    ``AsyncAnthropic``, ...); returns the same object, usable exactly as before.
+
+    ``provider`` names who the client talks to (``gen_ai.provider.name``, and the prices used), over
+    what its base URL says: ``instrument(OpenAI(base_url="http://localhost:11434/v1"), provider="ollama")``.
+    """
+    if provider is not None and (not isinstance(provider, str) or not provider.strip()):
+        raise ConfigurationError(f"instrument(): provider must be a non-empty string, got {provider!r}.")
+    return _instrument.instrument_client(client, provider.strip() if provider else None)  # type: ignore[no-any-return]
 
 
 def uninstrument() -> None:
@@ -147,6 +156,7 @@ def _prices_stats() -> dict[str, Any]:
         **_pricing.genai_prices_freshness(_dt.datetime.now(tz=_dt.UTC).date().isoformat()),
         "loaded": _pricing.genai_prices_loaded(),
         "overrides": sorted(runtime.settings.prices or {}),
+        "unpriced": _pricing.UNPRICED.pairs(),
     }
 
 

@@ -91,6 +91,13 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
     Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
+    Param(
+        "providers",
+        ("LLMWATCH_PROVIDERS",),
+        None,
+        p.parse_providers,
+        "provider names by base URL or host: mapping, JSON or url=name,host=name",
+    ),
     Param("tracer_provider", (), None, p.parse_tracer_provider, "TracerProvider to use"),
     Param("meter_provider", (), None, p.parse_meter_provider, "MeterProvider to use"),
     Param("sample_rate", ("LLMWATCH_SAMPLE_RATE",), 1.0, p.parse_ratio, "head sampling ratio"),
@@ -279,6 +286,7 @@ class Settings:
     capture_content: CaptureMode = False
     redact: Redactor | None = None
     prices: dict[str, dict[str, float]] | None = None
+    providers: dict[str, str] | None = None
     tracer_provider: Any = None
     meter_provider: Any = None
     sample_rate: float = 1.0

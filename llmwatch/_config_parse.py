@@ -92,6 +92,46 @@ def parse_headers(name: str, value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
+def parse_providers(name: str, value: Any) -> dict[str, str] | None:
+    """``{base_url or host: provider name}``; from the environment, JSON or ``key=name,key=name``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = _provider_pairs(name, value)
+    example = '{"http://gpu-1:8000/v1": "vllm", "ollama.internal": "ollama"}'
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{name} must map a base URL or host to a provider name, e.g. {example}.")
+    providers: dict[str, str] = {}
+    for key, provider in value.items():
+        if not isinstance(key, str) or not key.strip() or not isinstance(provider, str) or not provider.strip():
+            raise ConfigurationError(
+                f"{name}: {key!r}: {provider!r} is not a base URL or host mapped to a provider name, e.g. {example}."
+            )
+        if "://" not in key and ("/" in key or ":" in key):
+            raise ConfigurationError(
+                f"{name}: {key!r} is neither a host (api.example.com) nor a base URL with its scheme "
+                f"(http://{key}); e.g. {example}."
+            )
+        providers[key.strip()] = provider.strip()
+    return providers
+
+
+def _provider_pairs(name: str, text: str) -> Any:
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{name} is not valid JSON: {exc}.") from None
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, provider = item.rpartition("=")
+        if not sep:
+            raise ConfigurationError(f"{name}: {item!r} is not key=provider (e.g. http://gpu-1:8000/v1=vllm).")
+        pairs[key.strip()] = provider.strip()
+    return pairs
+
+
 def parse_prices(name: str, value: Any) -> dict[str, dict[str, float]] | None:
     if value is None:
         return None

@@ -7,7 +7,8 @@ where they are used; this module is their list and their one reset:
   swapped whole by ``configure()``/``shutdown()`` (``_api``);
 - budgets and kill switches: ``_policy/_budget.RULES``;
 - which clients are traced, and the installed SDK hooks: ``_instrument`` (``REGISTRY``, the hook table);
-- counters behind ``stats()``: ``_health.HEALTH``;
+- counters behind ``stats()``: ``_health.HEALTH``, and the unpriced calls ``_policy/_pricing.UNPRICED``;
+- where each OpenAI-SDK client's base URL leads (provider, host): ``_instrument/_endpoints``, a cache;
 - the completion index behind ``score()``: ``_core/_completions.COMPLETIONS``;
 - background workers, each started on first need: the tiktoken loader and the price import
   (``_policy``) and the metrics drainer (renewed in a forked child through ``_forking``), the span
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
-from llmwatch._instrument import _anthropic
+from llmwatch._instrument import _anthropic, _endpoints
 from llmwatch._instrument._base import REGISTRY
 from llmwatch._policy._budget import RULES
+from llmwatch._policy._pricing import UNPRICED
 
 
 def reset_for_tests() -> None:
@@ -34,3 +36,5 @@ def reset_for_tests() -> None:
     _runtime.swap(_runtime.default_runtime())
     _anthropic.restore_sdk_tracer()  # a test that left llmwatch's provider global must not leak it on
     _health.HEALTH.reset()
+    UNPRICED.clear()
+    _endpoints.forget()

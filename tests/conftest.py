@@ -67,8 +67,10 @@ def captured_content() -> Iterator[llmwatch.testing.Captured]:
 def openai_client(server: FakeLLMServer) -> Any:
     import openai
 
+    # The loopback server speaks OpenAI's API as OpenAI: named so (its host alone says openai_compatible).
     return llmwatch.instrument(
-        openai.OpenAI(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0)
+        openai.OpenAI(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0),
+        provider="openai",
     )
 
 
@@ -77,7 +79,8 @@ def async_openai_client(server: FakeLLMServer) -> Any:
     import openai
 
     return llmwatch.instrument(
-        openai.AsyncOpenAI(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0)
+        openai.AsyncOpenAI(api_key="sk-test-key-0123456789", base_url=server.openai_base_url, max_retries=0),
+        provider="openai",
     )
 
 

@@ -37,7 +37,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import llmwatch
-from llmwatch._demo._server import FakeLLMServer, _sse_bytes, _Stream
+from llmwatch._demo._server import FakeLLMServer
+from llmwatch._demo._wire import Stream, sse_bytes
 
 ASYNC_CALLS = 10_000
 SOCKET_CALLS = 1_000
@@ -146,8 +147,8 @@ def _in_process_transport() -> httpx2.MockTransport:
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         reply = engine._reply(request.method, request.url.path, dict(request.headers), request.content)
-        if isinstance(reply, _Stream):
-            body = b"".join(_sse_bytes(event) for event in reply.events)
+        if isinstance(reply, Stream):
+            body = b"".join(sse_bytes(event) for event in reply.events)
             return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
         return httpx2.Response(reply.status, json=reply.body, headers=dict(reply.headers))
 

@@ -194,7 +194,8 @@ def first_party_client(sdk: str, flavour: str, server: FakeLLMServer, *, traced:
     else:
         cls = anthropic.AsyncAnthropic if flavour == "async" else anthropic.Anthropic
         client = cls(api_key="sk-ant-test-0123456789", base_url=server.anthropic_base_url, max_retries=0)
-    return llmwatch.instrument(client) if traced else client
+    # The loopback server speaks each SDK's first-party API: named so (its host alone would not say).
+    return llmwatch.instrument(client, provider=sdk) if traced else client
 
 
 class PlatformRoutes:
@@ -432,31 +433,39 @@ def test_raw_stream_outlives_its_raw_response(server: FakeLLMServer, captured: C
     assert_one_priced_span(captured, f"{sdk}: with_raw_response.create(stream=True).parse()")
 
 
+def genai_prices_cost(attrs: dict[str, Any], model: str, provider_id: str) -> float:
+    """What genai-prices itself charges for the span's usage at that provider."""
+    import genai_prices
+
+    usage = genai_prices.Usage(
+        input_tokens=attrs["gen_ai.usage.input_tokens"], output_tokens=attrs["gen_ai.usage.output_tokens"]
+    )
+    return float(genai_prices.calc_price(usage, model, provider_id=provider_id).total_price)
+
+
 @pytest.mark.parametrize(
     "bedrock_id", ["anthropic.claude-haiku-4-5-20251001-v1:0", "us.anthropic.claude-haiku-4-5-20251001-v1:0"]
 )
-def test_bedrock_model_ids_are_unpriced_unless_the_response_names_a_claude_model(
+def test_bedrock_model_ids_and_inference_profiles_are_priced_as_their_model(
     server: FakeLLMServer, captured: Captured, bedrock_id: str
 ) -> None:
     client, _, _ = platform_client("anthropic.AnthropicBedrock", server)
     client.messages.create(**{**CLAUDE, "model": bedrock_id})  # the server answers with the id it was sent
-    client, _, _ = platform_client("anthropic.AnthropicBedrock", server, models={bedrock_id: "claude-haiku-4-5"})
-    client.messages.create(**{**CLAUDE, "model": bedrock_id})  # ... or with the Claude name
-    first_party_client("anthropic", "sync", server).messages.create(**CLAUDE)
-    by_id, by_name, first_party = (dict(s.attributes or {}) for s in captured.llm_spans())
-    assert by_id["gen_ai.request.model"] == by_name["gen_ai.request.model"] == bedrock_id
-    assert by_id["llmwatch.cost.unknown_model"] is True and "llmwatch.cost.usd" not in by_id
-    assert by_name["llmwatch.cost.usd"] == first_party["llmwatch.cost.usd"]  # Anthropic's own rates
+    (span,) = captured.llm_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.provider.name"] == "aws.bedrock"
+    assert attrs["gen_ai.request.model"] == bedrock_id
+    assert attrs["llmwatch.cost.usd"] == pytest.approx(genai_prices_cost(attrs, bedrock_id, "aws"), rel=1e-9)
 
 
-def test_vertex_model_ids_are_priced_at_anthropic_rates(server: FakeLLMServer, captured: Captured) -> None:
+def test_vertex_model_ids_are_priced_at_vertex_rates(server: FakeLLMServer, captured: Captured) -> None:
     client, model, _ = platform_client("anthropic.AnthropicVertex", server)
     client.messages.create(**{**CLAUDE, "model": model})
-    first_party_client("anthropic", "sync", server).messages.create(**CLAUDE)
-    vertex, first_party = (dict(s.attributes or {}) for s in captured.llm_spans())
+    (span,) = captured.llm_spans()
+    vertex = dict(span.attributes or {})
+    assert vertex["gen_ai.provider.name"] == "gcp.vertex_ai"
     assert vertex["gen_ai.response.model"] == model == "claude-haiku-4-5@20251001"
-    assert vertex["gen_ai.usage.input_tokens"] == first_party["gen_ai.usage.input_tokens"]
-    assert vertex["llmwatch.cost.usd"] == first_party["llmwatch.cost.usd"]
+    assert vertex["llmwatch.cost.usd"] == pytest.approx(genai_prices_cost(vertex, model, "google"), rel=1e-9)
 
 
 def test_azure_is_priced_by_the_model_its_response_names(server: FakeLLMServer, captured: Captured) -> None:
@@ -464,7 +473,11 @@ def test_azure_is_priced_by_the_model_its_response_names(server: FakeLLMServer, 
         client, _, _ = platform_client("openai.AzureOpenAI", server, models=models)
         client.chat.completions.create(**{**REQUESTS["chat.completions"], "model": "prod-chat"})
     known, unknown = (dict(s.attributes or {}) for s in captured.llm_spans())
+    assert known["gen_ai.provider.name"] == unknown["gen_ai.provider.name"] == "azure.ai.openai"
     assert known["gen_ai.request.model"] == unknown["gen_ai.request.model"] == "prod-chat"
+    assert known["llmwatch.azure.deployment"] == unknown["llmwatch.azure.deployment"] == "prod-chat"
+    model = known["gen_ai.response.model"]
+    assert known["llmwatch.cost.usd"] == pytest.approx(genai_prices_cost(known, model, "azure"), rel=1e-9)
     assert known["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18" and known["llmwatch.cost.usd"] > 0
     assert unknown["llmwatch.cost.unknown_model"] is True and "llmwatch.cost.usd" not in unknown
 

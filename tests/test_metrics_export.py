@@ -31,6 +31,7 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 def run_workload(server: FakeLLMServer) -> None:
     oa = openai.OpenAI(api_key="sk-test", base_url=server.openai_base_url, max_retries=0)
+    llmwatch.instrument(oa, provider="openai")  # the loopback host alone would say openai_compatible
     an = anthropic.Anthropic(api_key="sk-ant-test", base_url=server.anthropic_base_url, max_retries=0)
     with llmwatch.attributes(user="u-1", feature="search"):
         oa.chat.completions.create(model="gpt-4o-mini", messages=ASK)

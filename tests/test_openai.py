@@ -120,7 +120,8 @@ def make_api(server: FakeLLMServer, flavour: str) -> Api:
     cls = openai.AsyncOpenAI if flavour == "async" else openai.OpenAI
     options = {"api_key": "sk-test-key-0123456789", "base_url": server.openai_base_url, "max_retries": 0}
     client = cls(**options)
-    assert llmwatch.instrument(client) is client  # the same object, usable exactly as before
+    # the same object, usable exactly as before; named openai (the loopback host alone: openai_compatible)
+    assert llmwatch.instrument(client, provider="openai") is client
     return Api(client, cls(**options))
 
 
@@ -225,6 +226,7 @@ async def test_chat_span_carries_every_applicable_attribute(api: Api, captured: 
         "gen_ai.response.id": reply.id,
         "gen_ai.response.model": SNAPSHOT,
         "gen_ai.response.finish_reasons": ("stop",),
+        "openai.response.service_tier": "default",
         "gen_ai.usage.input_tokens": reply.usage.prompt_tokens,
         "gen_ai.usage.output_tokens": reply.usage.completion_tokens,
         "server.address": "127.0.0.1",

@@ -42,7 +42,8 @@ async def resolve(value: Any) -> Any:
 def openai_clients(server: FakeLLMServer, flavour: str) -> tuple[Any, Any]:
     cls = openai.AsyncOpenAI if flavour == "async" else openai.OpenAI
     options = {"api_key": "sk-test-key-0123456789", "base_url": server.openai_base_url, "max_retries": 0}
-    return llmwatch.instrument(cls(**options)), cls(**options)
+    # named openai: the loopback host alone would say openai_compatible
+    return llmwatch.instrument(cls(**options), provider="openai"), cls(**options)
 
 
 def anthropic_clients(server: FakeLLMServer, flavour: str) -> tuple[Any, Any]:
@@ -200,7 +201,7 @@ def test_strict_response_validation_failure_keeps_the_usage(server: FakeLLMServe
     vectors before it would decode them: a real post-response error of ``embeddings.create``.
     """
     options = {"api_key": "sk-test", "base_url": server.openai_base_url, "max_retries": 0}
-    client = llmwatch.instrument(openai.OpenAI(**options, _strict_response_validation=True))
+    client = llmwatch.instrument(openai.OpenAI(**options, _strict_response_validation=True), provider="openai")
     billed = openai.OpenAI(**options).embeddings.create(model="text-embedding-3-small", input="one two three")
     with pytest.raises(openai.APIResponseValidationError) as caught:
         client.embeddings.create(model="text-embedding-3-small", input="one two three")

@@ -29,7 +29,8 @@ def one_span(captured: Captured) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_openai_chat(server: FakeLLMServer, captured: Captured, stream: bool) -> None:
-    client = llmwatch.instrument(openai.OpenAI(api_key="sk-test", base_url=server.openai_base_url, max_retries=0))
+    client = openai.OpenAI(api_key="sk-test", base_url=server.openai_base_url, max_retries=0)
+    client = llmwatch.instrument(client, provider="openai")  # the loopback host alone: openai_compatible
     result = client.chat.completions.create(model="gpt-4o-mini", messages=ASK, stream=stream)
     if stream:
         chunks = list(result)
@@ -55,7 +56,8 @@ def test_anthropic_messages(server: FakeLLMServer, captured: Captured, stream: b
 
 
 def test_openai_errors_pass_through(server: FakeLLMServer, captured: Captured) -> None:
-    client = llmwatch.instrument(openai.OpenAI(api_key="sk-test", base_url=server.openai_base_url, max_retries=0))
+    client = openai.OpenAI(api_key="sk-test", base_url=server.openai_base_url, max_retries=0)
+    client = llmwatch.instrument(client, provider="openai")  # the loopback host alone: openai_compatible
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(
             model="gpt-4o-mini", messages=ASK, extra_headers={"x-fake-scenario": "error-429"}

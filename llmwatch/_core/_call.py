@@ -100,11 +100,12 @@ class LLMCall:
         "output_tokens",
         "provider",
         "reasoning_tokens",
-        "reported_cost_usd",
         "refusal",
         "refused",
+        "reported_cost_usd",
         "request",
         "request_model",
+        "response_attributes",
         "response_id",
         "response_model",
         "runtime",
@@ -162,6 +163,8 @@ class LLMCall:
         self.service_tier: str | None = None
         # What the provider itself says the call cost (OpenRouter's ``usage.cost``): wins over our price.
         self.reported_cost_usd: float | None = None
+        # Provider-specific response attributes an adapter read (``openai.response.service_tier``).
+        self.response_attributes: dict[str, Any] | None = None
         # True when nothing was sent or received that tokens could be counted from (an empty
         # ``llm_call`` block): the span then records no usage and no cost rather than an estimate.
         self.usage_unknown = False

@@ -16,7 +16,7 @@ from llmwatch import _semconv as sc
 from llmwatch._core._messages import content_attributes
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._policy._budget import REASON_BUDGET, charge
-from llmwatch._policy._pricing import Usage
+from llmwatch._policy._pricing import UNPRICED, Usage
 from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from llmwatch._core._messages import RequestContent
     from llmwatch._export._metrics import Metrics
     from llmwatch._policy._content import ContentPolicy
-    from llmwatch._policy._pricing import PriceBook
+    from llmwatch._policy._pricing import Price, PriceBook
 
 Step = Callable[["LLMCall", dict[str, Any]], None]
 
@@ -38,6 +38,9 @@ def response_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     reasons = [c.finish_reason for _, c in sorted(call.choices.items()) if c.finish_reason is not None]
     if reasons:
         attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = clean_value(reasons)
+    if call.response_attributes is not None:  # provider-specific ones (openai.response.service_tier)
+        for key, value in call.response_attributes.items():
+            attrs[key] = clean_value(value)
 
 
 def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
@@ -75,7 +78,9 @@ def _count_output_tokens(call: LLMCall) -> tuple[int, str]:
 
 
 class CostStep:
-    """Prices the call by the response model, falling back to the requested one."""
+    """Prices the call by the response model, falling back to the requested one, at the tier the
+    provider served it at. A cost the provider reported itself wins; a call nobody can price says so
+    on the span and is counted (``llmwatch.calls.unpriced``, ``stats()["prices"]``)."""
 
     def __init__(self, prices: PriceBook) -> None:
         self._prices = prices
@@ -84,26 +89,43 @@ class CostStep:
         if call.input_tokens is None:
             return
         provider = call.provider
-        price = self._prices.lookup(provider, call.model)
+        price = self._prices.lookup(provider, call.model, call.service_tier)
         if price is None and call.response_model is not None:
-            price = self._prices.lookup(provider, call.request_model)
+            price = self._prices.lookup(provider, call.request_model, call.service_tier)
+        if call.reported_cost_usd is not None:
+            self._reported(call.reported_cost_usd, price, call, attrs)
+            return
         if price is None:
             attrs[sc.LLMWATCH_COST_UNKNOWN_MODEL] = True
+            UNPRICED.add(provider, call.model)
             return
-        cost = price.cost(
-            Usage(
-                input_tokens=call.input_tokens,
-                cache_read_tokens=call.cache_read_tokens,
-                cache_write_tokens=call.cache_write_tokens,
-                cache_write_1h_tokens=call.cache_write_1h_tokens,
-                output_tokens=call.output_tokens or 0,
-                output_reasoning_tokens=call.reasoning_tokens,
-            )
-        )
+        cost = price.cost(_usage(call))
         attrs[sc.LLMWATCH_COST_USD] = cost.total_usd
         attrs[sc.LLMWATCH_COST_INPUT_USD] = cost.input_usd
         attrs[sc.LLMWATCH_COST_OUTPUT_USD] = cost.output_usd
         attrs[sc.LLMWATCH_COST_SOURCE] = price.source
+
+    @staticmethod
+    def _reported(total_usd: float, price: Price | None, call: LLMCall, attrs: dict[str, Any]) -> None:
+        attrs[sc.LLMWATCH_COST_USD] = total_usd
+        attrs[sc.LLMWATCH_COST_SOURCE] = sc.COST_SOURCE_PROVIDER
+        if price is None:
+            return
+        ours = price.cost(_usage(call))  # only to split the provider's total into input and output
+        if ours.total_usd > 0:
+            attrs[sc.LLMWATCH_COST_INPUT_USD] = total_usd * ours.input_usd / ours.total_usd
+            attrs[sc.LLMWATCH_COST_OUTPUT_USD] = total_usd * ours.output_usd / ours.total_usd
+
+
+def _usage(call: LLMCall) -> Usage:
+    return Usage(
+        input_tokens=call.input_tokens or 0,
+        cache_read_tokens=call.cache_read_tokens,
+        cache_write_tokens=call.cache_write_tokens,
+        cache_write_1h_tokens=call.cache_write_1h_tokens,
+        output_tokens=call.output_tokens or 0,
+        output_reasoning_tokens=call.reasoning_tokens,
+    )
 
 
 def budget_step(call: LLMCall, attrs: dict[str, Any]) -> None:
@@ -278,6 +300,7 @@ class Pipeline:
                 output_tokens=call.output_tokens,
                 cost_usd=attrs.get(sc.LLMWATCH_COST_USD),
                 ttfc_s=ttfc,
+                unpriced=sc.LLMWATCH_COST_UNKNOWN_MODEL in attrs,
             )
         except Exception as exc:
             record_internal_error("metrics", exc)

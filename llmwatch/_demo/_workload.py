@@ -151,9 +151,11 @@ def _clients(server: FakeLLMServer) -> dict[str, Any]:
     import anthropic
     import openai
 
-    # Demo keys: the loopback server ignores them (and llmwatch never records them).
+    # Demo keys: the loopback server ignores them (and llmwatch never records them). It speaks OpenAI's
+    # API as OpenAI: named so (by its host alone it would be an openai_compatible server).
+    openai_client = openai.OpenAI(api_key="demo-not-a-key", base_url=server.openai_base_url, max_retries=2)
     return {
-        "openai": openai.OpenAI(api_key="demo-not-a-key", base_url=server.openai_base_url, max_retries=2),
+        "openai": llmwatch.instrument(openai_client, provider="openai"),
         "anthropic": anthropic.Anthropic(api_key="demo-not-a-key", base_url=server.anthropic_base_url, max_retries=2),
     }
 

@@ -91,6 +91,11 @@ class Metrics:
         self.errors = meter.create_counter(
             sc.METRIC_ERRORS, unit="{error}", description="Failed GenAI operations, by error.type."
         )
+        self.unpriced = meter.create_counter(
+            sc.METRIC_UNPRICED,
+            unit="{call}",
+            description="Calls llmwatch could not price (no price for provider and model): not in llmwatch.cost.",
+        )
         spent = _budget_gauge(budget_state, spent=True)
 
         def drain_then_observe_spent(options: CallbackOptions) -> Iterable[Observation]:
@@ -126,6 +131,7 @@ class Metrics:
         output_tokens: int | None,
         cost_usd: float | None,
         ttfc_s: float | None,
+        unpriced: bool = False,
     ) -> None:
         """Queue one call's measurements; they are recorded off the caller's thread (see ``drain``).
 
@@ -137,7 +143,7 @@ class Metrics:
         if len(_PENDING) >= _MAX_PENDING:  # the drainer cannot keep up: lose measurements, count them
             HEALTH.metrics_dropped.add()
             return
-        _PENDING.append((self, attributes, user, duration_s, input_tokens, output_tokens, cost_usd, ttfc_s))
+        _PENDING.append((self, attributes, user, duration_s, input_tokens, output_tokens, cost_usd, ttfc_s, unpriced))
         if len(_PENDING) >= _DRAIN_AT and not _WAKE.is_set():
             _wake_drainer()
 
@@ -150,6 +156,7 @@ class Metrics:
         output_tokens: int | None,
         cost_usd: float | None,
         ttfc_s: float | None,
+        unpriced: bool,
     ) -> None:
         if self.user_cap is not None and user is not None:
             attributes[sc.LLMWATCH_USER] = self.user_cap.label(user)
@@ -162,6 +169,8 @@ class Metrics:
             self.time_to_first_chunk.record(ttfc_s, attributes)
         if cost_usd is not None:
             self.cost.add(cost_usd, attributes)
+        elif unpriced:
+            self.unpriced.add(1, attributes)
         if sc.ERROR_TYPE in attributes:
             self.errors.add(1, attributes)
 

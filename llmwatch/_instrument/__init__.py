@@ -170,14 +170,16 @@ def _install_on_import(provider: ModuleType, module: ModuleType) -> None:
         install(provider)
 
 
-def instrument_client(client: Any) -> Any:
-    """Trace this one client (installing its SDK's hooks if needed); returns the same object."""
+def instrument_client(client: Any, provider_name: str | None = None) -> Any:
+    """Trace this one client (installing its SDK's hooks if needed); returns the same object.
+
+    ``provider_name``: the provider its calls name, whatever its base URL says."""
     module = type(client).__module__.split(".", 1)[0]
     for provider in PROVIDER_MODULES:
         if module == provider.SDK_MODULE:
             _check_is_client(client, provider)
             install(provider)
-            REGISTRY.mark(client)
+            REGISTRY.mark(client, provider_name)
             if hasattr(provider, "on_client_instrumented"):
                 provider.on_client_instrumented(client)
             return client
@@ -219,8 +221,8 @@ def _propagate_mark(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: 
     # client.with_options(...) builds a new client: it stays instrumented if its source was.
     copy = wrapped(*args, **kwargs)
     try:
-        if instance is not None and not REGISTRY.global_enabled and REGISTRY.is_traced(instance):
-            REGISTRY.mark(copy)
+        if instance is not None and REGISTRY.is_marked(instance):  # with the name it was given, if any
+            REGISTRY.mark(copy, REGISTRY.provider_name(instance))
     except Exception as exc:
         record_internal_error("client copy", exc)
     return copy

@@ -46,7 +46,8 @@ from llmwatch._instrument._base import (
     begin_call,
     sync_wrapper,
 )
-from llmwatch._instrument._fields import field, given, put_numbers, put_stop_sequences, server_attributes
+from llmwatch._instrument._endpoints import endpoint_attributes
+from llmwatch._instrument._fields import field, given, put_numbers, put_stop_sequences
 
 PROVIDER = "anthropic"
 # Numeric request parameters: (keyword, attribute).
@@ -72,7 +73,7 @@ class Messages:
         self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[Messages, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
-        server_attributes(getattr(instance, "_client", None), attrs)
+        endpoint_attributes(getattr(instance, "_client", None), attrs, settings, PROVIDER)
         put_numbers(attrs, kwargs, _NUMBER_PARAMS)
         put_stop_sequences(attrs, sc.GEN_AI_REQUEST_STOP_SEQUENCES, kwargs.get("stop_sequences"))
         structured = given(kwargs.get("output_format")) or given(field(kwargs.get("output_config"), "format"))
@@ -174,6 +175,9 @@ def record_usage(call: LLMCall, usage: Any) -> None:
     value = field(usage, "output_tokens")
     if value is not None:
         call.output_tokens = value
+    tier = field(usage, "service_tier")  # "standard" | "priority" | "batch": prices the call
+    if isinstance(tier, str) and tier:
+        call.service_tier = tier
 
 
 def _record_delta(call: LLMCall, event: Any) -> None:

@@ -43,13 +43,29 @@ class Registry:
     def __init__(self) -> None:
         self.global_enabled = False
         self._marked: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._provider_names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self.has_provider_names = False  # read per call: no weak-dict lookup unless a name was given
 
-    def mark(self, client: Any) -> None:
+    def mark(self, client: Any, provider: str | None = None) -> None:
         self._marked.add(client)
+        if provider is not None:
+            self._provider_names[client] = provider
+            self.has_provider_names = True
+
+    def provider_name(self, client: Any) -> str | None:
+        """The provider ``instrument(client, provider=...)`` named for this client, if any."""
+        try:
+            return self._provider_names.get(client)
+        except TypeError:  # unhashable
+            return None
 
     def is_traced(self, client: Any) -> bool:
         if self.global_enabled:
             return True
+        return self.is_marked(client)
+
+    def is_marked(self, client: Any) -> bool:
+        """Given to ``instrument()`` (or copied from a client that was)."""
         try:
             return client in self._marked
         except TypeError:  # an unhashable client cannot have been marked
@@ -61,6 +77,8 @@ class Registry:
     def clear(self) -> None:
         """Forget every marked client (tests)."""
         self._marked = weakref.WeakSet()
+        self._provider_names = weakref.WeakKeyDictionary()
+        self.has_provider_names = False
 
 
 REGISTRY = Registry()

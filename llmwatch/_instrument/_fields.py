@@ -50,14 +50,14 @@ def server_attributes(client: Any, attrs: dict[str, Any]) -> None:
         return
     cached = _SERVER_ATTRIBUTES.get(id(url))
     if cached is None or cached[0] is not url:  # parsing a URL's host and port costs µs: once per URL
-        cached = (url, _server_attributes(url))
+        cached = (url, server_attributes_of_url(url))
         if len(_SERVER_ATTRIBUTES) > 1024:
             _SERVER_ATTRIBUTES.clear()
         _SERVER_ATTRIBUTES[id(url)] = cached
     attrs.update(cached[1])
 
 
-def _server_attributes(url: Any) -> dict[str, Any]:
+def server_attributes_of_url(url: Any) -> dict[str, Any]:
     host = getattr(url, "host", None)
     if not host:
         return {}

@@ -37,10 +37,15 @@ from llmwatch._instrument._fields import (
     put_number,
     put_numbers,
     put_stop_sequences,
-    server_attributes,
     text_of,
 )
-from llmwatch._instrument._openai_request import PROVIDER, output_type, tool_definitions
+from llmwatch._instrument._openai_request import (
+    PROVIDER,
+    endpoint_and_tier,
+    output_type,
+    record_service_tier,
+    tool_definitions,
+)
 from llmwatch._instrument._stream_usage import with_stream_usage
 
 _NUMBER_PARAMS = (
@@ -66,7 +71,7 @@ class ChatCompletions:
         self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[ChatCompletions, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
-        server_attributes(getattr(instance, "_client", None), attrs)
+        endpoint_and_tier(instance, kwargs, attrs, settings)
         max_tokens = kwargs.get("max_completion_tokens")
         put_number(attrs, sc.GEN_AI_REQUEST_MAX_TOKENS, max_tokens if given(max_tokens) else kwargs.get("max_tokens"))
         put_numbers(attrs, kwargs, _NUMBER_PARAMS)
@@ -107,6 +112,7 @@ class ChatCompletions:
         fields = fields_of(response)
         call.response_id = fields.get("id")
         call.response_model = fields.get("model")
+        record_service_tier(call, fields.get("service_tier"))
         for raw in fields.get("choices") or ():
             choice_fields = fields_of(raw)
             choice = call.choice(choice_fields.get("index") or 0)
@@ -131,8 +137,9 @@ class ChatCompletions:
         fields = fields_of(chunk)  # per chunk: one view, then dict lookups (see _fields.fields_of)
         if call.response_id is None:
             call.response_id = fields.get("id")
-        if call.response_model is None:  # a stream's chunks all name the same model
+        if call.response_model is None:  # a stream's chunks all name the same model (and tier)
             call.response_model = fields.get("model") or None
+            record_service_tier(call, fields.get("service_tier"))
         choices = fields.get("choices")
         usage = fields.get("usage")
         if usage is None and call.hide_usage_chunk:
@@ -234,6 +241,9 @@ def record_chat_usage(call: LLMCall, usage: Any) -> None:
     call.output_tokens = fields.get("completion_tokens") or 0
     call.cache_read_tokens = fields_of(fields.get("prompt_tokens_details")).get("cached_tokens") or 0
     call.reasoning_tokens = fields_of(fields.get("completion_tokens_details")).get("reasoning_tokens") or 0
+    cost = field(usage, "cost")  # OpenRouter reports what the call cost (an undeclared field)
+    if type(cost) in (int, float) and cost >= 0:
+        call.reported_cost_usd = float(cost)
 
 
 def _messages(request: Mapping[str, Any]) -> list[Any]:

@@ -9,7 +9,8 @@ from llmwatch import _semconv as sc
 from llmwatch._config import Settings
 from llmwatch._core._call import LLMCall
 from llmwatch._core._messages import RequestContent
-from llmwatch._instrument._fields import field, server_attributes
+from llmwatch._instrument._endpoints import endpoint_attributes
+from llmwatch._instrument._fields import field
 from llmwatch._instrument._openai_request import PROVIDER
 
 
@@ -24,7 +25,7 @@ class Embeddings:
         self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[Embeddings, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
-        server_attributes(getattr(instance, "_client", None), attrs)
+        endpoint_attributes(getattr(instance, "_client", None), attrs, settings, None)
         encoding = kwargs.get("encoding_format")
         if isinstance(encoding, str):
             attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] = [encoding]

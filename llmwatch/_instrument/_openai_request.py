@@ -10,9 +10,34 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmwatch import _semconv as sc
+from llmwatch._config import Settings
+from llmwatch._core._call import LLMCall
+from llmwatch._instrument._endpoints import endpoint_attributes
 from llmwatch._instrument._fields import field, given
+from llmwatch._policy._providers import AZURE_OPENAI
+from llmwatch._text import clean
 
-PROVIDER = "openai"
+PROVIDER = "openai"  # the handlers' default; the base URL decides per client (``_endpoints.py``)
+
+
+def endpoint_and_tier(instance: Any, kwargs: Mapping[str, Any], attrs: dict[str, Any], settings: Settings) -> None:
+    """Where the call goes (server, provider; the deployment on Azure, whose ``model`` names one) and
+    the service tier asked for."""
+    client = getattr(instance, "_client", None)
+    if endpoint_attributes(client, attrs, settings, None) == AZURE_OPENAI:
+        deployment = getattr(client, "_azure_deployment", None) or kwargs.get("model")
+        if isinstance(deployment, str):
+            attrs[sc.LLMWATCH_AZURE_DEPLOYMENT] = clean(deployment)
+    tier = kwargs.get("service_tier")
+    if isinstance(tier, str):
+        attrs[sc.OPENAI_REQUEST_SERVICE_TIER] = clean(tier)
+
+
+def record_service_tier(call: LLMCall, tier: Any) -> None:
+    """The tier the reply says it was served at: it prices the call (flex is half the standard rate)."""
+    if isinstance(tier, str) and tier:
+        call.service_tier = tier
+        call.response_attributes = {sc.OPENAI_RESPONSE_SERVICE_TIER: tier}
 
 
 def output_type(response_format: Any) -> str:

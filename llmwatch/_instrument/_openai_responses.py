@@ -14,8 +14,14 @@ from llmwatch import _semconv as sc
 from llmwatch._config import Settings
 from llmwatch._core._call import Choice, LLMCall
 from llmwatch._core._messages import Message, RequestContent, Text
-from llmwatch._instrument._fields import field, given, put_numbers, server_attributes
-from llmwatch._instrument._openai_request import PROVIDER, output_type, tool_definitions
+from llmwatch._instrument._fields import field, given, put_numbers
+from llmwatch._instrument._openai_request import (
+    PROVIDER,
+    endpoint_and_tier,
+    output_type,
+    record_service_tier,
+    tool_definitions,
+)
 
 # Numeric request parameters: (keyword, attribute).
 _NUMBER_PARAMS = (
@@ -38,7 +44,7 @@ class Responses:
         self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[Responses, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
-        server_attributes(getattr(instance, "_client", None), attrs)
+        endpoint_and_tier(instance, kwargs, attrs, settings)
         put_numbers(attrs, kwargs, _NUMBER_PARAMS)
         if given(kwargs.get("text_format")):  # .parse(text_format=Model): the SDK asks for its JSON schema
             attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON
@@ -70,6 +76,7 @@ class Responses:
             return
         call.response_id = field(response, "id")
         call.response_model = field(response, "model")
+        record_service_tier(call, field(response, "service_tier"))
         choice = call.choice(0)
         choice.text.clear()
         choice.reasoning.clear()

@@ -24,6 +24,7 @@ from datetime import UTC
 from typing import Any
 
 from llmwatch import _forking
+from llmwatch._policy._providers import price_provider_id
 
 logger = logging.getLogger("llmwatch")
 
@@ -48,7 +49,6 @@ _PROBE_BASE = {
     "output_reasoning_tokens": 1,
 }
 # Tier-free in any real price list: low enough to stay in the base tier while probing.
-_PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "azure.ai.openai": "azure", "aws.bedrock": "aws"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,30 +118,64 @@ def override_price(rates: Mapping[str, float], source: str) -> Price:
 
 
 class PriceBook:
-    """Prices by (provider, model): user overrides first, then genai-prices; resolved once, cached."""
+    """Prices by (provider, model, service tier): user overrides first, then genai-prices; resolved
+    once, cached."""
 
     def __init__(self, overrides: Mapping[str, Mapping[str, float]] | None = None) -> None:
         self._overrides = {key: override_price(rates, "override") for key, rates in (overrides or {}).items()}
-        self._cache: dict[tuple[str, str], Price | None] = {}
+        self._cache: dict[tuple[str, str, str | None], Price | None] = {}
         self._lock = threading.Lock()
 
-    def lookup(self, provider: str, model: str) -> Price | None:
-        """The price of ``model`` at ``provider``, or None when nobody knows it."""
-        key = (provider, model)
+    def lookup(self, provider: str, model: str, tier: str | None = None) -> Price | None:
+        """The price of ``model`` at ``provider`` (at ``tier``: "flex", "batch", ...), or None."""
+        if tier in STANDARD_TIERS:
+            tier = None
+        key = (provider, model, tier)
         try:
             return self._cache[key]
         except KeyError:
             pass
-        price = self._resolve(provider, model)
-        with self._lock:  # only on a cache miss: once per (provider, model) per process
+        price = self._resolve(provider, model, tier)
+        with self._lock:  # only on a cache miss: once per (provider, model, tier) per process
             self._cache[key] = price
         return price
 
-    def _resolve(self, provider: str, model: str) -> Price | None:
+    def _resolve(self, provider: str, model: str, tier: str | None) -> Price | None:
         override = self._overrides.get(f"{provider}/{model}") or self._overrides.get(model)
         if override is not None:
             return override
-        return resolve_from_genai_prices(provider, model)
+        return resolve_from_genai_prices(provider, model, tier)
+
+
+class UnpricedCalls:
+    """The (provider, model) pairs of calls nobody could price, with their call counts: process-wide,
+    whatever ``configure()`` did since, so ``stats()["prices"]["unpriced"]`` shows all of them."""
+
+    _MAX_PAIRS = 1000  # model names come from callers and servers: bounded, the rest counted together
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, provider: str, model: str) -> None:
+        key = (provider, model)
+        with self._lock:  # a counter's lock: taken only by calls that could not be priced
+            if key not in self._calls and len(self._calls) >= self._MAX_PAIRS:
+                key = ("(other)", "(other)")
+            self._calls[key] = self._calls.get(key, 0) + 1
+
+    def pairs(self) -> list[dict[str, Any]]:
+        """Most calls first."""
+        with self._lock:
+            ranked = sorted(self._calls.items(), key=lambda item: (-item[1], item[0]))
+        return [{"provider": provider, "model": model, "calls": calls} for (provider, model), calls in ranked]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+
+UNPRICED = UnpricedCalls()
 
 
 _import_thread: threading.Thread | None = None
@@ -220,8 +254,12 @@ def genai_prices_loaded() -> bool:
     return "genai_prices" in sys.modules
 
 
-def resolve_from_genai_prices(provider: str, model: str) -> Price | None:
-    """Measure the coefficients of genai-prices' price for this model (None when unknown)."""
+def resolve_from_genai_prices(provider: str, model: str, tier: str | None = None) -> Price | None:
+    """Measure the coefficients of genai-prices' price for this model (None when unknown).
+
+    A provider genai-prices does not know (an unrecognised host, a user's own name) is priced by the
+    model name alone when genai-prices' own matching finds it (``gpt-*`` names, say): the source
+    then says which provider's price was taken."""
     try:
         from datetime import datetime
 
@@ -229,17 +267,35 @@ def resolve_from_genai_prices(provider: str, model: str) -> Price | None:
         from genai_prices import data_snapshot
     except Exception:
         return None
-    provider_id = _PROVIDER_IDS.get(provider)
-    if provider_id is None:
-        return None
+    provider_id = price_provider_id(provider)
     try:
-        _, model_info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
-        model_price = model_info.get_prices(datetime.now(UTC))
+        found, model_info = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
+        model_price = model_info.get_prices(datetime.now(UTC), _price_context(found.id, tier))
     except LookupError:
         return None
     source = f"genai-prices {genai_prices.__version__}"
+    if provider_id is None:
+        source += f", by model name ({found.id})"
+    if tier is not None:
+        source += f", {tier} tier"
     input_side, output_side = _probe_coefficients(model_price)
     return Price(input_side, output_side, source, _first_tier_threshold(model_price), model_price)
+
+
+# Batch results are priced through genai-prices' ``processing`` variant; the other tiers through
+# ``service_tier`` (OpenAI flex/priority/scale/default, Gemini flex/priority). A tier genai-prices has
+# no variant for (Anthropic "standard", OpenAI "auto") is the standard price.
+_BATCH_TIERS = frozenset({"batch"})
+# The names providers give their standard rate: priced (and cached) as no tier at all.
+STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand"})
+
+
+def _price_context(provider_id: str, tier: str | None) -> dict[str, str] | None:
+    if tier is None:
+        return None
+    if tier in _BATCH_TIERS:
+        return {"processing": "batch"}
+    return {"service_tier": tier}
 
 
 def _probe_coefficients(model_price: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
