@@ -19,10 +19,8 @@ import ast
 import contextlib
 import importlib
 import inspect
-import json
 import operator
 import re
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import anthropic
 import openai
 import pytest
 from anthropic._streaming import SSEDecoder
+from hosted import AsyncRoutes, PlatformRoutes, SyncRoutes
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import llmwatch
@@ -196,54 +195,6 @@ def first_party_client(sdk: str, flavour: str, server: FakeLLMServer, *, traced:
         client = cls(api_key="sk-ant-test-0123456789", base_url=server.anthropic_base_url, max_retries=0)
     # The loopback server speaks each SDK's first-party API: named so (its host alone would not say).
     return llmwatch.instrument(client, provider=sdk) if traced else client
-
-
-class PlatformRoutes:
-    """Sends a platform client's requests to the loopback server's routes, over real HTTP.
-
-    Bedrock (``/model/{id}/invoke[-with-response-stream]``) and Vertex (``.../models/{id}:rawPredict``)
-    carry the model in the URL: it goes back into the body, as the server reads it there. ``models``
-    stands in for what a platform's own server does with a name (an Azure deployment's model).
-    """
-
-    def __init__(self, server: FakeLLMServer, models: dict[str, str] | None = None) -> None:
-        self.origin = server.base_url
-        self.models = models or {}
-
-    def route(self, request: Any) -> Any:
-        path = urllib.parse.unquote(request.url.path)
-        body = json.loads(request.content or b"{}")
-        bedrock = re.search(r"/model/(.+)/invoke(-with-response-stream)?$", path)
-        vertex = re.search(r"/models/(.+):(?:stream)?[rR]awPredict$", path)
-        if bedrock:
-            body["model"], body["stream"] = bedrock.group(1), bool(bedrock.group(2))
-        elif vertex:
-            body["model"] = vertex.group(1)
-        if isinstance(body.get("model"), str):
-            body["model"] = self.models.get(body["model"], body["model"])
-        if bedrock or vertex or path.endswith("/messages"):
-            path = "/v1/messages"
-        elif path.endswith("/chat/completions"):
-            path = "/v1/chat/completions"
-        query = f"?{request.url.query.decode()}" if request.url.query else ""
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        return httpx.Request(request.method, self.origin + path + query, headers=headers, content=json.dumps(body))
-
-
-class SyncRoutes(httpx.BaseTransport):
-    def __init__(self, routes: PlatformRoutes) -> None:
-        self.routes, self.inner = routes, httpx.HTTPTransport()
-
-    def handle_request(self, request: Any) -> Any:
-        return self.inner.handle_request(self.routes.route(request))
-
-
-class AsyncRoutes(httpx.AsyncBaseTransport):
-    def __init__(self, routes: PlatformRoutes) -> None:
-        self.routes, self.inner = routes, httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: Any) -> Any:
-        return await self.inner.handle_async_request(self.routes.route(request))
 
 
 # Per platform client (its name without "Async"): what it needs to start without credentials or a

@@ -45,10 +45,30 @@ def _chat_finish(request: Request, output: Output) -> str:
     return "length" if request.has("length") else "stop"
 
 
+def _served_tier(request: Request) -> str:
+    """The tier OpenAI says it served: the one asked for (flex, priority, scale), else default."""
+    asked = request.body.get("service_tier")
+    return asked if isinstance(asked, str) and asked not in ("auto", "") else "default"
+
+
 def _openai_usage(request: Request, outputs: list[Output]) -> JSON:
     prompt = input_tokens(request.body)
     reasoning = REASONING_TOKENS if request.has("reasoning") else 0
     completion = sum(o.tokens for o in outputs) + reasoning  # completion_tokens includes reasoning
+    if request.has("provider-cost"):  # OpenRouter's own figure for the call, in USD
+        return {
+            **_openai_usage_counts(prompt, completion, reasoning, request),
+            "cost": provider_cost(prompt, completion),
+        }
+    return _openai_usage_counts(prompt, completion, reasoning, request)
+
+
+def provider_cost(prompt_tokens: int, completion_tokens: int) -> float:
+    """What the ``provider-cost`` scenario reports as ``usage.cost``: $1 and $2 per million tokens."""
+    return (prompt_tokens * 1.0 + completion_tokens * 2.0) / 1_000_000
+
+
+def _openai_usage_counts(prompt: int, completion: int, reasoning: int, request: Request) -> JSON:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -84,7 +104,7 @@ def chat_completions(request: Request) -> Reply:
         "created": int(time.time()),
         "model": snapshot(request.model),
         "system_fingerprint": "fp_llmwatch",
-        "service_tier": "default",
+        "service_tier": _served_tier(request),
     }
     if request.stream:
         return Stream(_chat_chunks(request, head, outputs, usage), cut=request.has("cut-stream"))
@@ -203,7 +223,7 @@ def _response_object(request: Request) -> JSON:
         "parallel_tool_calls": True,
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
+        "service_tier": _served_tier(request),
         "store": True,
         "temperature": request.body.get("temperature", 1.0),
         "text": {"format": {"type": "text"}, "verbosity": "medium"},

@@ -28,6 +28,8 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
 - ``tool-call``: a ``get_weather`` call (or the first declared tool) with ``{"city": "Paris"}``.
 - ``cached``, ``reasoning``, ``length``: cached input, reasoning output, a truncated finish.
 - ``stream-error-event`` (Anthropic): an ``event: error`` (overloaded) in the middle of the stream.
+- ``provider-cost`` (OpenAI chat): ``usage.cost`` as OpenRouter reports it ($1/$2 per million input/output
+  tokens). Any OpenAI reply names the ``service_tier`` the request asked for (else ``default``).
 
 Token formulas (deterministic, so tests can state expected numbers):
 

@@ -31,6 +31,7 @@ SCENARIOS = frozenset(
         "reasoning",
         "length",
         "stream-error-event",
+        "provider-cost",
     }
 )
 
@@ -196,10 +197,16 @@ def split_chars(text: str, count: int) -> list[str]:
 
 
 def snapshot(model: str) -> str:
-    """The dated snapshot OpenAI reports for a requested alias (``gpt-4o-mini`` -> ``...-2024-07-18``)."""
+    """The dated snapshot OpenAI or Anthropic reports for a requested alias (``gpt-4o-mini`` ->
+    ``...-2024-07-18``); other families' names come back as sent, as OpenAI-compatible hosts do."""
     if model in SNAPSHOTS:
         return SNAPSHOTS[model]
+    if not model.startswith(_DATED_FAMILIES):
+        return model
     return model if _DATED.search(model) else f"{model}-2025-01-01"
+
+
+_DATED_FAMILIES = ("gpt-", "chatgpt-", "o1", "o3", "o4", "claude-")
 
 
 # --- replies: a JSON body, or a list of SSE events the handler writes with the configured delays -------
