@@ -94,7 +94,9 @@ def _patch_module(provider: ModuleType, module_name: str, module: ModuleType) ->
         patched: list[tuple[type, str, Any]] = []
         try:
             for cls, method, handler, is_async in targets:
-                if method in cls.__dict__:  # an SDK version without it: nothing to hook
+                # Absent: an SDK version without it, nothing to hook. Already a wrapper: a class that
+                # copied a hooked function (the Bedrock client's beta.messages); it is traced as it is.
+                if method in cls.__dict__ and not isinstance(cls.__dict__[method], wrapt.ObjectProxy):
                     patched.append((cls, method, cls.__dict__[method]))
                     wrapt.wrap_function_wrapper(cls, method, provider.make_wrapper(handler, is_async))
             for cls in clients:
