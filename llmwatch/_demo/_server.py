@@ -1,4 +1,4 @@
-"""A loopback server that speaks the OpenAI and Anthropic wire formats, JSON and SSE streams.
+"""A loopback server that speaks the OpenAI, Anthropic and Gemini wire formats, JSON and SSE streams.
 
 Why it exists: llmwatch wraps the *real* ``openai`` and ``anthropic`` SDKs, and most bugs in such
 wrappers live in wire details (usage that arrives in odd places, interleaved choices, cut streams,
@@ -6,10 +6,14 @@ error bodies). Mocking the SDKs would hide exactly those. So ``llmwatch demo`` a
 point the real SDKs at this server instead: what is measured is what users run, with no network
 and no API keys. Standard library only, so the demo needs nothing beyond the SDKs.
 
-Routes (one module per wire format: ``_openai_wire.py``, ``_anthropic_wire.py``; shared pieces in
-``_wire.py``): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings`` (OpenAI, base URL
-``base_url + "/v1"``) and ``POST /v1/messages``, ``/v1/messages/count_tokens`` (Anthropic, base URL
-``base_url``).
+Routes (one module per wire format: ``_openai_wire.py``, ``_anthropic_wire.py``, ``_gemini_wire.py``;
+shared pieces in ``_wire.py``): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``
+(OpenAI, base URL ``base_url + "/v1"``); ``POST /v1/messages``, ``/v1/messages/count_tokens``
+(Anthropic, base URL ``base_url``); ``POST /v1[beta]/models/{model}:generateContent``,
+``:streamGenerateContent`` (``alt=sse``), ``:batchEmbedContents`` (Gemini API) and
+``/v1[beta1]/[projects/{p}/locations/{l}/]publishers/google/models/{model}:generateContent``,
+``:streamGenerateContent``, ``:embedContent`` (Vertex AI); google-genai's base URL is ``base_url``
+(``http_options=types.HttpOptions(base_url=...)``).
 
 Scenarios are chosen per request by the header ``x-fake-scenario: name[,name]`` (the SDKs'
 ``extra_headers``) or by ``[[scenario:name]]`` in the last user message; ``[[chunks:N]]`` there sets
@@ -20,13 +24,14 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
 - ``error-429-once``: 429 for the first request with a given ``x-fake-retry-key`` (or, without the
   header, the same body); the SDK's automatic retry then succeeds.
 - ``cut-stream``: the connection drops after about half the content chunks.
-- ``no-usage`` (OpenAI): no usage anywhere, whatever ``stream_options`` asks.
+- ``no-usage`` (OpenAI, Gemini): no usage anywhere, whatever ``stream_options`` asks.
 - ``reject-stream-options`` (OpenAI chat): a request carrying ``stream_options`` is refused with the 400
   that OpenAI-compatible servers which do not know the field send (``param: "stream_options"``).
 - ``usage-on-last-chunk`` (OpenAI chat streams): usage rides on the last content chunk with its text
   and finish reason, unrequested, and no separate usage chunk follows (some compatible servers).
 - ``tool-call``: a ``get_weather`` call (or the first declared tool) with ``{"city": "Paris"}``.
-- ``cached``, ``reasoning``, ``length``: cached input, reasoning output, a truncated finish.
+- ``cached``, ``reasoning``, ``length``: cached input, reasoning output (Gemini: a ``thought`` part
+  too), a truncated finish (Gemini: ``MAX_TOKENS``).
 - ``stream-error-event`` (Anthropic): an ``event: error`` (overloaded) in the middle of the stream.
 - ``provider-cost`` (OpenAI chat): ``usage.cost`` as OpenRouter reports it ($1/$2 per million input/output
   tokens). Any OpenAI reply names the ``service_tier`` the request asked for (else ``default``).
@@ -40,6 +45,11 @@ Token formulas (deterministic, so tests can state expected numbers):
 - Anthropic ``input_tokens`` is the formula and *excludes* the cache: ``cached`` adds
   ``cache_read_input_tokens = 100`` and ``cache_creation_input_tokens = 50`` (30 for 5 minutes, 20 for 1 hour).
 - Embeddings: words of each input (token arrays: their length); no per-message overhead.
+- Gemini: ``promptTokenCount`` = the formula over ``contents`` (+ the words of ``systemInstruction``);
+  ``cached``: ``cachedContentTokenCount = prompt // 2``, *included* in ``promptTokenCount``;
+  ``reasoning``: ``thoughtsTokenCount = 10``, *not* in ``candidatesTokenCount`` (the reply's words, a
+  function call's ``name city Paris``). Stream chunks carry the running totals, the last the full
+  counts. The Gemini API's ``batchEmbedContents`` reports no usage; Vertex's ``embedContent`` does.
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from llmwatch._demo import _anthropic_wire, _openai_wire
+from llmwatch._demo import _anthropic_wire, _gemini_wire, _openai_wire
 from llmwatch._demo._wire import (
     ERROR_STATUS,
     SCENARIOS,
@@ -77,7 +87,7 @@ __all__ = ["FakeLLMServer", "RecordedRequest", "SCENARIOS"]
 
 # --- routing ---------------------------------------------------------------------------------------
 
-_ROUTES: tuple[Route, ...] = (*_openai_wire.ROUTES, *_anthropic_wire.ROUTES)
+_ROUTES: tuple[Route, ...] = (*_openai_wire.ROUTES, *_anthropic_wire.ROUTES, *_gemini_wire.ROUTES)
 _EXACT_ROUTES = {route.path: route for route in _ROUTES if re.escape(route.path) == route.path}
 _PATTERN_ROUTES = [(re.compile(route.path), route) for route in _ROUTES if route.path not in _EXACT_ROUTES]
 

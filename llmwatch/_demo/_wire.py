@@ -98,14 +98,17 @@ def text_of(value: Any) -> str:
     if isinstance(value, list):
         return " ".join(text_of(item) for item in value)
     if isinstance(value, dict):
-        return " ".join(text_of(value[key]) for key in ("text", "content", "output", "arguments") if key in value)
+        keys = ("text", "content", "output", "arguments", "parts")  # parts: Gemini contents
+        return " ".join(text_of(value[key]) for key in keys if key in value)
     return ""
 
 
 def messages_of(body: JSON) -> list[Any]:
-    """Chat and Anthropic ``messages``, or the Responses API ``input`` (a string or a list of items)."""
-    if isinstance(body.get("messages"), list):
-        return list(body["messages"])
+    """Chat and Anthropic ``messages``, Gemini ``contents``, or the Responses API ``input`` (a string or a
+    list of items)."""
+    for key in ("messages", "contents"):
+        if isinstance(body.get(key), list):
+            return list(body[key])
     value = body.get("input")
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
