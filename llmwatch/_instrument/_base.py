@@ -93,9 +93,14 @@ def _suppressed() -> bool:
     return bool(current) and any(current.get(key) for key in _SUPPRESS_KEYS)
 
 
-def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall | None, dict[str, Any]]:
-    """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace."""
-    client = getattr(instance, "_client", None)
+def begin_call(
+    prepare: Prepare, instance: Any, kwargs: dict[str, Any], client_attribute: str = "_client"
+) -> tuple[LLMCall | None, dict[str, Any]]:
+    """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace.
+
+    ``client_attribute``: where the hooked instance holds the object ``instrument(client)`` marks
+    (openai's and anthropic's resources: ``_client``; google-genai's ``Models``: ``_api_client``)."""
+    client = getattr(instance, client_attribute, None)
     if not REGISTRY.is_traced(client) or _suppressed():
         return None, kwargs
     try:
@@ -118,11 +123,14 @@ def _stream_usage_retry(instance: Any) -> _lifecycle.Retry:
     return retry
 
 
-def sync_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
-    """A wrapt wrapper for a synchronous SDK method (``watch_parsing``: see ``_lifecycle.run_sync``)."""
+def sync_wrapper(
+    prepare: Prepare, *, watch_parsing: bool = False, client_attribute: str = "_client"
+) -> Callable[..., Any]:
+    """A wrapt wrapper for a synchronous SDK method (``watch_parsing``: see ``_lifecycle.run_sync``;
+    ``client_attribute``: see :func:`begin_call`)."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, send_kwargs = begin_call(prepare, instance, kwargs)
+        call, send_kwargs = begin_call(prepare, instance, kwargs, client_attribute)
         if call is None:
             return wrapped(*args, **kwargs)
         if not call.hide_usage_chunk:
@@ -135,11 +143,13 @@ def sync_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[.
     return wrapper
 
 
-def async_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
+def async_wrapper(
+    prepare: Prepare, *, watch_parsing: bool = False, client_attribute: str = "_client"
+) -> Callable[..., Any]:
     """A wrapt wrapper for an ``async def`` SDK method (see :func:`sync_wrapper`)."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, send_kwargs = begin_call(prepare, instance, kwargs)
+        call, send_kwargs = begin_call(prepare, instance, kwargs, client_attribute)
         if call is None:
             return await wrapped(*args, **kwargs)
         if not call.hide_usage_chunk:
