@@ -32,6 +32,7 @@ GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
 GEN_AI_REQUEST_CHOICE_COUNT: Final = "gen_ai.request.choice.count"
 GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
 GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 
@@ -74,6 +75,7 @@ ERROR_TYPE: Final = "error.type"
 OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
 OP_TEXT_COMPLETION: Final = "text_completion"
+OP_GENERATE_CONTENT: Final = "generate_content"  # multimodal generation, such as Gemini's generateContent
 OUTPUT_TEXT: Final = "text"
 OUTPUT_JSON: Final = "json"
 
