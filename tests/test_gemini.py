@@ -27,7 +27,9 @@ from google.genai import errors, types
 from google.oauth2.credentials import Credentials
 
 import llmwatch
+import llmwatch.testing
 from llmwatch import _health, _instrument
+from llmwatch._core import _runtime
 from llmwatch._demo._server import FakeLLMServer
 from llmwatch._instrument import _gemini
 from llmwatch.testing import Captured
@@ -607,20 +609,34 @@ def test_the_provider_follows_the_client() -> None:
             self.vertexai = vertexai
             self._http_options = types.HttpOptions(base_url=base_url)
 
-    gemini = _gemini.client_attributes(ApiClient(False, "https://generativelanguage.googleapis.com/"))
+    settings = _runtime.CURRENT.settings
+    gemini = _gemini.client_attributes(ApiClient(False, "https://generativelanguage.googleapis.com/"), settings)
     assert gemini == {
         "gen_ai.provider.name": "gcp.gemini",
         "server.address": "generativelanguage.googleapis.com",
         "server.port": 443,
     }
-    vertex = _gemini.client_attributes(ApiClient(True, "https://us-central1-aiplatform.googleapis.com/"))
+    vertex = _gemini.client_attributes(ApiClient(True, "https://us-central1-aiplatform.googleapis.com/"), settings)
     assert vertex["gen_ai.provider.name"] == "gcp.vertex_ai"
     assert vertex["server.address"] == "us-central1-aiplatform.googleapis.com"
-    assert _gemini.client_attributes(ApiClient(None, None)) == {"gen_ai.provider.name": "gcp.gemini"}
+    assert _gemini.client_attributes(ApiClient(None, None), settings) == {"gen_ai.provider.name": "gcp.gemini"}
     # google-genai 1.x kept its http options in a dict
     legacy = ApiClient(True, None)
     legacy._http_options = {"base_url": "http://localhost:8080/"}  # type: ignore[assignment]
-    assert _gemini.client_attributes(legacy)["server.port"] == 8080
+    assert _gemini.client_attributes(legacy, settings)["server.port"] == 8080
+
+
+def test_the_users_provider_name_wins(server: FakeLLMServer) -> None:
+    named = llmwatch.instrument(make_client(server), provider="gemini-gateway")
+    plain = make_client(server)
+    with llmwatch.testing.capture(providers={server.base_url: "my-proxy"}) as captured:
+        _instrument.instrument_all()
+        named.models.generate_content(model=MODEL, contents="x")
+        plain.models.generate_content(model=MODEL, contents="x")
+    first, second = (s.attributes for s in captured.llm_spans())
+    assert first["gen_ai.provider.name"] == "gemini-gateway"  # instrument(client, provider=...) first
+    assert second["gen_ai.provider.name"] == "my-proxy"  # then configure(providers=...) by URL
+    assert "by model name" in second["llmwatch.cost.source"]  # a provider genai-prices does not know
 
 
 # --- faults inside llmwatch never reach the caller -----------------------------------------------------

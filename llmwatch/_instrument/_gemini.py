@@ -57,8 +57,9 @@ from llmwatch._config import Settings
 from llmwatch._core._call import LLMCall
 from llmwatch._core._messages import RequestContent
 from llmwatch._instrument import _gemini_content as content
-from llmwatch._instrument._base import async_wrapper, sync_wrapper
+from llmwatch._instrument._base import REGISTRY, async_wrapper, sync_wrapper
 from llmwatch._instrument._fields import field, fields_of, put_numbers, put_stop_sequences
+from llmwatch._policy._providers import host_of, mapped_provider
 
 GEMINI = "gcp.gemini"
 VERTEX_AI = "gcp.vertex_ai"
@@ -79,23 +80,33 @@ _CAMEL_NUMBER_PARAMS = tuple(
 _JSON_MIME_TYPES = frozenset({"application/json", "text/x.enum"})
 
 
-# --- per client: provider and server, once per (base URL, Vertex?) ---------------------------------
-_CLIENTS: dict[tuple[Any, bool], dict[str, Any]] = {}
+# --- per client: provider and server, once per (base URL, Vertex?) and settings -----------------
+_CLIENTS: dict[tuple[Any, bool], tuple[Settings, dict[str, Any]]] = {}
 
 
-def client_attributes(api_client: Any) -> dict[str, Any]:
-    """``gen_ai.provider.name`` and ``server.address``/``port`` of an SDK API client (cached)."""
+def client_attributes(api_client: Any, settings: Settings) -> dict[str, Any]:
+    """``gen_ai.provider.name`` and ``server.address``/``port`` of an SDK API client (cached).
+
+    The provider is the API the client speaks (``vertexai=True``: Vertex AI), unless the user named
+    one: ``instrument(client, provider=...)``, or ``configure(providers=...)`` for its base URL or host."""
     base_url = field(getattr(api_client, "_http_options", None), "base_url")  # a model (or a dict in 1.x)
     key = (base_url, getattr(api_client, "vertexai", None) is True)
     cached = _CLIENTS.get(key)
-    if cached is None:
-        cached = {sc.GEN_AI_PROVIDER_NAME: VERTEX_AI if key[1] else GEMINI}
+    if cached is None or cached[0] is not settings:
+        attributes = {sc.GEN_AI_PROVIDER_NAME: VERTEX_AI if key[1] else GEMINI}
         if isinstance(base_url, str):
-            cached.update(_server(base_url))
+            attributes.update(_server(base_url))
+            mapped = mapped_provider(base_url, host_of(base_url), settings.providers) if settings.providers else None
+            if mapped is not None:
+                attributes[sc.GEN_AI_PROVIDER_NAME] = mapped
         if len(_CLIENTS) > 256:
             _CLIENTS.clear()
-        _CLIENTS[key] = cached
-    return cached
+        cached = _CLIENTS[key] = (settings, attributes)
+    if REGISTRY.has_provider_names:
+        named = REGISTRY.provider_name(api_client)
+        if named is not None:
+            return {**cached[1], sc.GEN_AI_PROVIDER_NAME: named}
+    return cached[1]
 
 
 def _server(base_url: str) -> dict[str, Any]:
@@ -193,7 +204,7 @@ class GenerateContent:
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[GenerateContent, dict[str, Any], dict[str, Any], bool, bool]:
-        attrs = dict(client_attributes(getattr(instance, "_api_client", None)))
+        attrs = dict(client_attributes(getattr(instance, "_api_client", None), settings))
         config = kwargs.get("config")
         if config is None:
             attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_TEXT
@@ -242,7 +253,7 @@ class EmbedContent:
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
     ) -> tuple[EmbedContent, dict[str, Any], dict[str, Any], bool, bool]:
-        attrs = dict(client_attributes(getattr(instance, "_api_client", None)))
+        attrs = dict(client_attributes(getattr(instance, "_api_client", None), settings))
         dimensions = content.get(kwargs.get("config"), "output_dimensionality")
         if type(dimensions) is int:
             attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = dimensions
