@@ -186,7 +186,13 @@ def instrument_client(client: Any) -> Any:
 
 
 def _check_is_client(client: Any, provider: ModuleType) -> None:
-    """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing."""
+    """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing.
+
+    A provider module may say itself what it accepts (``check_client``: raises ``TypeError``)."""
+    check = getattr(provider, "check_client", None)
+    if check is not None:
+        check(client)
+        return
     base_module = sys.modules.get(f"{provider.SDK_MODULE}._base_client")  # imported: a client exists
     base = _class(base_module, "BaseClient") if base_module is not None else None
     if base is None or isinstance(client, base):

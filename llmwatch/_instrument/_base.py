@@ -75,9 +75,15 @@ def _suppressed() -> bool:
     return bool(current) and any(current.get(key) for key in _SUPPRESS_KEYS)
 
 
-def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall | None, dict[str, Any]]:
-    """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace."""
-    client = getattr(instance, "_client", None)
+def begin_call(
+    prepare: Prepare, instance: Any, kwargs: dict[str, Any], *, client: Any = None
+) -> tuple[LLMCall | None, dict[str, Any]]:
+    """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace.
+
+    ``client``: the client the call is made on, whose mark decides; by default the hooked instance's
+    ``_client`` (the SDK resource's owner). A hook on the client itself (botocore) passes it."""
+    if client is None:
+        client = getattr(instance, "_client", None)
     if not REGISTRY.is_traced(client) or _suppressed():
         return None, kwargs
     try:
