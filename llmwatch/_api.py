@@ -101,7 +101,7 @@ def _shutdown_at_exit() -> None:
 
 def instrument(client: ClientT) -> ClientT:
     """Instrument one client instance (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
-    ``AsyncAnthropic``); returns the same object, usable exactly as before."""
+    ``AsyncAnthropic``, a boto3 ``bedrock-runtime`` client); returns the same object, usable exactly as before."""
     return _instrument.instrument_client(client)  # type: ignore[no-any-return]
 
 

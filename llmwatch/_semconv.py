@@ -74,7 +74,9 @@ ERROR_TYPE: Final = "error.type"
 OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
 OP_TEXT_COMPLETION: Final = "text_completion"
+OP_GENERATE_CONTENT: Final = "generate_content"
 OUTPUT_TEXT: Final = "text"
+PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
 OUTPUT_JSON: Final = "json"
 
 # --- llmwatch's own -------------------------------------------------------------------------------

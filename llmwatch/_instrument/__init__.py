@@ -29,12 +29,12 @@ from types import ModuleType
 from typing import Any
 
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _anthropic, _import_hooks, _openai
+from llmwatch._instrument import _anthropic, _bedrock, _import_hooks, _openai
 from llmwatch._instrument._base import REGISTRY
 
 logger = logging.getLogger("llmwatch")
 
-PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic)
+PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic, _bedrock)
 _installed: dict[str, list[tuple[type, str, Any]]] = {}  # SDK -> (class, method, original) wrapped so far
 _lock = threading.Lock()
 
