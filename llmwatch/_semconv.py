@@ -77,6 +77,7 @@ OP_EMBEDDINGS: Final = "embeddings"
 OP_TEXT_COMPLETION: Final = "text_completion"
 OP_GENERATE_CONTENT: Final = "generate_content"  # multimodal generation, such as Gemini's generateContent
 OUTPUT_TEXT: Final = "text"
+PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
 OUTPUT_JSON: Final = "json"
 
 # --- llmwatch's own -------------------------------------------------------------------------------

@@ -37,6 +37,12 @@ FINISH_REASONS_ENUM = {
     "model_context_window_exceeded": "length",
     "content_filter": "content_filter",
     "refusal": "content_filter",
+    "guardrail_intervened": "content_filter",  # Bedrock Converse
+    "content_filtered": "content_filter",
+    "FINISH": "stop",  # Amazon Titan's completionReason
+    "STOP_CRITERIA_MET": "stop",
+    "LENGTH": "length",
+    "CONTENT_FILTERED": "content_filter",
     "tool_calls": "tool_call",
     "function_call": "tool_call",
     "tool_use": "tool_call",

@@ -6,14 +6,17 @@ error bodies). Mocking the SDKs would hide exactly those. So ``llmwatch demo`` a
 point the real SDKs at this server instead: what is measured is what users run, with no network
 and no API keys. Standard library only, so the demo needs nothing beyond the SDKs.
 
-Routes (one module per wire format: ``_openai_wire.py``, ``_anthropic_wire.py``, ``_gemini_wire.py``;
-shared pieces in ``_wire.py``): ``POST /v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``
-(OpenAI, base URL ``base_url + "/v1"``); ``POST /v1/messages``, ``/v1/messages/count_tokens``
-(Anthropic, base URL ``base_url``); ``POST /v1[beta]/models/{model}:generateContent``,
+Routes (one module per wire format: ``_openai_wire.py``, ``_anthropic_wire.py``, ``_gemini_wire.py``,
+``_bedrock_wire.py``; shared pieces in ``_wire.py``): ``POST /v1/chat/completions``, ``/v1/responses``,
+``/v1/embeddings`` (OpenAI, base URL ``base_url + "/v1"``); ``POST /v1/messages``,
+``/v1/messages/count_tokens`` (Anthropic, base URL ``base_url``); ``POST /v1[beta]/models/{model}:generateContent``,
 ``:streamGenerateContent`` (``alt=sse``), ``:batchEmbedContents`` (Gemini API) and
 ``/v1[beta1]/[projects/{p}/locations/{l}/]publishers/google/models/{model}:generateContent``,
 ``:streamGenerateContent``, ``:embedContent`` (Vertex AI); google-genai's base URL is ``base_url``
-(``http_options=types.HttpOptions(base_url=...)``).
+(``http_options=types.HttpOptions(base_url=...)``); ``POST /model/{modelId}/converse``, ``/converse-stream``,
+``/invoke``, ``/invoke-with-response-stream`` (Bedrock runtime, boto3's ``endpoint_url=base_url``; streams
+in the AWS event-stream framing; InvokeModel speaks the Anthropic, Llama, Titan text and embeddings and
+Nova bodies, by model id).
 
 Scenarios are chosen per request by the header ``x-fake-scenario: name[,name]`` (the SDKs'
 ``extra_headers``) or by ``[[scenario:name]]`` in the last user message; ``[[chunks:N]]`` there sets
@@ -24,7 +27,8 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
 - ``error-429-once``: 429 for the first request with a given ``x-fake-retry-key`` (or, without the
   header, the same body); the SDK's automatic retry then succeeds.
 - ``cut-stream``: the connection drops after about half the content chunks.
-- ``no-usage`` (OpenAI, Gemini): no usage anywhere, whatever ``stream_options`` asks.
+- ``no-usage`` (OpenAI, Gemini): no usage anywhere, whatever ``stream_options`` asks. (Bedrock InvokeModel:
+  no usage in the reply body; the ``x-amzn-bedrock-*-token-count`` headers still carry it.)
 - ``reject-stream-options`` (OpenAI chat): a request carrying ``stream_options`` is refused with the 400
   that OpenAI-compatible servers which do not know the field send (``param: "stream_options"``).
 - ``usage-on-last-chunk`` (OpenAI chat streams): usage rides on the last content chunk with its text
@@ -32,9 +36,13 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
 - ``tool-call``: a ``get_weather`` call (or the first declared tool) with ``{"city": "Paris"}``.
 - ``cached``, ``reasoning``, ``length``: cached input, reasoning output (Gemini: a ``thought`` part
   too), a truncated finish (Gemini: ``MAX_TOKENS``).
-- ``stream-error-event`` (Anthropic): an ``event: error`` (overloaded) in the middle of the stream.
+- ``stream-error-event`` (Anthropic): an ``event: error`` (overloaded) in the middle of the stream;
+  (Bedrock): a ``modelStreamErrorException`` exception message after the first content.
 - ``provider-cost`` (OpenAI chat): ``usage.cost`` as OpenRouter reports it ($1/$2 per million input/output
   tokens). Any OpenAI reply names the ``service_tier`` the request asked for (else ``default``).
+- Bedrock errors carry their code in ``x-amzn-errortype`` (400 ``ValidationException``, 429
+  ``ThrottlingException``, 500 ``InternalServerException``, 529 ``ServiceUnavailableException``). boto3
+  retries 429 and 5xx itself: give test clients ``Config(retries={"mode": "standard", "total_max_attempts": 1})``.
 
 Token formulas (deterministic, so tests can state expected numbers):
 
@@ -50,6 +58,10 @@ Token formulas (deterministic, so tests can state expected numbers):
   ``reasoning``: ``thoughtsTokenCount = 10``, *not* in ``candidatesTokenCount`` (the reply's words, a
   function call's ``name city Paris``). Stream chunks carry the running totals, the last the full
   counts. The Gemini API's ``batchEmbedContents`` reports no usage; Vertex's ``embedContent`` does.
+- Bedrock: Converse and the Anthropic and Nova bodies use the formula above; Llama's ``prompt`` and
+  Titan's ``inputText`` count their words only. ``inputTokens`` (and the ``-input-token-count`` header)
+  *excludes* the cache, as Anthropic's does: ``cached`` adds 100 cache reads and 50 writes (Converse's
+  ``cacheDetails``: 30 ``5m``, 20 ``1h``; Nova: 100 reads, no writes).
 """
 
 from __future__ import annotations
@@ -66,7 +78,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from llmwatch._demo import _anthropic_wire, _gemini_wire, _openai_wire
+from llmwatch._demo import _anthropic_wire, _bedrock_wire, _gemini_wire, _openai_wire
 from llmwatch._demo._wire import (
     ERROR_STATUS,
     SCENARIOS,
@@ -87,7 +99,12 @@ __all__ = ["FakeLLMServer", "RecordedRequest", "SCENARIOS"]
 
 # --- routing ---------------------------------------------------------------------------------------
 
-_ROUTES: tuple[Route, ...] = (*_openai_wire.ROUTES, *_anthropic_wire.ROUTES, *_gemini_wire.ROUTES)
+_ROUTES: tuple[Route, ...] = (
+    *_openai_wire.ROUTES,
+    *_anthropic_wire.ROUTES,
+    *_gemini_wire.ROUTES,
+    *_bedrock_wire.ROUTES,
+)
 _EXACT_ROUTES = {route.path: route for route in _ROUTES if re.escape(route.path) == route.path}
 _PATTERN_ROUTES = [(re.compile(route.path), route) for route in _ROUTES if route.path not in _EXACT_ROUTES]
 
@@ -203,22 +220,23 @@ class FakeLLMServer:
         if route is None:
             return error(_openai_wire.openai_error_body, 404, f"Invalid URL ({method} {path})")
         if not isinstance(body, dict):
-            return error(route.error_body, 400, "The request body is not a JSON object.")
+            return error(route.error_body, 400, "The request body is not a JSON object.", route.error_headers)
         request = read_request(path, headers, body)
         unknown = request.scenarios - SCENARIOS
         if unknown:
             message = f"Unknown fake scenario(s) {sorted(unknown)}; known: {sorted(SCENARIOS)}"
-            return error(route.error_body, 400, message)
+            return error(route.error_body, 400, message, route.error_headers)
         rejected = route.reject(request) if route.reject is not None else None
         if rejected is not None:
             return rejected
         status = self._error_status(request)
         if status:
-            return error(route.error_body, status)
+            return error(route.error_body, status, error_headers=route.error_headers)
         try:
             return route.build(request)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # e.g. "n": "two"
-            return error(route.error_body, 400, f"The fake server cannot handle this request: {exc!r}")
+            message = f"The fake server cannot handle this request: {exc!r}"
+            return error(route.error_body, 400, message, route.error_headers)
 
     def _error_status(self, request: Request) -> int:
         for name, status in ERROR_STATUS.items():
@@ -314,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", reply.content_type)
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
-        self._send_common_headers({})
+        self._send_common_headers(reply.headers)
         self.end_headers()
         self.wfile.flush()
         total = sum(e.content for e in reply.events)

@@ -235,6 +235,7 @@ class Stream:
     cut: bool = False
     content_type: str = "text/event-stream; charset=utf-8"
     encode: Callable[[Event], bytes] | None = None  # None: SSE (``sse_bytes``); Bedrock frames its own
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Reply = Json | Stream
@@ -246,6 +247,8 @@ ERROR_STATUS = {"error-400": 400, "error-429": 429, "error-500": 500, "error-529
 
 # (status, message or None for the provider's default, request id) -> the provider's error body.
 ErrorBody = Callable[[int, str | None, str], JSON]
+# status -> headers the provider's errors carry besides their body (Bedrock names the error in one).
+ErrorHeaders = Callable[[int], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -257,14 +260,19 @@ class Route:
     build: Callable[[Request], Reply]
     error_body: ErrorBody
     reject: Callable[[Request], Reply | None] | None = None
+    error_headers: ErrorHeaders | None = None
 
 
-def error(error_body: ErrorBody, status: int, message: str | None = None) -> Json:
+def error(
+    error_body: ErrorBody, status: int, message: str | None = None, error_headers: ErrorHeaders | None = None
+) -> Json:
     """The provider's error reply, with the retry headers the SDKs read."""
     request_id = new_id("req_")
     body = error_body(status, message, request_id)
     retryable = status == 429 or status >= 500
     headers = {"x-request-id": request_id, "request-id": request_id, "x-should-retry": str(retryable).lower()}
+    if error_headers is not None:
+        headers.update(error_headers(status))
     if retryable:
         # The SDKs read retry-after-ms first; "retry-after: 0" alone would NOT be instant: they treat a
         # zero as unset and fall back to their exponential backoff (0.5 s and up).

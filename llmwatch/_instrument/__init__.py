@@ -31,12 +31,12 @@ from types import ModuleType
 from typing import Any
 
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _anthropic, _gemini, _import_hooks, _openai
+from llmwatch._instrument import _anthropic, _bedrock, _gemini, _import_hooks, _openai
 from llmwatch._instrument._base import REGISTRY
 
 logger = logging.getLogger("llmwatch")
 
-PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic, _gemini)
+PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic, _gemini, _bedrock)
 _installed: dict[str, list[tuple[type, str, Any]]] = {}  # SDK -> (class, method, original) wrapped so far
 _lock = threading.Lock()
 
@@ -205,7 +205,13 @@ def instrument_client(client: Any, provider_name: str | None = None) -> Any:
 
 
 def _check_is_client(client: Any, provider: ModuleType) -> None:
-    """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing."""
+    """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing.
+
+    A provider module may say itself what it accepts (``check_client``: raises ``TypeError``)."""
+    check = getattr(provider, "check_client", None)
+    if check is not None:
+        check(client)
+        return
     base_module = sys.modules.get(f"{provider.SDK_MODULE}._base_client")  # imported: a client exists
     base = _class(base_module, "BaseClient") if base_module is not None else None
     if base is None or isinstance(client, base):

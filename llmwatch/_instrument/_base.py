@@ -94,13 +94,20 @@ def _suppressed() -> bool:
 
 
 def begin_call(
-    prepare: Prepare, instance: Any, kwargs: dict[str, Any], client_attribute: str = "_client"
+    prepare: Prepare,
+    instance: Any,
+    kwargs: dict[str, Any],
+    client_attribute: str = "_client",
+    *,
+    client: Any = None,
 ) -> tuple[LLMCall | None, dict[str, Any]]:
     """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace.
 
-    ``client_attribute``: where the hooked instance holds the object ``instrument(client)`` marks
-    (openai's and anthropic's resources: ``_client``; google-genai's ``Models``: ``_api_client``)."""
-    client = getattr(instance, client_attribute, None)
+    ``client``: the client the call is made on, whose mark decides; by default the hooked instance's
+    ``client_attribute`` (openai's and anthropic's resources: ``_client``; google-genai's ``Models``:
+    ``_api_client``). A hook on the client itself (botocore) passes it."""
+    if client is None:
+        client = getattr(instance, client_attribute, None)
     if not REGISTRY.is_traced(client) or _suppressed():
         return None, kwargs
     try:
