@@ -307,9 +307,30 @@ class Pipeline:
 
 
 def error_type(error: BaseException) -> str:
-    """The SDK exception's class name; the HTTP status where the class is a generic one."""
+    """The SDK exception's class name, unless the class is a generic one: then botocore's error code
+    (``ThrottlingException``), else the HTTP status (openai's ``APIStatusError``, google-genai's
+    ``ClientError`` for every 4xx)."""
     name = type(error).__name__
+    if name not in _GENERIC_ERRORS:
+        return name
+    code = _botocore_error_code(error)
+    if code is not None:
+        return code
     status = getattr(error, "status_code", None)
-    if name in {"APIStatusError", "APIError"} and isinstance(status, int) and status >= 400:
+    if not isinstance(status, int):
+        status = getattr(error, "code", None)
+    if isinstance(status, int) and not isinstance(status, bool) and status >= 400:
         return str(status)
     return name
+
+
+_GENERIC_ERRORS = frozenset({"APIStatusError", "APIError", "ClientError", "ServerError", "EventStreamError"})
+
+
+def _botocore_error_code(error: BaseException) -> str | None:
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return None
+    details = response.get("Error")
+    code = details.get("Code") if isinstance(details, dict) else None
+    return clean(code) if isinstance(code, str) and code else None
