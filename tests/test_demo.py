@@ -32,8 +32,9 @@ def test_every_planned_call_is_one_span(demo_spans: list[dict[str, Any]]) -> Non
 def test_the_mix_has_users_features_models_streams_and_costs(demo_spans: list[dict[str, Any]]) -> None:
     attrs = [s["attributes"] for s in demo_spans]
     assert len({a["llmwatch.user"] for a in attrs}) >= 4
-    assert {a["llmwatch.feature"] for a in attrs} == {"search", "chat", "summarize", "support-bot", "rag-index"}
-    assert {a["gen_ai.provider.name"] for a in attrs} == {"openai", "anthropic"}
+    features = {"search", "chat", "summarize", "support-bot", "rag-index", "translate", "extract", "classify"}
+    assert {a["llmwatch.feature"] for a in attrs} == features
+    assert {a["gen_ai.provider.name"] for a in attrs} == {"openai", "anthropic", "groq", "gcp.gemini", "aws.bedrock"}
     assert any(a.get("llmwatch.stream") for a in attrs) and any(not a.get("llmwatch.stream") for a in attrs)
     assert all(a["llmwatch.time_to_first_token_ms"] > 0 for a in attrs if a.get("llmwatch.stream.completed"))
     assert sum(a.get("llmwatch.cost.usd", 0) for a in attrs) > 0

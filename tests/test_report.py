@@ -164,6 +164,9 @@ def test_groups_none_labels_and_model_grouping(tmp_path: Path) -> None:
     assert report.by_model[1].snapshots == () and report.by_feature[0].snapshots == ()
     assert report.totals.cost_usd == pytest.approx(1.1)
     assert sum(g.cost_usd for g in report.by_model) == pytest.approx(report.totals.cost_usd)
+    # by provider: what each provider cost, the highest first
+    assert [g.key for g in report.by_provider] == ["openai", "anthropic"]
+    assert sum(g.cost_usd for g in report.by_provider) == pytest.approx(report.totals.cost_usd)
 
 
 def test_top_users_and_others_row(tmp_path: Path) -> None:
@@ -257,7 +260,7 @@ def test_refusals_and_snapshots_in_the_json(tmp_path: Path) -> None:
     assert (totals["calls"], totals["sent"], totals["refused"], totals["errors"]) == (10, 4, 6, 1)
     beta = next(group for group in doc["by_feature"] if group["key"] == "beta")
     assert (beta["refused"], beta["sent"], beta["error_rate"], beta["latency_ms"]["p50"]) == (1, 0, None, None)
-    for table in ("by_feature", "by_user", "by_model"):
+    for table in ("by_feature", "by_user", "by_provider", "by_model"):
         assert sum(group["refused"] for group in doc[table]) == totals["refused"]
     json.dumps(doc, allow_nan=False)
 
@@ -539,7 +542,7 @@ def test_json_schema(tmp_path: Path) -> None:
     doc = report_to_dict(build_report(load_spans([path]), top_users=2))
     assert set(doc) == {
         "schema_version", "file", "files", "skipped_lines", "other_spans", "totals",
-        "by_feature", "by_user", "other_users", "by_model",
+        "by_feature", "by_user", "other_users", "by_provider", "by_model",
     }  # fmt: skip
     assert doc["schema_version"] == 2 and doc["file"] == str(path) and doc["files"] == [str(path)]
     assert set(doc["totals"]) == GROUP_KEYS | {
@@ -549,6 +552,7 @@ def test_json_schema(tmp_path: Path) -> None:
         assert set(row) == GROUP_KEYS
         assert set(row["latency_ms"]) == {"p50", "p95", "p99"} and set(row["ttft_ms"]) == {"p50", "p95"}
     assert set(doc["by_model"][0]) == GROUP_KEYS | {"provider", "model", "snapshots"}
+    assert set(doc["by_provider"][0]) == GROUP_KEYS and doc["by_provider"][0]["key"] == "openai"
     assert (doc["by_model"][0]["provider"], doc["by_model"][0]["model"]) == ("openai", "gpt-4o-mini")
     assert [row["key"] for row in doc["by_user"]][-1] == OTHERS_LABEL and doc["other_users"] == 1
     assert doc["totals"]["ttft_ms"] == {"p50": 12.5, "p95": 12.5}

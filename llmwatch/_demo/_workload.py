@@ -5,7 +5,8 @@ loopback server that speaks their wire formats (JSON and SSE, with latency, time
 token usage), llmwatch instruments them globally exactly as in production, and the spans go to the
 JSON Lines file exporter that ``llmwatch report`` reads. No network, no keys.
 
-The workload is a small product: five users and five features over two providers and four models,
+The workload is a small product: five users and eight features over five providers (OpenAI, Anthropic,
+Groq through the openai SDK, Gemini through google-genai, Bedrock through boto3) and eight models,
 streaming and not, with the run-side events worth seeing in a report: a rate-limited call that the
 SDK retries, a call the provider fails, and a budgeted feature whose ceiling refuses calls.
 """
@@ -46,7 +47,7 @@ class DemoCall:
     index: int
     user: str
     feature: str
-    provider: str
+    provider: str  # the client to call: openai, anthropic, groq (the openai SDK), gemini, bedrock
     model: str
     operation: str  # "chat" | "chat-stream" | "helper" | "embeddings"
     prompt_words: int
@@ -71,8 +72,11 @@ FEATURES: dict[str, tuple[str, str, str, tuple[int, int], tuple[int, int]]] = {
     "summarize": ("openai", "gpt-4o", "chat-stream", (400, 1200), (80, 200)),
     "support-bot": ("anthropic", "claude-sonnet-4-6", "chat-stream", (150, 500), (60, 220)),
     "rag-index": ("openai", "text-embedding-3-small", "embeddings", (100, 400), (0, 0)),
+    "translate": ("groq", "llama-3.1-8b-instant", "chat-stream", (30, 120), (30, 120)),
+    "extract": ("gemini", "gemini-2.5-flash", "chat", (80, 400), (20, 80)),
+    "classify": ("bedrock", "us.anthropic.claude-3-5-haiku-20241022-v1:0", "chat", (40, 200), (5, 20)),
 }
-FEATURE_WEIGHTS = (6, 5, 3, 3, 2)
+FEATURE_WEIGHTS = (6, 5, 3, 3, 2, 3, 3, 3)
 
 
 def plan_workload(requests: int, seed: int = 7) -> list[DemoCall]:
@@ -149,14 +153,33 @@ def _seed_tokenizer() -> None:
 
 def _clients(server: FakeLLMServer) -> dict[str, Any]:
     import anthropic
+    import boto3
     import openai
+    from botocore.config import Config
+    from google import genai
+    from google.genai import types
 
-    # Demo keys: the loopback server ignores them (and llmwatch never records them). It speaks OpenAI's
-    # API as OpenAI: named so (by its host alone it would be an openai_compatible server).
-    openai_client = openai.OpenAI(api_key="demo-not-a-key", base_url=server.openai_base_url, max_retries=2)
+    # Demo keys: the loopback server ignores them (and llmwatch never records them). It speaks each
+    # provider's own API; by its host alone an openai SDK client would be an openai_compatible server,
+    # so the OpenAI and Groq clients are named for what they stand in for.
+    def openai_sdk(provider: str) -> Any:
+        client = openai.OpenAI(api_key="demo-not-a-key", base_url=server.openai_base_url, max_retries=2)
+        return llmwatch.instrument(client, provider=provider)
+
+    bedrock = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=server.base_url,
+        aws_access_key_id="AKIADEMONOTAKEY",
+        aws_secret_access_key="demo-not-a-secret",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 3}),
+    )
     return {
-        "openai": llmwatch.instrument(openai_client, provider="openai"),
+        "openai": openai_sdk("openai"),
+        "groq": openai_sdk("groq"),
         "anthropic": anthropic.Anthropic(api_key="demo-not-a-key", base_url=server.anthropic_base_url, max_retries=2),
+        "gemini": genai.Client(api_key="demo-not-a-key", http_options=types.HttpOptions(base_url=server.base_url)),
+        "bedrock": bedrock,
     }
 
 
@@ -178,14 +201,22 @@ def _run_calls(calls: list[DemoCall], clients: dict[str, Any], concurrency: int,
 
 def _one_call(call: DemoCall, clients: dict[str, Any]) -> str:
     import anthropic
+    import botocore.exceptions
     import openai
+    from google.genai import errors
 
+    provider_errors = (
+        openai.APIStatusError,
+        anthropic.APIStatusError,
+        errors.APIError,
+        botocore.exceptions.ClientError,
+    )
     with llmwatch.attributes(user=call.user, feature=call.feature, session=f"s-{call.user}-{call.index // 10}"):
         try:
             _send(call, clients[call.provider])
         except llmwatch.BudgetExceeded:
             return "refused"
-        except (openai.APIStatusError, anthropic.APIStatusError):
+        except provider_errors:
             return "failed"
     return "retried" if call.scenario == "error-429-once" else "ok"
 
@@ -195,7 +226,11 @@ def _send(call: DemoCall, client: Any) -> None:
     headers = {"x-fake-scenario": call.scenario, "x-fake-retry-key": f"demo-{call.index}"} if call.scenario else {}
     if call.operation == "embeddings":
         client.embeddings.create(model=call.model, input=[prompt])
-    elif call.provider == "openai":
+    elif call.provider == "gemini":
+        client.models.generate_content(model=call.model, contents=prompt)
+    elif call.provider == "bedrock":
+        client.converse(modelId=call.model, messages=[{"role": "user", "content": [{"text": prompt}]}])
+    elif call.provider in ("openai", "groq"):
         stream = call.operation == "chat-stream"
         result = client.chat.completions.create(
             model=call.model, messages=[{"role": "user", "content": prompt}], stream=stream, extra_headers=headers
@@ -246,7 +281,8 @@ def _print_outcome(outcome: DemoOutcome, planned: int, path: Path, enabled: bool
     if not enabled:
         return
     print(
-        f"llmwatch demo: {planned} calls through the real openai and anthropic SDKs on a loopback server: "
+        f"llmwatch demo: {planned} calls through the real openai, anthropic, google-genai and boto3 SDKs "
+        f"on a loopback server: "
         f"{outcome.succeeded} succeeded ({outcome.retried} after a 429 retry), {outcome.failed} failed "
         f"(simulated provider errors), {outcome.refused} refused by the ${BUDGET_USD} daily budget on "
         f"'{BUDGETED_FEATURE}'. Spans: {path}",

@@ -83,6 +83,7 @@ class Report:
     by_feature: list[GroupStats]  # by cost, highest first
     by_user: list[GroupStats]  # the top N users by cost, then an OTHERS_LABEL row when more exist
     by_model: list[GroupStats]  # key "provider/request model", by cost, highest first; with snapshots
+    by_provider: list[GroupStats]  # by cost, highest first
     users: int  # distinct users, "(none)" counting as one
     other_users: int  # users folded into the OTHERS_LABEL row
     first_start_ns: int | None
@@ -169,6 +170,7 @@ def build_report(spans: LoadResult | Sequence[CallSpan], top_users: int = 10) ->
         by_feature=_ranked(group_by(spans, lambda call: call.feature)),
         by_user=by_user,
         by_model=_ranked(group_by(spans, lambda call: call.model_key), snapshots=True),
+        by_provider=_ranked(group_by(spans, lambda call: call.provider)),
         users=len(users),
         other_users=len(rest),
         first_start_ns=min((call.start_ns for call in spans), default=None),

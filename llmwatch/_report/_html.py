@@ -177,6 +177,7 @@ def _page(report: Report, charts: list[str]) -> str:
         body += [f'<div class="chart">{chart}</div>' for chart in charts]
         body.append(_table("By feature", "feature", report.by_feature, 0))
         body.append(_table(user_table_title(report), "user", report.by_user, report.other_users))
+        body.append(_table("By provider", "provider", report.by_provider, 0))
         body.append(_table("By model", "provider/model", report.by_model, 0))
     return _TEMPLATE.format(csp=_CSP, style=_STYLE, body="\n".join(body))
 

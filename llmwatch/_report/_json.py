@@ -32,6 +32,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "by_feature": [group_to_dict(group) for group in report.by_feature],
         "by_user": [group_to_dict(group) for group in report.by_user],
         "other_users": report.other_users,
+        "by_provider": [group_to_dict(group) for group in report.by_provider],
         "by_model": [_model_to_dict(group) for group in report.by_model],
     }
 

@@ -50,6 +50,7 @@ def render_terminal(report: Report, console: Console) -> None:
     tables = [
         ("By feature", "feature", report.by_feature, 0),
         (user_table_title(report), "user", report.by_user, report.other_users),
+        ("By provider", "provider", report.by_provider, 0),
         ("By model", "provider/model", report.by_model, 0),
     ]
     for title, key_name, groups, other_users in tables:
