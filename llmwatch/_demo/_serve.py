@@ -46,8 +46,11 @@ def banner(server: FakeLLMServer, host: str) -> list[str]:
         f"  export OPENAI_BASE_URL={server.openai_base_url}",
         f"  export ANTHROPIC_BASE_URL={server.anthropic_base_url}",
         "  export OPENAI_API_KEY=sk-fake ANTHROPIC_API_KEY=sk-ant-fake   # when your app has no key set",
+        f"  google-genai: genai.Client(http_options=types.HttpOptions(base_url='{base}'))",
+        f"  boto3: boto3.client('bedrock-runtime', endpoint_url='{base}', region_name='us-east-1')",
         "OpenAI: POST /v1/chat/completions, /v1/responses, /v1/embeddings; Anthropic: POST /v1/messages,"
-        " /v1/messages/count_tokens (JSON and streams)",
+        " /v1/messages/count_tokens; Gemini: /v1beta/models/{model}:generateContent and its stream;"
+        " Bedrock: /model/{id}/converse, /converse-stream, /invoke, /invoke-with-response-stream",
         "Scenarios: put [[scenario:NAME]] in the last user message, or send the header x-fake-scenario: NAME",
         "  " + " ".join(sorted(SCENARIOS)),
     ]
