@@ -83,6 +83,7 @@ LLMWATCH_COST_INPUT_USD: Final = "llmwatch.cost.input_usd"
 LLMWATCH_COST_OUTPUT_USD: Final = "llmwatch.cost.output_usd"
 LLMWATCH_COST_SOURCE: Final = "llmwatch.cost.source"
 LLMWATCH_COST_UNKNOWN_MODEL: Final = "llmwatch.cost.unknown_model"
+LLMWATCH_COST_UNPRICED_REASON: Final = "llmwatch.cost.unpriced_reason"  # billed, but not said for what
 COST_SOURCE_PROVIDER: Final = "provider"  # the provider reported the cost itself (OpenRouter usage.cost)
 LLMWATCH_PROVIDER_HOST: Final = "llmwatch.provider.host"  # an unrecognised OpenAI-compatible host
 LLMWATCH_AZURE_DEPLOYMENT: Final = "llmwatch.azure.deployment"

@@ -86,6 +86,11 @@ class CostStep:
         self._prices = prices
 
     def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        if call.unpriced_reason is not None:  # billed, but the reply did not say for what
+            attrs[sc.LLMWATCH_COST_UNKNOWN_MODEL] = True
+            attrs[sc.LLMWATCH_COST_UNPRICED_REASON] = call.unpriced_reason
+            UNPRICED.add(call.provider, call.model)
+            return
         if call.input_tokens is None:
             return
         provider = call.provider
@@ -125,6 +130,7 @@ def _usage(call: LLMCall) -> Usage:
         cache_write_1h_tokens=call.cache_write_1h_tokens,
         output_tokens=call.output_tokens or 0,
         output_reasoning_tokens=call.reasoning_tokens,
+        extra=call.usage_extra,
     )
 
 
