@@ -301,7 +301,8 @@ class Pipeline:
             self.metrics.record_call(
                 metric_attrs,
                 user=call.attribution.user,
-                duration_s=duration_s,
+                # A batch result ran on the provider's side, hours before it was recorded: no latency sample.
+                duration_s=None if call.service_tier == "batch" else duration_s,
                 input_tokens=call.input_tokens,
                 output_tokens=call.output_tokens,
                 cost_usd=attrs.get(sc.LLMWATCH_COST_USD),

@@ -40,7 +40,7 @@ USAGE_KEYS = (
     "output_reasoning_tokens",
 )
 # A base usage whose every leaf stays non-negative when one count is raised by one.
-_PROBE_BASE = {
+_PROBE_BASE: dict[str, Any] = {
     "input_tokens": 8,
     "cache_read_tokens": 2,
     "cache_write_tokens": 2,
@@ -63,7 +63,7 @@ EXTRA_USAGE_KEYS: dict[str, tuple[str, ...]] = {
     "input_characters": ("input_characters",),
     "input_audio_seconds": ("audio_seconds", "input_audio_seconds"),
 }
-_EXTRA_PROBE_BASE = {"input_tokens": 8, "output_tokens": 4}  # no cache counts: they overlap modalities
+_EXTRA_PROBE_BASE = (8, 4)  # input and output tokens, no cache counts (they overlap the modalities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,8 +343,9 @@ def _probe_extra(model_price: Any, key: str) -> tuple[float, float]:
     which names no such unit (the unit is then priced as the count it is part of, if any)."""
     if model_price is None:
         return 0.0, 0.0
-    base = _exact_cost(model_price, Usage(**_EXTRA_PROBE_BASE))
-    probe = _exact_cost(model_price, Usage(**_EXTRA_PROBE_BASE, extra=((key, 1),)))
+    tokens_in, tokens_out = _EXTRA_PROBE_BASE
+    base = _exact_cost(model_price, Usage(input_tokens=tokens_in, output_tokens=tokens_out))
+    probe = _exact_cost(model_price, Usage(input_tokens=tokens_in, output_tokens=tokens_out, extra=((key, 1),)))
     return probe.input_usd - base.input_usd, probe.output_usd - base.output_usd
 
 
