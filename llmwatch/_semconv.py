@@ -111,7 +111,6 @@ LLMWATCH_BATCH_COMPLETION_WINDOW: Final = "llmwatch.batch.completion_window"
 LLMWATCH_BATCH_REQUESTS_TOTAL: Final = "llmwatch.batch.requests.total"
 LLMWATCH_BATCH_REQUESTS_COMPLETED: Final = "llmwatch.batch.requests.completed"
 LLMWATCH_BATCH_REQUESTS_FAILED: Final = "llmwatch.batch.requests.failed"
-LLMWATCH_BATCH_LINKED: Final = "llmwatch.batch.linked"  # the result span links to its submission
 LLMWATCH_USER: Final = "llmwatch.user"
 LLMWATCH_FEATURE: Final = "llmwatch.feature"
 LLMWATCH_SESSION: Final = "llmwatch.session"

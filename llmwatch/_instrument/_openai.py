@@ -35,7 +35,7 @@ TEXT_COMPLETIONS = TextCompletions()
 MODERATIONS = Moderations()
 IMAGES = Images()
 TRANSCRIPTIONS = Transcriptions()
-TRANSLATIONS = Transcriptions(translates=True)
+TRANSLATIONS = Transcriptions()
 SPEECH = Speech()
 
 # (module, class, method, handler): what is wrapped. Async classes use the async wrapper.

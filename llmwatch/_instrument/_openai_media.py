@@ -132,10 +132,7 @@ class Images(_Media):
 
 
 class Transcriptions(_Media):
-    """``audio.transcriptions.create`` (and, ``translates``, ``audio.translations.create``)."""
-
-    def __init__(self, *, translates: bool = False) -> None:
-        self.translates = translates
+    """``audio.transcriptions.create`` and ``audio.translations.create`` (the same reply shapes)."""
 
     def request_attributes(self, kwargs: Mapping[str, Any], attrs: dict[str, Any]) -> None:
         language = kwargs.get("language")
