@@ -335,3 +335,18 @@ def test_the_memory_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert memory.for_file("file-0") is None and memory.for_file("file-1") is None
     record = memory.for_file("file-4")
     assert record is not None and record.batch_id == "batch_4"
+
+
+async def test_a_batch_created_through_with_raw_response_is_remembered_too(api: Api, captured: Captured) -> None:
+    uploaded = await resolve(api.client.files.create(file=("r.jsonl", requests_file(2)), purpose="batch"))
+    raw = await resolve(
+        api.client.batches.with_raw_response.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    )
+    batch = raw.parse()
+    done = await resolve(api.client.batches.with_raw_response.retrieve(batch.id))
+    await api.output_text(done.parse().output_file_id)
+    submitted = create_span(captured)
+    assert (submitted.attributes or {})["llmwatch.batch.id"] == batch.id
+    assert [[link.context for link in span.links] for span in captured.llm_spans()] == [[submitted.context]] * 2

@@ -310,3 +310,24 @@ async def test_an_uninstrumented_client_gives_no_span(api: Api, captured: Captur
     for path, request in CALLS.items():
         await api.call(path, plain=True, **request)
     assert captured.spans == []
+
+
+async def test_a_failure_reading_a_reply_leaves_the_users_result_alone(
+    api: Api, captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmwatch import _health
+    from llmwatch._instrument import _openai_media
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(_health, "raise_internal_errors", False)
+    monkeypatch.setattr(_openai_media.Images, "_usage", broken)
+    reply = await api.call("images.generate", model="gpt-image-1", prompt="a cat")
+    plain = await api.call("images.generate", plain=True, model="gpt-image-1", prompt="a cat")
+    assert reply.model_dump(exclude={"created"}) == plain.model_dump(exclude={"created"})
+    (span,) = captured.llm_spans()  # still one span, ended: its usage counted, as the reply could not be read
+    assert (span.attributes or {})["llmwatch.usage.source"] in ("tiktoken", "estimate")
+    stats = llmwatch.stats()
+    assert stats["internal_errors"] == 1 and "injected" in stats["last_internal_error"]
+    _health.HEALTH.reset()  # the one error this test caused (the health check runs after it)
