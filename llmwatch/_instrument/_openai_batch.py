@@ -115,10 +115,6 @@ MEMORY = BatchMemory()
 class BatchHook:
     """One Batch API method: ``make_wrapper`` gives its sync or async wrapt wrapper."""
 
-    provider = "openai"
-    operation = "batches"
-    parses = False
-
     def __init__(self, before: Callable[[Any, dict[str, Any]], Any] | None, after: Callable[[Any, Any, Any], None]):
         self.before = before  # (resource, kwargs) -> state given to `after`; None: nothing before the call
         self.after = after  # (resource, state, result); also called with the exception as result
