@@ -106,7 +106,8 @@ def _shutdown_at_exit() -> None:
 
 def instrument(client: ClientT, *, provider: str | None = None) -> ClientT:
     """Instrument one client instance (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/
-    ``AsyncAnthropic``, ...); returns the same object, usable exactly as before.
+    ``AsyncAnthropic``, ``google.genai.Client``, a boto3 ``bedrock-runtime`` client, ...); returns
+    the same object, usable exactly as before.
 
     ``provider`` names who the client talks to (``gen_ai.provider.name``, and the prices used), over
     what its base URL says: ``instrument(OpenAI(base_url="http://localhost:11434/v1"), provider="ollama")``.

@@ -165,7 +165,20 @@ def test_policy_and_export_do_not_import_each_other() -> None:
     assert not crossing, crossing
 
 
-ADAPTERS = ("_openai", "_openai_chat", "_openai_request", "_openai_responses", "_openai_embeddings", "_anthropic")
+ADAPTERS = (
+    "_openai",
+    "_openai_chat",
+    "_openai_request",
+    "_openai_responses",
+    "_openai_embeddings",
+    "_anthropic",
+    "_gemini",
+    "_gemini_content",
+    "_bedrock",
+    "_bedrock_converse",
+    "_bedrock_bodies",
+    "_bedrock_reader",
+)
 
 
 def test_adapters_never_read_the_global_runtime() -> None:

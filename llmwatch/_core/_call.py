@@ -288,8 +288,10 @@ def start_call(
     The provider is the handler's unless the adapter put ``gen_ai.provider.name`` in the request
     attributes: it knows better when one SDK talks to many providers (the OpenAI SDK's base URL)."""
     attribution = _attribution.current()
-    request_model = clean(str(request.get("model") or "unknown"))
     attrs = request_attributes
+    # ``model`` names the model in most SDKs; an adapter whose SDK calls it otherwise (Bedrock's
+    # ``modelId``) puts it in the request attributes.
+    request_model = clean(str(attrs.get(sc.GEN_AI_REQUEST_MODEL) or request.get("model") or "unknown"))
     attrs[sc.GEN_AI_OPERATION_NAME] = handler.operation
     provider = attrs.setdefault(sc.GEN_AI_PROVIDER_NAME, handler.provider)
     attrs[sc.GEN_AI_REQUEST_MODEL] = request_model

@@ -9,7 +9,8 @@ behaves the same whichever SDK or method made the call:
    ``BudgetExceeded``/``FeatureDisabled`` (or the user's ``on_exceed`` exception), answer with the
    fallback, or go ahead marked;
 3. :func:`run_sync` / :func:`run_async` send it with the span's context attached around the SDK call
-   only, then hand the result off (:func:`hand_off`): finish now, or a stream proxy that finishes later.
+   only, then hand the result off (:func:`hand_off`): finish now, or a stream proxy that finishes later
+   (:func:`follow_inside` when the stream or body sits inside the result, as in botocore's responses).
 
 Guarding: llmwatch's own steps are guarded; the SDK call is not inside any ``try`` that could swallow
 its error, its exception reaches the caller unchanged, and its result is returned as is (or inside a
@@ -37,6 +38,10 @@ _RAW_RESPONSE_TYPES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIRe
 # ``retry(call, exc) -> bool``: after the SDK call raised, whether to send the request once more as the
 # caller wrote it (the OpenAI wrapper's answer to a server refusing the ``stream_options`` we added).
 Retry = Callable[[LLMCall, BaseException], bool]
+# ``follow(call, result)``: for a result that holds its stream or its body inside it (botocore's
+# response dict: ``response["stream"]``, ``response["body"]``), put what ends the call there (a stream
+# proxy, a reader watching the body) or end it now; the caller gets ``result`` itself.
+Follow = Callable[[LLMCall, Any], None]
 
 
 # --- 1. the verdict ------------------------------------------------------------------------------------
@@ -103,12 +108,14 @@ def run_sync(
     watch_parsing: bool = False,
     retry: Retry | None = None,
     as_written: dict[str, Any] | None = None,
+    follow: Follow | None = None,
 ) -> Any:
     """The whole call for a synchronous SDK method: refusal, send, hand-off.
 
     ``watch_parsing``: the method runs the SDK's own parser over the response (``.parse()``), which may
     reject a response that already arrived: note it, so the failed span keeps its usage.
-    ``retry``/``as_written``: on an error ``retry`` accepts, send ``as_written`` once more."""
+    ``retry``/``as_written``: on an error ``retry`` accepts, send ``as_written`` once more.
+    ``follow``: the hand-off of a result whose stream or body sits inside it (see ``Follow``)."""
     if call.refusal is not None:
         fallback = accept(call, settle(call))
         if fallback is not PROCEED:
@@ -130,6 +137,9 @@ def run_sync(
     if result is _RETRY:  # outside the except block: the caller's exception is not chained to ours
         assert as_written is not None
         result = _send_once(call, send, args, as_written)
+    if follow is not None:
+        follow_inside(call, result, follow)
+        return result
     proxy = hand_off(call, result, is_async=False)
     return result if proxy is None else proxy
 
@@ -249,6 +259,15 @@ def hand_off(call: LLMCall, result: Any, is_async: bool) -> Any:
         record_internal_error("call end", exc)
         call.abandon()  # no proxy: end the span now
     return None
+
+
+def follow_inside(call: LLMCall, result: Any, follow: Follow) -> None:
+    """Hand off a result that holds its stream or body inside it; a failure ends the call now."""
+    try:
+        follow(call, result)
+    except Exception as exc:
+        record_internal_error("call end", exc)
+        call.abandon()
 
 
 def stream_proxy(call: LLMCall, raw: Any, is_async: bool) -> Any:

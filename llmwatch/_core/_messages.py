@@ -37,9 +37,29 @@ FINISH_REASONS_ENUM = {
     "model_context_window_exceeded": "length",
     "content_filter": "content_filter",
     "refusal": "content_filter",
+    "guardrail_intervened": "content_filter",  # Bedrock Converse
+    "content_filtered": "content_filter",
+    "FINISH": "stop",  # Amazon Titan's completionReason
+    "STOP_CRITERIA_MET": "stop",
+    "LENGTH": "length",
+    "CONTENT_FILTERED": "content_filter",
     "tool_calls": "tool_call",
     "function_call": "tool_call",
     "tool_use": "tool_call",
+    # Gemini (google-genai's FinishReason, lower-cased)
+    "safety": "content_filter",
+    "recitation": "content_filter",
+    "blocklist": "content_filter",
+    "prohibited_content": "content_filter",
+    "spii": "content_filter",
+    "image_safety": "content_filter",
+    "image_prohibited_content": "content_filter",
+    "image_recitation": "content_filter",
+    "finish_reason_unspecified": "error",
+    "other": "error",
+    "malformed_function_call": "error",
+    "unexpected_tool_call": "error",
+    "too_many_tool_calls": "error",
 }
 
 

@@ -70,16 +70,29 @@ def _hidden(call: LLMCall, chunk: Any) -> bool:
 
 
 class StreamProxy(_StreamBase):
-    """A synchronous SDK stream (``openai.Stream``, ``anthropic.Stream``)."""
+    """A synchronous SDK stream (``openai.Stream``, ``anthropic.Stream``, botocore's ``EventStream``).
+
+    Most SDK streams are their own iterators. botocore's ``EventStream`` is only iterable (its
+    ``__iter__`` is a generator over one shared event generator): the proxy then steps through the
+    iterator it gives, made on the first ``next``, so the user iterates the proxy exactly as before."""
+
+    _self_iterator: Any
+
+    def __init__(self, wrapped: Any, call: LLMCall) -> None:
+        super().__init__(wrapped, call)
+        self._self_iterator = wrapped if hasattr(type(wrapped), "__next__") else None
 
     def __iter__(self) -> StreamProxy:
         return self
 
     def __next__(self) -> Any:
         call = self._self_call
+        iterator = self._self_iterator
+        if iterator is None:
+            iterator = self._self_iterator = iter(self.__wrapped__)
         while True:
             try:
-                chunk = self.__wrapped__.__next__()
+                chunk = iterator.__next__()
             except StopIteration:
                 self._self_end(True)
                 raise

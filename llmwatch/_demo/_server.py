@@ -1,4 +1,4 @@
-"""A loopback server that speaks the OpenAI and Anthropic wire formats, JSON and SSE streams.
+"""A loopback server that speaks the OpenAI, Anthropic and Gemini wire formats, JSON and SSE streams.
 
 Why it exists: llmwatch wraps the *real* ``openai`` and ``anthropic`` SDKs, and most bugs in such
 wrappers live in wire details (usage that arrives in odd places, interleaved choices, cut streams,
@@ -7,7 +7,8 @@ point the real SDKs at this server instead: what is measured is what users run, 
 and no API keys. Standard library only, so the demo needs nothing beyond the SDKs.
 
 Routes (one module per wire format: ``_openai_wire.py``, ``_openai_legacy_wire.py``,
-``_openai_batch_wire.py``, ``_anthropic_wire.py``; shared pieces in ``_wire.py``), by method and path:
+``_openai_batch_wire.py``, ``_anthropic_wire.py``, ``_gemini_wire.py``, ``_bedrock_wire.py``; shared
+pieces in ``_wire.py``), by method and path:
 
 - OpenAI (base URL ``base_url + "/v1"``): ``POST /v1/chat/completions``, ``/v1/responses``,
   ``/v1/embeddings``, ``/v1/completions`` (legacy), ``/v1/images/generations``, ``/v1/moderations``,
@@ -17,6 +18,15 @@ Routes (one module per wire format: ``_openai_wire.py``, ``_openai_legacy_wire.p
   the batch at once through the routes above) and ``GET /v1/batches/{id}`` (``completed``, with its
   ``output_file_id``).
 - Anthropic (base URL ``base_url``): ``POST /v1/messages``, ``/v1/messages/count_tokens``.
+- Gemini: ``POST /v1[beta]/models/{model}:generateContent``, ``:streamGenerateContent`` (``alt=sse``),
+  ``:batchEmbedContents`` (Gemini API) and
+  ``/v1[beta1]/[projects/{p}/locations/{l}/]publishers/google/models/{model}:generateContent``,
+  ``:streamGenerateContent``, ``:embedContent`` (Vertex AI); google-genai's base URL is ``base_url``
+  (``http_options=types.HttpOptions(base_url=...)``).
+- Bedrock runtime (boto3's ``endpoint_url=base_url``): ``POST /model/{modelId}/converse``,
+  ``/converse-stream``, ``/invoke``, ``/invoke-with-response-stream`` (streams in the AWS event-stream
+  framing; InvokeModel speaks the Anthropic, Llama, Titan text and embeddings and Nova bodies, by model
+  id).
 
 Bodies are JSON, or ``multipart/form-data`` (fields, with files as ``_wire.Upload``); a GET has none.
 
@@ -29,16 +39,22 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
 - ``error-429-once``: 429 for the first request with a given ``x-fake-retry-key`` (or, without the
   header, the same body); the SDK's automatic retry then succeeds.
 - ``cut-stream``: the connection drops after about half the content chunks.
-- ``no-usage`` (OpenAI): no usage anywhere, whatever ``stream_options`` asks.
+- ``no-usage`` (OpenAI, Gemini): no usage anywhere, whatever ``stream_options`` asks. (Bedrock InvokeModel:
+  no usage in the reply body; the ``x-amzn-bedrock-*-token-count`` headers still carry it.)
 - ``reject-stream-options`` (OpenAI chat): a request carrying ``stream_options`` is refused with the 400
   that OpenAI-compatible servers which do not know the field send (``param: "stream_options"``).
 - ``usage-on-last-chunk`` (OpenAI chat streams): usage rides on the last content chunk with its text
   and finish reason, unrequested, and no separate usage chunk follows (some compatible servers).
 - ``tool-call``: a ``get_weather`` call (or the first declared tool) with ``{"city": "Paris"}``.
-- ``cached``, ``reasoning``, ``length``: cached input, reasoning output, a truncated finish.
-- ``stream-error-event`` (Anthropic): an ``event: error`` (overloaded) in the middle of the stream.
+- ``cached``, ``reasoning``, ``length``: cached input, reasoning output (Gemini: a ``thought`` part
+  too), a truncated finish (Gemini: ``MAX_TOKENS``).
+- ``stream-error-event`` (Anthropic): an ``event: error`` (overloaded) in the middle of the stream;
+  (Bedrock): a ``modelStreamErrorException`` exception message after the first content.
 - ``provider-cost`` (OpenAI chat): ``usage.cost`` as OpenRouter reports it ($1/$2 per million input/output
   tokens). Any OpenAI reply names the ``service_tier`` the request asked for (else ``default``).
+- Bedrock errors carry their code in ``x-amzn-errortype`` (400 ``ValidationException``, 429
+  ``ThrottlingException``, 500 ``InternalServerException``, 529 ``ServiceUnavailableException``). boto3
+  retries 429 and 5xx itself: give test clients ``Config(retries={"mode": "standard", "total_max_attempts": 1})``.
 - ``batch-bad-lines`` (``POST /v1/batches``): the output file also has a line that is not JSON and a
   result whose request failed (``"error"`` set).
 
@@ -56,6 +72,15 @@ Token formulas (deterministic, so tests can state expected numbers):
 - Audio uploads: ``size / 16000`` seconds and ``size // 100`` audio tokens; gpt-4o-*-transcribe report
   tokens (audio + prompt words in, transcript words out), whisper-1 transcriptions the seconds,
   translations nothing unless ``verbose_json`` (its ``duration``). Speech answers audio bytes, no usage.
+- Gemini: ``promptTokenCount`` = the formula over ``contents`` (+ the words of ``systemInstruction``);
+  ``cached``: ``cachedContentTokenCount = prompt // 2``, *included* in ``promptTokenCount``;
+  ``reasoning``: ``thoughtsTokenCount = 10``, *not* in ``candidatesTokenCount`` (the reply's words, a
+  function call's ``name city Paris``). Stream chunks carry the running totals, the last the full
+  counts. The Gemini API's ``batchEmbedContents`` reports no usage; Vertex's ``embedContent`` does.
+- Bedrock: Converse and the Anthropic and Nova bodies use the formula above; Llama's ``prompt`` and
+  Titan's ``inputText`` count their words only. ``inputTokens`` (and the ``-input-token-count`` header)
+  *excludes* the cache, as Anthropic's does: ``cached`` adds 100 cache reads and 50 writes (Converse's
+  ``cacheDetails``: 30 ``5m``, 20 ``1h``; Nova: 100 reads, no writes).
 """
 
 from __future__ import annotations
@@ -72,7 +97,14 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from llmwatch._demo import _anthropic_wire, _openai_batch_wire, _openai_legacy_wire, _openai_wire
+from llmwatch._demo import (
+    _anthropic_wire,
+    _bedrock_wire,
+    _gemini_wire,
+    _openai_batch_wire,
+    _openai_legacy_wire,
+    _openai_wire,
+)
 from llmwatch._demo._wire import (
     ERROR_STATUS,
     SCENARIOS,
@@ -100,6 +132,8 @@ _ROUTES: tuple[Route, ...] = (
     *_openai_legacy_wire.ROUTES,
     *_openai_batch_wire.ROUTES,
     *_anthropic_wire.ROUTES,
+    *_gemini_wire.ROUTES,
+    *_bedrock_wire.ROUTES,
 )
 _EXACT_ROUTES = {(route.method, route.path): route for route in _ROUTES if re.escape(route.path) == route.path}
 _PATTERN_ROUTES = [
@@ -223,22 +257,23 @@ class FakeLLMServer:
         if route is None:
             return error(_openai_wire.openai_error_body, 404, f"Invalid URL ({method} {path})")
         if not isinstance(body, dict):
-            return error(route.error_body, 400, "The request body is not a JSON object.")
+            return error(route.error_body, 400, "The request body is not a JSON object.", route.error_headers)
         request = read_request(path, headers, body, method, self._store)
         unknown = request.scenarios - SCENARIOS
         if unknown:
             message = f"Unknown fake scenario(s) {sorted(unknown)}; known: {sorted(SCENARIOS)}"
-            return error(route.error_body, 400, message)
+            return error(route.error_body, 400, message, route.error_headers)
         rejected = route.reject(request) if route.reject is not None else None
         if rejected is not None:
             return rejected
         status = self._error_status(request)
         if status:
-            return error(route.error_body, status)
+            return error(route.error_body, status, error_headers=route.error_headers)
         try:
             return route.build(request)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # e.g. "n": "two"
-            return error(route.error_body, 400, f"The fake server cannot handle this request: {exc!r}")
+            message = f"The fake server cannot handle this request: {exc!r}"
+            return error(route.error_body, 400, message, route.error_headers)
 
     def _error_status(self, request: Request) -> int:
         for name, status in ERROR_STATUS.items():
@@ -338,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", reply.content_type)
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
-        self._send_common_headers({})
+        self._send_common_headers(reply.headers)
         self.end_headers()
         self.wfile.flush()
         total = sum(e.content for e in reply.events)

@@ -113,15 +113,18 @@ def text_of(value: Any) -> str:
     if isinstance(value, list):
         return " ".join(text_of(item) for item in value)
     if isinstance(value, dict):
-        return " ".join(text_of(value[key]) for key in ("text", "content", "output", "arguments") if key in value)
+        keys = ("text", "content", "output", "arguments", "parts")  # parts: Gemini contents
+        return " ".join(text_of(value[key]) for key in keys if key in value)
     return ""
 
 
 def messages_of(body: JSON) -> list[Any]:
-    """Chat and Anthropic ``messages``, or the Responses API ``input`` (a string or a list of items)."""
-    if isinstance(body.get("messages"), list):
-        return list(body["messages"])
-    value = body.get("input") if "input" in body else body.get("prompt")  # completions, images: a prompt
+    """Chat and Anthropic ``messages``, Gemini ``contents``, the Responses API ``input`` (a string or a
+    list of items), or a ``prompt`` (legacy completions, images)."""
+    for key in ("messages", "contents"):
+        if isinstance(body.get(key), list):
+            return list(body[key])
+    value = body.get("input") if "input" in body else body.get("prompt")
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     return list(value) if isinstance(value, list) else []
@@ -286,6 +289,7 @@ class Stream:
     cut: bool = False
     content_type: str = "text/event-stream; charset=utf-8"
     encode: Callable[[Event], bytes] | None = None  # None: SSE (``sse_bytes``); Bedrock frames its own
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Reply = Json | Stream | Raw
@@ -297,6 +301,8 @@ ERROR_STATUS = {"error-400": 400, "error-429": 429, "error-500": 500, "error-529
 
 # (status, message or None for the provider's default, request id) -> the provider's error body.
 ErrorBody = Callable[[int, str | None, str], JSON]
+# status -> headers the provider's errors carry besides their body (Bedrock names the error in one).
+ErrorHeaders = Callable[[int], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -308,15 +314,20 @@ class Route:
     build: Callable[[Request], Reply]
     error_body: ErrorBody
     reject: Callable[[Request], Reply | None] | None = None
+    error_headers: ErrorHeaders | None = None
     method: str = "POST"
 
 
-def error(error_body: ErrorBody, status: int, message: str | None = None) -> Json:
+def error(
+    error_body: ErrorBody, status: int, message: str | None = None, error_headers: ErrorHeaders | None = None
+) -> Json:
     """The provider's error reply, with the retry headers the SDKs read."""
     request_id = new_id("req_")
     body = error_body(status, message, request_id)
     retryable = status == 429 or status >= 500
     headers = {"x-request-id": request_id, "request-id": request_id, "x-should-retry": str(retryable).lower()}
+    if error_headers is not None:
+        headers.update(error_headers(status))
     if retryable:
         # The SDKs read retry-after-ms first; "retry-after: 0" alone would NOT be instant: they treat a
         # zero as unset and fall back to their exponential backoff (0.5 s and up).

@@ -2,7 +2,9 @@
 
 Each provider module lists ``TARGETS`` (module, class, method, handler, is_async), ``CLIENT_CLASSES``
 and ``make_wrapper``; optionally ``extra_patches`` (and ``EXTRA_PATCH_MODULES``, the modules it
-patches). Hooks are installed once per SDK, whether instrumentation is global or per client; what
+patches) and ``client_to_mark`` (what ``instrument(client)`` marks, when not the client itself).
+``SDK_MODULE`` may be dotted (``google.genai``): a client belongs to the SDK whose package holds its
+class. Hooks are installed once per SDK, whether instrumentation is global or per client; what
 differs is only which clients the wrappers trace (``_base.REGISTRY``).
 
 Nothing here imports a module the application has not imported: importing ``anthropic`` alone takes
@@ -29,19 +31,27 @@ from types import ModuleType
 from typing import Any
 
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _anthropic, _import_hooks, _openai
+from llmwatch._instrument import _anthropic, _bedrock, _gemini, _import_hooks, _openai
 from llmwatch._instrument._base import REGISTRY
 
 logger = logging.getLogger("llmwatch")
 
-PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic)
+PROVIDER_MODULES: tuple[ModuleType, ...] = (_openai, _anthropic, _gemini, _bedrock)
 _installed: dict[str, list[tuple[type, str, Any]]] = {}  # SDK -> (class, method, original) wrapped so far
 _lock = threading.Lock()
 
 
 def installed_sdks() -> list[str]:
     """The supported SDKs importable here."""
-    return [p.SDK_MODULE for p in PROVIDER_MODULES if importlib.util.find_spec(p.SDK_MODULE) is not None]
+    return [p.SDK_MODULE for p in PROVIDER_MODULES if _findable(p.SDK_MODULE)]
+
+
+def _findable(name: str) -> bool:
+    # A dotted SDK name (google.genai): find_spec imports the parent package, and raises when it is absent.
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def install(provider: ModuleType) -> bool:
@@ -94,7 +104,9 @@ def _patch_module(provider: ModuleType, module_name: str, module: ModuleType) ->
         patched: list[tuple[type, str, Any]] = []
         try:
             for cls, method, handler, is_async in targets:
-                if method in cls.__dict__:  # an SDK version without it: nothing to hook
+                # Absent: an SDK version without it, nothing to hook. Already a wrapper: a class that
+                # copied a hooked function (the Bedrock client's beta.messages); it is traced as it is.
+                if method in cls.__dict__ and not isinstance(cls.__dict__[method], wrapt.ObjectProxy):
                     patched.append((cls, method, cls.__dict__[method]))
                     wrapt.wrap_function_wrapper(cls, method, provider.make_wrapper(handler, is_async))
             for cls in clients:
@@ -173,13 +185,18 @@ def _install_on_import(provider: ModuleType, module: ModuleType) -> None:
 def instrument_client(client: Any, provider_name: str | None = None) -> Any:
     """Trace this one client (installing its SDK's hooks if needed); returns the same object.
 
-    ``provider_name``: the provider its calls name, whatever its base URL says."""
-    module = type(client).__module__.split(".", 1)[0]
+    ``provider_name``: the provider its calls name, whatever its base URL says. A provider module may
+    name what to mark for a client (``client_to_mark(client)``, which also refuses what is not a
+    client): the object its hooked instances reach (see ``_base.begin_call``)."""
+    module = type(client).__module__
     for provider in PROVIDER_MODULES:
-        if module == provider.SDK_MODULE:
-            _check_is_client(client, provider)
+        if module == provider.SDK_MODULE or module.startswith(provider.SDK_MODULE + "."):
+            to_mark = getattr(provider, "client_to_mark", None)
+            if to_mark is None:
+                _check_is_client(client, provider)
+            marked = client if to_mark is None else to_mark(client)
             install(provider)
-            REGISTRY.mark(client, provider_name)
+            REGISTRY.mark(marked, provider_name)
             if hasattr(provider, "on_client_instrumented"):
                 provider.on_client_instrumented(client)
             return client
@@ -188,7 +205,13 @@ def instrument_client(client: Any, provider_name: str | None = None) -> Any:
 
 
 def _check_is_client(client: Any, provider: ModuleType) -> None:
-    """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing."""
+    """Refuse a part of a client (``client.chat.completions``): marking it would trace nothing.
+
+    A provider module may say itself what it accepts (``check_client``: raises ``TypeError``)."""
+    check = getattr(provider, "check_client", None)
+    if check is not None:
+        check(client)
+        return
     base_module = sys.modules.get(f"{provider.SDK_MODULE}._base_client")  # imported: a client exists
     base = _class(base_module, "BaseClient") if base_module is not None else None
     if base is None or isinstance(client, base):

@@ -307,7 +307,14 @@ def _nothing() -> None:
     return None
 
 
-_MESSAGES_MODULES = ("anthropic.resources.messages", "anthropic.resources.beta.messages")
+_MESSAGES_MODULES = (
+    "anthropic.resources.messages",
+    "anthropic.resources.beta.messages",
+    # AnthropicBedrock and AnthropicVertex give ``beta.messages`` classes of their own whose methods
+    # are the first-party functions copied at import: hooked too (never twice: see _instrument).
+    "anthropic.lib.bedrock._beta_messages",
+    "anthropic.lib.vertex._beta_messages",
+)
 # Every generating method of messages and beta.messages: the SDK's own spans are off for the clients
 # we trace, so a method left out here would lose its span altogether. ``parse`` (structured outputs)
 # posts on its own; ``stream`` (handler None) is the helper whose request runs at ``__enter__``.

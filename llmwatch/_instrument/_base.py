@@ -99,9 +99,21 @@ def traced(instance: Any) -> bool:
     return REGISTRY.is_traced(getattr(instance, "_client", None)) and not _suppressed()
 
 
-def begin_call(prepare: Prepare, instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall | None, dict[str, Any]]:
-    """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace."""
-    client = getattr(instance, "_client", None)
+def begin_call(
+    prepare: Prepare,
+    instance: Any,
+    kwargs: dict[str, Any],
+    client_attribute: str = "_client",
+    *,
+    client: Any = None,
+) -> tuple[LLMCall | None, dict[str, Any]]:
+    """Open a call record and apply the rules' verdict, or (None, kwargs) when it is not ours to trace.
+
+    ``client``: the client the call is made on, whose mark decides; by default the hooked instance's
+    ``client_attribute`` (openai's and anthropic's resources: ``_client``; google-genai's ``Models``:
+    ``_api_client``). A hook on the client itself (botocore) passes it."""
+    if client is None:
+        client = getattr(instance, client_attribute, None)
     if not REGISTRY.is_traced(client) or _suppressed():
         return None, kwargs
     try:
@@ -124,11 +136,14 @@ def _stream_usage_retry(instance: Any) -> _lifecycle.Retry:
     return retry
 
 
-def sync_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
-    """A wrapt wrapper for a synchronous SDK method (``watch_parsing``: see ``_lifecycle.run_sync``)."""
+def sync_wrapper(
+    prepare: Prepare, *, watch_parsing: bool = False, client_attribute: str = "_client"
+) -> Callable[..., Any]:
+    """A wrapt wrapper for a synchronous SDK method (``watch_parsing``: see ``_lifecycle.run_sync``;
+    ``client_attribute``: see :func:`begin_call`)."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, send_kwargs = begin_call(prepare, instance, kwargs)
+        call, send_kwargs = begin_call(prepare, instance, kwargs, client_attribute)
         if call is None:
             return wrapped(*args, **kwargs)
         if not call.hide_usage_chunk:
@@ -141,11 +156,13 @@ def sync_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[.
     return wrapper
 
 
-def async_wrapper(prepare: Prepare, *, watch_parsing: bool = False) -> Callable[..., Any]:
+def async_wrapper(
+    prepare: Prepare, *, watch_parsing: bool = False, client_attribute: str = "_client"
+) -> Callable[..., Any]:
     """A wrapt wrapper for an ``async def`` SDK method (see :func:`sync_wrapper`)."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, send_kwargs = begin_call(prepare, instance, kwargs)
+        call, send_kwargs = begin_call(prepare, instance, kwargs, client_attribute)
         if call is None:
             return await wrapped(*args, **kwargs)
         if not call.hide_usage_chunk:

@@ -42,7 +42,7 @@ from llmwatch._core import _lifecycle, _streaming
 from llmwatch._core._call import LLMCall
 from llmwatch._core._runtime import Runtime
 from llmwatch._export import _metrics
-from llmwatch._instrument import _anthropic, _openai, _openai_chat, _openai_embeddings, _openai_responses
+from llmwatch._instrument import _anthropic, _endpoints, _openai, _openai_embeddings, _openai_request
 from llmwatch._policy import _budget, _pricing, _tokens
 
 HANDLER_CLASSES = (_openai.ChatCompletions, _openai.Responses, _openai.Embeddings, _anthropic.Messages)
@@ -140,9 +140,10 @@ def _has_content(kind: CallKind, scenario: str) -> bool:
 FAULTS = [
     Fault(
         "request attributes",
-        _patch_everywhere("server_attributes", _openai_chat, _openai_responses, _openai_embeddings, _anthropic),
+        _patch_everywhere("endpoint_attributes", _openai_request, _openai_embeddings, _anthropic),
         keeps_span=False,
     ),
+    Fault("provider resolution", _patch_everywhere("resolve_endpoint", _endpoints), keeps_span=False),
     Fault("attribution read", _patch_everywhere("current", _attribution), keeps_span=False),
     Fault("tracer start_span", _break_tracer, keeps_span=False),
     Fault("context attach", _break_context_attach, applies=_not_helper),
