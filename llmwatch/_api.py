@@ -7,12 +7,14 @@ import atexit
 import contextlib
 import datetime as _dt
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, ConfigurationError
+from llmwatch._instrument import _openai_batch_results
 from llmwatch._policy import _budget, _pricing, _tokens
 
 ClientT = TypeVar("ClientT")
@@ -121,12 +123,17 @@ def uninstrument() -> None:
 
 
 def force_flush(timeout_s: float = 30.0) -> bool:
-    """Export everything finished so far; returns within ``timeout_s``. True when all was flushed."""
-    return _runtime.flush_owned(_runtime.CURRENT, timeout_s)
+    """Export everything finished so far; returns within ``timeout_s``. True when all was flushed.
+
+    Batch results still being read (``files.content`` of a batch's output) are recorded first."""
+    deadline = time.monotonic() + timeout_s
+    recorded = _openai_batch_results.wait_idle(timeout_s / 2)
+    return _runtime.flush_owned(_runtime.CURRENT, max(deadline - time.monotonic(), 0.0)) and recorded
 
 
 def shutdown(timeout_s: float = 30.0) -> None:
     """Flush and stop what llmwatch created; returns within ``timeout_s``. ``configure()`` works after."""
+    _openai_batch_results.wait_idle(timeout_s / 2)  # batch results being read go out with the rest
     with _lock:
         previous = _runtime.swap(_runtime.default_runtime())
         _runtime.shutdown_owned(previous, timeout_s)
@@ -143,6 +150,7 @@ def stats() -> dict[str, Any]:
         result["prices"] = _prices_stats()
         result["budgets"] = _budget_stats()
         result["kill_switches"] = _budget.RULES.switches.names()
+        result["batch_results"] = _openai_batch_results.STATS.snapshot()
         return result
     except Exception as exc:  # stats() is what you call when things look wrong: it must not fail too
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -75,10 +75,13 @@ ERROR_TYPE: Final = "error.type"
 OP_CHAT: Final = "chat"
 OP_EMBEDDINGS: Final = "embeddings"
 OP_TEXT_COMPLETION: Final = "text_completion"
-OP_GENERATE_CONTENT: Final = "generate_content"  # multimodal generation, such as Gemini's generateContent
+OP_GENERATE_CONTENT: Final = "generate_content"  # multimodal generation: Gemini's generateContent, images, audio
+OP_MODERATION: Final = "moderation"  # no semconv value applies: a classification generates nothing
 OUTPUT_TEXT: Final = "text"
 PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
 OUTPUT_JSON: Final = "json"
+OUTPUT_IMAGE: Final = "image"
+OUTPUT_SPEECH: Final = "speech"
 
 # --- llmwatch's own -------------------------------------------------------------------------------
 LLMWATCH_COST_USD: Final = "llmwatch.cost.usd"
@@ -86,12 +89,30 @@ LLMWATCH_COST_INPUT_USD: Final = "llmwatch.cost.input_usd"
 LLMWATCH_COST_OUTPUT_USD: Final = "llmwatch.cost.output_usd"
 LLMWATCH_COST_SOURCE: Final = "llmwatch.cost.source"
 LLMWATCH_COST_UNKNOWN_MODEL: Final = "llmwatch.cost.unknown_model"
+LLMWATCH_COST_UNPRICED_REASON: Final = "llmwatch.cost.unpriced_reason"  # billed, but not said for what
 COST_SOURCE_PROVIDER: Final = "provider"  # the provider reported the cost itself (OpenRouter usage.cost)
 LLMWATCH_PROVIDER_HOST: Final = "llmwatch.provider.host"  # an unrecognised OpenAI-compatible host
 LLMWATCH_AZURE_DEPLOYMENT: Final = "llmwatch.azure.deployment"
 OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
 LLMWATCH_USAGE_SOURCE: Final = "llmwatch.usage.source"
+# Billed units besides the token counts (images and audio): what the reply said, as priced.
+LLMWATCH_USAGE_INPUT_AUDIO_TOKENS: Final = "llmwatch.usage.input_audio_tokens"
+LLMWATCH_USAGE_OUTPUT_IMAGE_TOKENS: Final = "llmwatch.usage.output_image_tokens"
+LLMWATCH_USAGE_INPUT_AUDIO_SECONDS: Final = "llmwatch.usage.input_audio_seconds"
+LLMWATCH_USAGE_INPUT_CHARACTERS: Final = "llmwatch.usage.input_characters"
+LLMWATCH_AUDIO_LANGUAGE: Final = "llmwatch.audio.language"
+LLMWATCH_MODERATION_FLAGGED: Final = "llmwatch.moderation.flagged"
+# The Batch API: the submission span, and each result line's span (OpenAI's ids).
+LLMWATCH_BATCH_ID: Final = "llmwatch.batch.id"
+LLMWATCH_BATCH_CUSTOM_ID: Final = "llmwatch.batch.custom_id"
+LLMWATCH_BATCH_ENDPOINT: Final = "llmwatch.batch.endpoint"
+LLMWATCH_BATCH_INPUT_FILE_ID: Final = "llmwatch.batch.input_file_id"
+LLMWATCH_BATCH_STATUS: Final = "llmwatch.batch.status"
+LLMWATCH_BATCH_COMPLETION_WINDOW: Final = "llmwatch.batch.completion_window"
+LLMWATCH_BATCH_REQUESTS_TOTAL: Final = "llmwatch.batch.requests.total"
+LLMWATCH_BATCH_REQUESTS_COMPLETED: Final = "llmwatch.batch.requests.completed"
+LLMWATCH_BATCH_REQUESTS_FAILED: Final = "llmwatch.batch.requests.failed"
 LLMWATCH_USER: Final = "llmwatch.user"
 LLMWATCH_FEATURE: Final = "llmwatch.feature"
 LLMWATCH_SESSION: Final = "llmwatch.session"

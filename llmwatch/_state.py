@@ -10,16 +10,19 @@ where they are used; this module is their list and their one reset:
 - counters behind ``stats()``: ``_health.HEALTH``, and the unpriced calls ``_policy/_pricing.UNPRICED``;
 - where each OpenAI-SDK client's base URL leads (provider, host): ``_instrument/_endpoints``, a cache;
 - the completion index behind ``score()``: ``_core/_completions.COMPLETIONS``;
+- what the Batch API hooks saw (batch -> submitting span, file -> batch) and the result counts:
+  ``_instrument/_openai_batch.MEMORY``, ``_openai_batch_results.STATS``;
 - background workers, each started on first need: the tiktoken loader and the price import
-  (``_policy``) and the metrics drainer (renewed in a forked child through ``_forking``), the span
-  export worker and the JSON Lines file (``_export``, with their own per-instance fork hooks).
+  (``_policy``), the metrics drainer and the batch results reader (renewed in a forked child through
+  ``_forking``), the span export worker and the JSON Lines file (``_export``, with their own
+  per-instance fork hooks).
 """
 
 from __future__ import annotations
 
 from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
-from llmwatch._instrument import _anthropic, _endpoints
+from llmwatch._instrument import _anthropic, _endpoints, _openai_batch, _openai_batch_results
 from llmwatch._instrument._base import REGISTRY
 from llmwatch._policy._budget import RULES
 from llmwatch._policy._pricing import UNPRICED
@@ -29,6 +32,7 @@ def reset_for_tests() -> None:
     """Back to the state of a fresh import: no configuration, rules, hooks, marked clients or counts.
 
     The tiktoken loader keeps what it loaded (loading again costs seconds and changes nothing)."""
+    _openai_batch_results.wait_idle(5.0)  # a file still being read would record into the next test
     RULES.reset()
     _instrument.uninstall_all()
     REGISTRY.global_enabled = False
@@ -38,3 +42,5 @@ def reset_for_tests() -> None:
     _health.HEALTH.reset()
     UNPRICED.clear()
     _endpoints.forget()
+    _openai_batch.MEMORY.clear()
+    _openai_batch_results.reset()

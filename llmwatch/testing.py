@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from llmwatch import _config
 from llmwatch._core import _runtime
+from llmwatch._instrument import _openai_batch_results
 
 __all__ = ["Captured", "capture"]
 
@@ -48,7 +49,8 @@ class Captured:
 
     @property
     def spans(self) -> list[ReadableSpan]:
-        """Every finished span, in the order they ended."""
+        """Every finished span, in the order they ended (batch results still being read first)."""
+        _openai_batch_results.wait_idle(10.0)  # they are recorded off the caller's thread
         return list(self._exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:

@@ -3,14 +3,17 @@
 Each row names calls (``client.chat.completions.create(stream=True)``) and the clients they are made
 on; this test makes every one with the real SDK against the loopback server and checks the row:
 
-- "Methods covered": exactly one llmwatch span, with tokens and cost, and no span of the SDK's own;
+- "Methods covered": exactly one llmwatch span, with tokens and cost, and no span of the SDK's own
+  (save what an endpoint does not have: output tokens of embeddings, moderations and speech, tokens
+  of what is billed by the second, the cost of a moderation, which is 0);
+- "Batch API" (openai): the spans each Batch API call gives, made in the order a user makes them;
 - "Not covered": no span at all (the request still reaches the server, so "none" is not an accident);
 - the platform-client tables (Azure, Bedrock, Vertex...): the number of spans and the provider name
   they state. Those clients reach the loopback server through :class:`PlatformRoutes`, a transport
   that maps their URL schemes onto its routes.
 
 And every method llmwatch hooks (the providers' ``TARGETS``) must appear in its page's "Methods
-covered" table, so a hook added without its documentation fails here too.
+covered" (or "Batch API") table, so a hook added without its documentation fails here too.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ast
 import contextlib
 import importlib
 import inspect
+import json
 import operator
 import re
 from collections.abc import Iterator
@@ -46,6 +50,7 @@ except ImportError:  # pragma: no cover - older SDKs
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = {"openai": "openai.md", "anthropic": "anthropic.md"}
 PLATFORM_TABLES = {"openai": "Other OpenAI clients", "anthropic": "Bedrock, Vertex and the other platform clients"}
+BATCH_TABLES = {"openai": "Batch API"}  # calls that are not one LLM call each (spans: their own column)
 CODE = re.compile(r"`([^`]+)`")
 WRAPPERS = ("with_raw_response", "with_streaming_response")
 ASK = [{"role": "user", "content": "Hello there"}]
@@ -55,6 +60,13 @@ CLAUDE = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": ASK}
 REQUESTS: dict[str, dict[str, Any]] = {
     "chat.completions": {"model": "gpt-4o-mini", "messages": ASK},
     "completions": {"model": "gpt-3.5-turbo-instruct", "prompt": "Hello there"},
+    "images": {"model": "gpt-image-1", "prompt": "Hello there"},
+    "images.edit": {"model": "gpt-image-1", "prompt": "Hello there", "image": ("in.png", b"\x89PNG")},
+    "audio.transcriptions": {"model": "gpt-4o-transcribe", "file": ("hello.wav", b"\x00" * 3200)},
+    "audio.translations": {"model": "whisper-1", "file": ("hello.wav", b"\x00" * 3200)},
+    "audio.speech": {"model": "tts-1", "voice": "alloy", "input": "Hello there"},
+    "moderations": {"model": "omni-moderation-latest", "input": "Hello there"},
+    "files.content": {"file_id": "file-not-a-batch-output"},
     "responses": {"model": "gpt-4o-mini", "input": "Hello there"},
     "embeddings": {"model": "text-embedding-3-small", "input": "Hello there"},
     "messages": CLAUDE,
@@ -111,6 +123,17 @@ def call_rows(sdk: str, heading: str) -> list[tuple[Call, str]]:
         assert len(calls) == 1, f"docs/{PAGES[sdk]}, '{heading}': one `client....` call per row, not {cells[0]}"
         (text,) = calls
         rows += [(parse_call(text), flavour.strip()) for flavour in cells[1].split(",")]
+    return rows
+
+
+def batch_rows_of(sdk: str) -> list[tuple[Call, str, str]]:
+    """(call, flavour, what its spans column says) for every row of the page's Batch API table."""
+    if sdk not in BATCH_TABLES:
+        return []
+    rows = []
+    for cells in table(PAGES[sdk], BATCH_TABLES[sdk]):
+        (text,) = CODE.findall(cells[0])
+        rows += [(parse_call(text), flavour.strip(), cells[2]) for flavour in cells[1].split(",")]
     return rows
 
 
@@ -263,10 +286,16 @@ def assert_one_priced_span(captured: Captured, where: str) -> dict[str, Any]:
     spans = captured.llm_spans()
     assert len(spans) == 1, f"{where}: {len(spans)} llmwatch spans, the docs say 1"
     attrs = dict(spans[0].attributes or {})
-    assert attrs["gen_ai.usage.input_tokens"] > 0, where
-    if attrs["gen_ai.operation.name"] != "embeddings":
-        assert attrs["gen_ai.usage.output_tokens"] > 0, where
-    assert attrs["llmwatch.cost.usd"] > 0, where
+    operation = attrs["gen_ai.operation.name"]
+    by_the_second = "llmwatch.usage.input_audio_seconds" in attrs  # whisper-1: billed by duration, no tokens
+    if not by_the_second:
+        assert attrs["gen_ai.usage.input_tokens"] > 0, where
+    if operation not in ("embeddings", "moderation") and attrs.get("gen_ai.output.type") != "speech":
+        assert by_the_second or attrs["gen_ai.usage.output_tokens"] > 0, where
+    if operation == "moderation":  # free: priced at 0, by genai-prices
+        assert attrs["llmwatch.cost.usd"] == 0 and attrs["llmwatch.cost.source"].startswith("genai-prices"), where
+    else:
+        assert attrs["llmwatch.cost.usd"] > 0, where
     if attrs.get("llmwatch.stream"):
         assert attrs["llmwatch.stream.completed"] is True, where
     return attrs
@@ -327,10 +356,57 @@ async def test_platform_clients_give_the_spans_the_docs_say(
     assert sdk_spans.get_finished_spans() == ()  # a traced client's own SDK spans are off, in every case
 
 
+BATCH_INPUT = "\n".join(
+    json.dumps(
+        {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": REQUESTS["chat.completions"]}
+    )
+    for i in range(2)
+).encode()
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_the_batch_api_table_says_what_each_call_gives(
+    server: FakeLLMServer, captured: Captured, sdk_spans: InMemorySpanExporter, flavour: str
+) -> None:
+    """The rows in the table's order, as a user makes them: submit, poll, read the output file."""
+    client = first_party_client("openai", flavour, server)
+    uploaded = await resolve(client.files.create(file=("requests.jsonl", BATCH_INPUT), purpose="batch"))
+    known: dict[str, Any] = {"input_file_id": uploaded.id}
+    arguments = {
+        "batches.create": lambda: {
+            "input_file_id": uploaded.id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+        "batches.retrieve": lambda: {"batch_id": known["batch_id"]},
+        "files.content": lambda: {"file_id": known["output_file_id"]},
+    }
+    for call, row_flavour, spans in batch_rows_of("openai"):
+        if row_flavour != flavour:
+            continue
+        before = len(captured.spans)
+        result = await resolve(operator.attrgetter(call.path)(client)(**arguments[call.path]()))
+        if call.path == "batches.create":
+            known["batch_id"] = result.id
+        elif call.path == "batches.retrieve":
+            known["output_file_id"] = result.output_file_id
+        new = captured.spans[before:]
+        where = f"docs/openai.md, Batch API: `{call.text}` ({flavour})"
+        if spans.startswith("1 per result"):
+            assert len(new) == BATCH_INPUT.count(b"\n") + 1, where
+            assert all((s.attributes or {})["llmwatch.cost.source"].endswith(", batch tier") for s in new), where
+        else:
+            assert len(new) == int(spans), f"{where}: {len(new)} spans, the docs say {spans}"
+            assert all("gen_ai.operation.name" not in (s.attributes or {}) for s in new), where  # not LLM calls
+    assert "output_file_id" in known, "the Batch API table must list create, retrieve and content, in that order"
+    assert sdk_spans.get_finished_spans() == ()
+
+
 @pytest.mark.parametrize(("sdk", "module"), [("openai", _openai), ("anthropic", _anthropic)])
 def test_every_hooked_method_is_in_its_methods_covered_table(server: FakeLLMServer, sdk: str, module: Any) -> None:
     documented: set[tuple[type, str]] = set()
-    for call, flavour in call_rows(sdk, "Methods covered"):
+    batch_rows = [(call, flavour) for call, flavour, _ in batch_rows_of(sdk)]
+    for call, flavour in call_rows(sdk, "Methods covered") + batch_rows:
         if any(wrapper in call.path for wrapper in WRAPPERS):
             continue
         owner, _, method = call.path.rpartition(".")

@@ -114,6 +114,8 @@ class LLMCall:
         "start_ns",
         "stream",
         "stream_completed",
+        "unpriced_reason",
+        "usage_extra",
         "usage_source",
         "usage_unknown",
     )
@@ -168,6 +170,12 @@ class LLMCall:
         # True when nothing was sent or received that tokens could be counted from (an empty
         # ``llm_call`` block): the span then records no usage and no cost rather than an estimate.
         self.usage_unknown = False
+        # Billed units besides tokens (``_policy/_pricing.EXTRA_USAGE_KEYS``: audio and image tokens,
+        # characters, seconds), as (key, count) pairs: priced with the tokens.
+        self.usage_extra: tuple[tuple[str, float], ...] = ()
+        # Why a call that was billed cannot be priced (the reply did not say what it billed, e.g. a
+        # transcription asked for as plain text): the span says unpriced, and the call is counted so.
+        self.unpriced_reason: str | None = None
 
     # --- accumulation (called by provider handlers) ------------------------------------------------
     def choice(self, index: int) -> Choice:

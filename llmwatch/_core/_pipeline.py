@@ -86,6 +86,11 @@ class CostStep:
         self._prices = prices
 
     def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        if call.unpriced_reason is not None:  # billed, but the reply did not say for what
+            attrs[sc.LLMWATCH_COST_UNKNOWN_MODEL] = True
+            attrs[sc.LLMWATCH_COST_UNPRICED_REASON] = call.unpriced_reason
+            UNPRICED.add(call.provider, call.model)
+            return
         if call.input_tokens is None:
             return
         provider = call.provider
@@ -125,6 +130,7 @@ def _usage(call: LLMCall) -> Usage:
         cache_write_1h_tokens=call.cache_write_1h_tokens,
         output_tokens=call.output_tokens or 0,
         output_reasoning_tokens=call.reasoning_tokens,
+        extra=call.usage_extra,
     )
 
 
@@ -295,7 +301,8 @@ class Pipeline:
             self.metrics.record_call(
                 metric_attrs,
                 user=call.attribution.user,
-                duration_s=duration_s,
+                # A batch result ran on the provider's side, hours before it was recorded: no latency sample.
+                duration_s=None if call.service_tier == "batch" else duration_s,
                 input_tokens=call.input_tokens,
                 output_tokens=call.output_tokens,
                 cost_usd=attrs.get(sc.LLMWATCH_COST_USD),

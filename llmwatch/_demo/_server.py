@@ -6,17 +6,29 @@ error bodies). Mocking the SDKs would hide exactly those. So ``llmwatch demo`` a
 point the real SDKs at this server instead: what is measured is what users run, with no network
 and no API keys. Standard library only, so the demo needs nothing beyond the SDKs.
 
-Routes (one module per wire format: ``_openai_wire.py``, ``_anthropic_wire.py``, ``_gemini_wire.py``,
-``_bedrock_wire.py``; shared pieces in ``_wire.py``): ``POST /v1/chat/completions``, ``/v1/responses``,
-``/v1/embeddings`` (OpenAI, base URL ``base_url + "/v1"``); ``POST /v1/messages``,
-``/v1/messages/count_tokens`` (Anthropic, base URL ``base_url``); ``POST /v1[beta]/models/{model}:generateContent``,
-``:streamGenerateContent`` (``alt=sse``), ``:batchEmbedContents`` (Gemini API) and
-``/v1[beta1]/[projects/{p}/locations/{l}/]publishers/google/models/{model}:generateContent``,
-``:streamGenerateContent``, ``:embedContent`` (Vertex AI); google-genai's base URL is ``base_url``
-(``http_options=types.HttpOptions(base_url=...)``); ``POST /model/{modelId}/converse``, ``/converse-stream``,
-``/invoke``, ``/invoke-with-response-stream`` (Bedrock runtime, boto3's ``endpoint_url=base_url``; streams
-in the AWS event-stream framing; InvokeModel speaks the Anthropic, Llama, Titan text and embeddings and
-Nova bodies, by model id).
+Routes (one module per wire format: ``_openai_wire.py``, ``_openai_legacy_wire.py``,
+``_openai_batch_wire.py``, ``_anthropic_wire.py``, ``_gemini_wire.py``, ``_bedrock_wire.py``; shared
+pieces in ``_wire.py``), by method and path:
+
+- OpenAI (base URL ``base_url + "/v1"``): ``POST /v1/chat/completions``, ``/v1/responses``,
+  ``/v1/embeddings``, ``/v1/completions`` (legacy), ``/v1/images/generations``, ``/v1/moderations``,
+  ``/v1/audio/transcriptions`` and ``/v1/audio/translations`` (multipart uploads),
+  ``/v1/audio/speech`` (answers audio bytes); the Files and Batch APIs: ``POST /v1/files``
+  (multipart), ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``POST /v1/batches`` (runs
+  the batch at once through the routes above) and ``GET /v1/batches/{id}`` (``completed``, with its
+  ``output_file_id``).
+- Anthropic (base URL ``base_url``): ``POST /v1/messages``, ``/v1/messages/count_tokens``.
+- Gemini: ``POST /v1[beta]/models/{model}:generateContent``, ``:streamGenerateContent`` (``alt=sse``),
+  ``:batchEmbedContents`` (Gemini API) and
+  ``/v1[beta1]/[projects/{p}/locations/{l}/]publishers/google/models/{model}:generateContent``,
+  ``:streamGenerateContent``, ``:embedContent`` (Vertex AI); google-genai's base URL is ``base_url``
+  (``http_options=types.HttpOptions(base_url=...)``).
+- Bedrock runtime (boto3's ``endpoint_url=base_url``): ``POST /model/{modelId}/converse``,
+  ``/converse-stream``, ``/invoke``, ``/invoke-with-response-stream`` (streams in the AWS event-stream
+  framing; InvokeModel speaks the Anthropic, Llama, Titan text and embeddings and Nova bodies, by model
+  id).
+
+Bodies are JSON, or ``multipart/form-data`` (fields, with files as ``_wire.Upload``); a GET has none.
 
 Scenarios are chosen per request by the header ``x-fake-scenario: name[,name]`` (the SDKs'
 ``extra_headers``) or by ``[[scenario:name]]`` in the last user message; ``[[chunks:N]]`` there sets
@@ -43,6 +55,8 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
 - Bedrock errors carry their code in ``x-amzn-errortype`` (400 ``ValidationException``, 429
   ``ThrottlingException``, 500 ``InternalServerException``, 529 ``ServiceUnavailableException``). boto3
   retries 429 and 5xx itself: give test clients ``Config(retries={"mode": "standard", "total_max_attempts": 1})``.
+- ``batch-bad-lines`` (``POST /v1/batches``): the output file also has a line that is not JSON and a
+  result whose request failed (``"error"`` set).
 
 Token formulas (deterministic, so tests can state expected numbers):
 
@@ -53,6 +67,11 @@ Token formulas (deterministic, so tests can state expected numbers):
 - Anthropic ``input_tokens`` is the formula and *excludes* the cache: ``cached`` adds
   ``cache_read_input_tokens = 100`` and ``cache_creation_input_tokens = 50`` (30 for 5 minutes, 20 for 1 hour).
 - Embeddings: words of each input (token arrays: their length); no per-message overhead.
+- Completions and images: the ``prompt`` counts as one user message. gpt-image models: 272 output
+  (image) tokens per image; dall-e models report no usage.
+- Audio uploads: ``size / 16000`` seconds and ``size // 100`` audio tokens; gpt-4o-*-transcribe report
+  tokens (audio + prompt words in, transcript words out), whisper-1 transcriptions the seconds,
+  translations nothing unless ``verbose_json`` (its ``duration``). Speech answers audio bytes, no usage.
 - Gemini: ``promptTokenCount`` = the formula over ``contents`` (+ the words of ``systemInstruction``);
   ``cached``: ``cachedContentTokenCount = prompt // 2``, *included* in ``promptTokenCount``;
   ``reasoning``: ``thoughtsTokenCount = 10``, *not* in ``candidatesTokenCount`` (the reply's words, a
@@ -78,11 +97,19 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from llmwatch._demo import _anthropic_wire, _bedrock_wire, _gemini_wire, _openai_wire
+from llmwatch._demo import (
+    _anthropic_wire,
+    _bedrock_wire,
+    _gemini_wire,
+    _openai_batch_wire,
+    _openai_legacy_wire,
+    _openai_wire,
+)
 from llmwatch._demo._wire import (
     ERROR_STATUS,
     SCENARIOS,
     Json,
+    Raw,
     RecordedRequest,
     Reply,
     Request,
@@ -90,6 +117,7 @@ from llmwatch._demo._wire import (
     Stream,
     error,
     new_id,
+    parse_multipart,
     read_request,
     sse_bytes,
 )
@@ -101,22 +129,26 @@ __all__ = ["FakeLLMServer", "RecordedRequest", "SCENARIOS"]
 
 _ROUTES: tuple[Route, ...] = (
     *_openai_wire.ROUTES,
+    *_openai_legacy_wire.ROUTES,
+    *_openai_batch_wire.ROUTES,
     *_anthropic_wire.ROUTES,
     *_gemini_wire.ROUTES,
     *_bedrock_wire.ROUTES,
 )
-_EXACT_ROUTES = {route.path: route for route in _ROUTES if re.escape(route.path) == route.path}
-_PATTERN_ROUTES = [(re.compile(route.path), route) for route in _ROUTES if route.path not in _EXACT_ROUTES]
+_EXACT_ROUTES = {(route.method, route.path): route for route in _ROUTES if re.escape(route.path) == route.path}
+_PATTERN_ROUTES = [
+    (route.method, re.compile(route.path), route)
+    for route in _ROUTES
+    if (route.method, route.path) not in _EXACT_ROUTES
+]
 
 
 def _route(method: str, path: str) -> Route | None:
-    if method != "POST":
-        return None
     path = path.split("?", 1)[0]
-    exact = _EXACT_ROUTES.get(path)
+    exact = _EXACT_ROUTES.get((method, path))
     if exact is not None:
         return exact
-    return next((route for pattern, route in _PATTERN_ROUTES if pattern.fullmatch(path)), None)
+    return next((route for verb, pattern, route in _PATTERN_ROUTES if verb == method and pattern.fullmatch(path)), None)
 
 
 class FakeLLMServer:
@@ -137,6 +169,7 @@ class FakeLLMServer:
         self._requests: list[RecordedRequest] = []
         self._retry_keys: set[str] = set()
         self._connections: set[socket.socket] = set()
+        self._store: dict[str, Any] = {}  # what the routes keep between requests (uploaded files, batches)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -214,14 +247,18 @@ class FakeLLMServer:
     def _reply(self, method: str, path: str, headers: Mapping[str, str], raw: bytes) -> Reply:
         route = _route(method, path)
         body: Any = None
+        content_type = headers.get("content-type", "")
         with contextlib.suppress(ValueError):
-            body = json.loads(raw) if raw else {}
+            if content_type.startswith("multipart/form-data"):
+                body = parse_multipart(raw, content_type)
+            else:
+                body = json.loads(raw) if raw else {}
         self._record(RecordedRequest(method, path, dict(headers), body))
         if route is None:
             return error(_openai_wire.openai_error_body, 404, f"Invalid URL ({method} {path})")
         if not isinstance(body, dict):
             return error(route.error_body, 400, "The request body is not a JSON object.", route.error_headers)
-        request = read_request(path, headers, body)
+        request = read_request(path, headers, body, method, self._store)
         unknown = request.scenarios - SCENARIOS
         if unknown:
             message = f"Unknown fake scenario(s) {sorted(unknown)}; known: {sorted(SCENARIOS)}"
@@ -243,7 +280,7 @@ class FakeLLMServer:
             if request.has(name):
                 return status
         if request.has("error-429-once"):
-            key = request.headers.get("x-fake-retry-key") or json.dumps(request.body, sort_keys=True)
+            key = request.headers.get("x-fake-retry-key") or json.dumps(request.body, sort_keys=True, default=str)
             if self._first_attempt(key):
                 return 429
         return 0
@@ -304,19 +341,23 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.fake._reply(method, self.path, headers, raw)
             if isinstance(reply, Stream):
                 self._write_stream(reply)
+            elif isinstance(reply, Raw):
+                self._write_body(reply.status, reply.data, reply.content_type, reply.headers)
             else:
                 self._write_json(reply)
         except OSError:  # BrokenPipe, ConnectionReset: the client went away, nothing to answer
             self.close_connection = True
 
     def _write_json(self, reply: Json) -> None:
+        self._write_body(reply.status, json.dumps(reply.body).encode(), "application/json", reply.headers)
+
+    def _write_body(self, status: int, data: bytes, content_type: str, headers: Mapping[str, str]) -> None:
         if self.server.fake.latency_s:
             time.sleep(self.server.fake.latency_s)
-        data = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("content-type", "application/json")
+        self.send_response(status)
+        self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(data)))
-        self._send_common_headers(reply.headers)
+        self._send_common_headers(headers)
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()

@@ -32,6 +32,7 @@ SCENARIOS = frozenset(
         "length",
         "stream-error-event",
         "provider-cost",
+        "batch-bad-lines",
     }
 )
 
@@ -72,12 +73,26 @@ class RecordedRequest:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file part of a multipart request (``files.create``, audio uploads)."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+    def __str__(self) -> str:  # what a request log or a retry key shows of it
+        return f"<upload {self.filename!r}, {len(self.data)} bytes>"
+
+
+@dataclass(frozen=True)
 class Request:
     path: str
     headers: Mapping[str, str]
-    body: JSON
+    body: JSON  # the JSON body; a multipart form's fields (files as ``Upload``); {} for a GET
     scenarios: frozenset[str]
     chunks: int
+    method: str = "POST"
+    store: dict[str, Any] = field(default_factory=dict)  # the server's own (uploaded files, batches)
 
     def has(self, scenario: str) -> bool:
         return scenario in self.scenarios
@@ -104,12 +119,12 @@ def text_of(value: Any) -> str:
 
 
 def messages_of(body: JSON) -> list[Any]:
-    """Chat and Anthropic ``messages``, Gemini ``contents``, or the Responses API ``input`` (a string or a
-    list of items)."""
+    """Chat and Anthropic ``messages``, Gemini ``contents``, the Responses API ``input`` (a string or a
+    list of items), or a ``prompt`` (legacy completions, images)."""
     for key in ("messages", "contents"):
         if isinstance(body.get(key), list):
             return list(body[key])
-    value = body.get("input")
+    value = body.get("input") if "input" in body else body.get("prompt")
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     return list(value) if isinstance(value, list) else []
@@ -130,14 +145,43 @@ def input_tokens(body: JSON) -> int:
     return sum(words(text_of(m)) + 3 for m in messages_of(body)) + words(instructions)
 
 
-def read_request(path: str, headers: Mapping[str, str], body: JSON) -> Request:
+def read_request(
+    path: str, headers: Mapping[str, str], body: JSON, method: str = "POST", store: dict[str, Any] | None = None
+) -> Request:
     names = headers.get("x-fake-scenario", "").split(",")
     last = last_user_text(body)
     for marker in _SCENARIO_MARKER.findall(last):
         names.extend(marker.split(","))
     chunks = [int(n) for n in _CHUNKS_MARKER.findall(last)]
     scenarios = frozenset(n.strip() for n in names if n.strip())
-    return Request(path, headers, body, scenarios, max(1, chunks[-1]) if chunks else DEFAULT_CHUNKS)
+    count = max(1, chunks[-1]) if chunks else DEFAULT_CHUNKS
+    return Request(path, headers, body, scenarios, count, method, store if store is not None else {})
+
+
+def parse_multipart(raw: bytes, content_type: str) -> JSON:
+    """A ``multipart/form-data`` body as fields: text values (``"true"``/``"false"`` as bools, a
+    repeated name as a list), file parts as :class:`Upload`."""
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.HTTP).parsebytes(b"content-type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    fields: JSON = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", header="content-disposition") or "").removesuffix("[]")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        value: Any
+        if part.get_filename() is not None:
+            value = Upload(part.get_filename(), part.get_content_type(), data)
+        else:
+            text = data.decode("utf-8", "replace")
+            value = {"true": True, "false": False}.get(text, text)
+        if name in fields:
+            previous = fields[name]
+            fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            fields[name] = value
+    return fields
 
 
 # --- what the model "says" -------------------------------------------------------------------------
@@ -223,6 +267,16 @@ class Json:
 
 
 @dataclass(frozen=True)
+class Raw:
+    """A body that is not JSON: a file's content, audio, plain text."""
+
+    status: int
+    data: bytes
+    content_type: str = "application/octet-stream"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Event:
     data: JSON | str
     name: str | None = None  # the SSE ``event:`` line; OpenAI chat streams have none
@@ -238,7 +292,7 @@ class Stream:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-Reply = Json | Stream
+Reply = Json | Stream | Raw
 
 
 # --- errors and routes ---------------------------------------------------------------------------
@@ -261,6 +315,7 @@ class Route:
     error_body: ErrorBody
     reject: Callable[[Request], Reply | None] | None = None
     error_headers: ErrorHeaders | None = None
+    method: str = "POST"
 
 
 def error(

@@ -126,7 +126,7 @@ class Metrics:
         attributes: dict[str, Any],
         *,
         user: str | None,
-        duration_s: float,
+        duration_s: float | None,
         input_tokens: int | None,
         output_tokens: int | None,
         cost_usd: float | None,
@@ -151,7 +151,7 @@ class Metrics:
         self,
         attributes: dict[str, Any],
         user: str | None,
-        duration_s: float,
+        duration_s: float | None,
         input_tokens: int | None,
         output_tokens: int | None,
         cost_usd: float | None,
@@ -160,7 +160,8 @@ class Metrics:
     ) -> None:
         if self.user_cap is not None and user is not None:
             attributes[sc.LLMWATCH_USER] = self.user_cap.label(user)
-        self.duration.record(duration_s, attributes)
+        if duration_s is not None:
+            self.duration.record(duration_s, attributes)
         if input_tokens is not None:
             self.token_usage.record(input_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"})
         if output_tokens is not None:

@@ -93,6 +93,12 @@ def _suppressed() -> bool:
     return bool(current) and any(current.get(key) for key in _SUPPRESS_KEYS)
 
 
+def traced(instance: Any) -> bool:
+    """Whether a call on this SDK resource is ours to record (its client is traced, nothing suppresses
+    instrumentation here): for hooks that record something other than one call (the Batch API)."""
+    return REGISTRY.is_traced(getattr(instance, "_client", None)) and not _suppressed()
+
+
 def begin_call(
     prepare: Prepare,
     instance: Any,

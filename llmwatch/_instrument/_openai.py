@@ -1,12 +1,16 @@
-"""OpenAI: the hook table for ``chat.completions.create``/``.parse``, ``responses.create``/``.parse`` and
-``embeddings.create``, sync and async, and the SDK's stream helpers.
+"""OpenAI: the hook table for ``chat.completions.create``/``.parse``, ``responses.create``/``.parse``,
+``embeddings.create``, the legacy ``completions.create``, ``images.generate``, ``audio.*``,
+``moderations.create`` and the Batch API, sync and async, and the SDK's stream helpers.
 
 Covers streaming, ``with_raw_response``/``with_streaming_response`` and the
 ``chat.completions.stream(...)`` helper (it calls ``create(stream=True)`` on ``__enter__``, so its span
 opens there). The adapter proper is one module per API, each turning that API's requests, replies and
 chunks into the call record's neutral data (rendering is ``_core/_messages.py``'s):
-``_openai_chat.py``, ``_openai_responses.py``, ``_openai_embeddings.py`` (shared request pieces:
-``_openai_request.py``). Their wire facts are in their docstrings and in DESIGN.md ("Provider wire facts").
+``_openai_chat.py``, ``_openai_responses.py``, ``_openai_embeddings.py``, ``_openai_legacy.py``
+(completions, moderations) and ``_openai_media.py`` (images, audio); shared request pieces:
+``_openai_request.py``. The Batch API records no call of its own but the results of one:
+``_openai_batch.py`` (its hooks) and ``_openai_batch_results.py``. Their wire facts are in their
+docstrings and in DESIGN.md ("Provider wire facts").
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from llmwatch._core._post_response import hook_parsers
+from llmwatch._instrument import _openai_batch
 from llmwatch._instrument._base import async_wrapper, sync_wrapper
 from llmwatch._instrument._openai_chat import ChatCompletions
 from llmwatch._instrument._openai_embeddings import Embeddings
+from llmwatch._instrument._openai_legacy import Moderations, TextCompletions
+from llmwatch._instrument._openai_media import Images, Speech, Transcriptions
 from llmwatch._instrument._openai_responses import Responses
 
 CHAT = ChatCompletions()
@@ -24,6 +31,12 @@ CHAT_PARSE = ChatCompletions(parses=True)
 RESPONSES = Responses()
 RESPONSES_PARSE = Responses(parses=True)
 EMBEDDINGS = Embeddings()
+TEXT_COMPLETIONS = TextCompletions()
+MODERATIONS = Moderations()
+IMAGES = Images()
+TRANSCRIPTIONS = Transcriptions()
+TRANSLATIONS = Transcriptions()
+SPEECH = Speech()
 
 # (module, class, method, handler): what is wrapped. Async classes use the async wrapper.
 TARGETS = (
@@ -38,6 +51,19 @@ TARGETS = (
     ("openai.resources.responses", "AsyncResponses", "parse", RESPONSES_PARSE, True),
     ("openai.resources.embeddings", "Embeddings", "create", EMBEDDINGS, False),
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, True),
+    ("openai.resources.completions", "Completions", "create", TEXT_COMPLETIONS, False),
+    ("openai.resources.completions", "AsyncCompletions", "create", TEXT_COMPLETIONS, True),
+    ("openai.resources.images", "Images", "generate", IMAGES, False),
+    ("openai.resources.images", "AsyncImages", "generate", IMAGES, True),
+    ("openai.resources.audio.transcriptions", "Transcriptions", "create", TRANSCRIPTIONS, False),
+    ("openai.resources.audio.transcriptions", "AsyncTranscriptions", "create", TRANSCRIPTIONS, True),
+    ("openai.resources.audio.translations", "Translations", "create", TRANSLATIONS, False),
+    ("openai.resources.audio.translations", "AsyncTranslations", "create", TRANSLATIONS, True),
+    ("openai.resources.audio.speech", "Speech", "create", SPEECH, False),
+    ("openai.resources.audio.speech", "AsyncSpeech", "create", SPEECH, True),
+    ("openai.resources.moderations", "Moderations", "create", MODERATIONS, False),
+    ("openai.resources.moderations", "AsyncModerations", "create", MODERATIONS, True),
+    *_openai_batch.TARGETS,  # not calls: the submission, and the results it yields (own wrappers)
 )
 # The SDK's post-parsers of .parse() (module, function, keyword holding the raw response), newest layout
 # first; every one found is hooked (see _post_response.py). Their callers look them up at call time.
@@ -53,6 +79,8 @@ KNOWN_MAJOR_VERSIONS = (1, 2, 3)
 
 
 def make_wrapper(handler: Any, is_async: bool) -> Any:
+    if isinstance(handler, _openai_batch.BatchHook):
+        return handler.make_wrapper(is_async)
     wrap = async_wrapper if is_async else sync_wrapper
     return wrap(handler.prepare, watch_parsing=handler.parses)
 

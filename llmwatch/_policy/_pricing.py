@@ -40,7 +40,7 @@ USAGE_KEYS = (
     "output_reasoning_tokens",
 )
 # A base usage whose every leaf stays non-negative when one count is raised by one.
-_PROBE_BASE = {
+_PROBE_BASE: dict[str, Any] = {
     "input_tokens": 8,
     "cache_read_tokens": 2,
     "cache_write_tokens": 2,
@@ -49,6 +49,21 @@ _PROBE_BASE = {
     "output_reasoning_tokens": 1,
 }
 # Tier-free in any real price list: low enough to stay in the base tier while probing.
+
+# Units a few APIs bill besides plain tokens (audio and image tokens, characters, seconds), rare enough
+# to stay off the per-call arithmetic: a call that has some carries them in ``Usage.extra``, and their
+# coefficients are measured the first time one is priced. Ours -> genai-prices' keys (a transcription's
+# seconds are both genai-prices' ``audio_seconds`` and its ``input_audio_seconds``). Audio and image
+# tokens are part of ``input_tokens``/``output_tokens``, as the APIs count them: their coefficient is
+# what such a token costs over a text token.
+EXTRA_USAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "input_audio_tokens": ("input_audio_tokens",),
+    "output_audio_tokens": ("output_audio_tokens",),
+    "output_image_tokens": ("output_image_tokens",),
+    "input_characters": ("input_characters",),
+    "input_audio_seconds": ("audio_seconds", "input_audio_seconds"),
+}
+_EXTRA_PROBE_BASE = (8, 4)  # input and output tokens, no cache counts (they overlap the modalities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,7 @@ class Usage:
     cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     output_reasoning_tokens: int = 0
+    extra: tuple[tuple[str, float], ...] = ()  # (an ``EXTRA_USAGE_KEYS`` key, count), rare
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +89,7 @@ class Cost:
 class Price:
     """A resolved price: per-token coefficients (USD) for the input and the output side."""
 
-    __slots__ = ("exact", "input_coefficients", "output_coefficients", "source", "tier_threshold")
+    __slots__ = ("exact", "extra_coefficients", "input_coefficients", "output_coefficients", "source", "tier_threshold")
 
     def __init__(
         self,
@@ -88,6 +104,7 @@ class Price:
         self.source = source
         self.tier_threshold = tier_threshold
         self.exact = exact  # genai-prices ModelPrice, for calls beyond the first tier
+        self.extra_coefficients: dict[str, tuple[float, float]] = {}  # measured on first use
 
     def cost(self, usage: Usage) -> Cost:
         if self.tier_threshold is not None and usage.input_tokens > self.tier_threshold:
@@ -99,7 +116,18 @@ class Price:
         n3, n4, n5 = usage.cache_write_1h_tokens, usage.output_tokens, usage.output_reasoning_tokens
         input_usd = i0 * n0 + i1 * n1 + i2 * n2 + i3 * n3 + i4 * n4 + i5 * n5
         output_usd = o0 * n0 + o1 * n1 + o2 * n2 + o3 * n3 + o4 * n4 + o5 * n5
+        if usage.extra:
+            for key, count in usage.extra:
+                input_rate, output_rate = self._extra_coefficient(key)
+                input_usd += input_rate * count
+                output_usd += output_rate * count
         return Cost(input_usd + output_usd, input_usd, output_usd)
+
+    def _extra_coefficient(self, key: str) -> tuple[float, float]:
+        known = self.extra_coefficients.get(key)
+        if known is None:  # a race measures twice, to the same numbers
+            known = self.extra_coefficients[key] = _probe_extra(self.exact, key)
+        return known
 
 
 def override_price(rates: Mapping[str, float], source: str) -> Price:
@@ -310,6 +338,17 @@ def _probe_coefficients(model_price: Any) -> tuple[tuple[float, ...], tuple[floa
     return tuple(input_side), tuple(output_side)
 
 
+def _probe_extra(model_price: Any, key: str) -> tuple[float, float]:
+    """What one more unit of ``key`` adds (input and output side); nothing for an override's price,
+    which names no such unit (the unit is then priced as the count it is part of, if any)."""
+    if model_price is None:
+        return 0.0, 0.0
+    tokens_in, tokens_out = _EXTRA_PROBE_BASE
+    base = _exact_cost(model_price, Usage(input_tokens=tokens_in, output_tokens=tokens_out))
+    probe = _exact_cost(model_price, Usage(input_tokens=tokens_in, output_tokens=tokens_out, extra=((key, 1),)))
+    return probe.input_usd - base.input_usd, probe.output_usd - base.output_usd
+
+
 def _exact_cost(model_price: Any, usage: Usage) -> Cost:
     from genai_prices import Usage as PricesUsage
 
@@ -317,8 +356,12 @@ def _exact_cost(model_price: Any, usage: Usage) -> Cost:
     return Cost(float(calc["total_price"]), float(calc["input_price"]), float(calc["output_price"]))
 
 
-def _nonzero(usage: Usage) -> dict[str, int]:
-    return {key: getattr(usage, key) for key in USAGE_KEYS if getattr(usage, key)}
+def _nonzero(usage: Usage) -> dict[str, float]:
+    values: dict[str, float] = {key: getattr(usage, key) for key in USAGE_KEYS if getattr(usage, key)}
+    for key, count in usage.extra:
+        for prices_key in EXTRA_USAGE_KEYS[key]:
+            values[prices_key] = values.get(prices_key, 0) + count
+    return values
 
 
 def _first_tier_threshold(model_price: Any) -> int | None:
