@@ -474,19 +474,48 @@ def genai_prices_cost(attrs: dict[str, Any], model: str, provider_id: str) -> fl
     return float(genai_prices.calc_price(usage, model, provider_id=provider_id).total_price)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize(
     "bedrock_id", ["anthropic.claude-haiku-4-5-20251001-v1:0", "us.anthropic.claude-haiku-4-5-20251001-v1:0"]
 )
 def test_bedrock_model_ids_and_inference_profiles_are_priced_as_their_model(
-    server: FakeLLMServer, captured: Captured, bedrock_id: str
+    server: FakeLLMServer, captured: Captured, bedrock_id: str, stream: bool
 ) -> None:
     client, _, _ = platform_client("anthropic.AnthropicBedrock", server)
-    client.messages.create(**{**CLAUDE, "model": bedrock_id})  # the server answers with the id it was sent
+    reply = client.messages.create(**{**CLAUDE, "model": bedrock_id}, stream=stream)  # answered with the id sent
+    if stream:
+        list(reply)
     (span,) = captured.llm_spans()
     attrs = dict(span.attributes or {})
+    assert span.kind.name == "CLIENT"
     assert attrs["gen_ai.provider.name"] == "aws.bedrock"
     assert attrs["gen_ai.request.model"] == bedrock_id
+    assert attrs["gen_ai.usage.input_tokens"] > 0 and attrs["gen_ai.usage.output_tokens"] > 0
     assert attrs["llmwatch.cost.usd"] == pytest.approx(genai_prices_cost(attrs, bedrock_id, "aws"), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("client_name", "model"),
+    [
+        ("openai.AzureOpenAI", "prod-chat"),
+        ("anthropic.AnthropicBedrock", "anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ("anthropic.AnthropicVertex", "claude-haiku-4-5@20251001"),
+    ],
+)
+def test_platform_clients_are_refused_before_any_io(
+    server: FakeLLMServer, captured: Captured, client_name: str, model: str
+) -> None:
+    client, _, _ = platform_client(client_name, server)
+    llmwatch.kill_switch(model=model)
+    sent = len(server.requests)
+    with pytest.raises(llmwatch.FeatureDisabled):
+        if client_name.startswith("openai"):
+            client.chat.completions.create(**{**REQUESTS["chat.completions"], "model": model})
+        else:
+            client.messages.create(**{**CLAUDE, "model": model})
+    assert len(server.requests) == sent  # nothing reached the provider
+    (span,) = captured.llm_spans()
+    assert (span.attributes or {})["error.type"] == "FeatureDisabled"
 
 
 def test_vertex_model_ids_are_priced_at_vertex_rates(server: FakeLLMServer, captured: Captured) -> None:
