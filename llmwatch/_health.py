@@ -101,7 +101,8 @@ class Health:
         self.spans_ended = Counter()
         self.spans_dropped = Counter()
         self.exports_succeeded = Counter()
-        self.exports_failed = Counter()
+        self.exports_failed = Counter()  # span and metric exports
+        self.metric_exports_failed = Counter()
         self.internal_errors = Counter()
         self.calls_refused = Counter()
         self.scores_unmatched = Counter()
@@ -121,6 +122,7 @@ class Health:
             "spans_dropped": self.spans_dropped.value,
             "exports_succeeded": self.exports_succeeded.value,
             "exports_failed": self.exports_failed.value,
+            "metric_exports_failed": self.metric_exports_failed.value,
             "last_export_error": self.last_export_error,
             "internal_errors": self.internal_errors.value,
             "last_internal_error": self.last_internal_error,
@@ -138,6 +140,7 @@ class Health:
             self.spans_dropped,
             self.exports_succeeded,
             self.exports_failed,
+            self.metric_exports_failed,
             self.internal_errors,
             self.calls_refused,
             self.scores_unmatched,

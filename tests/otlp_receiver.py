@@ -168,7 +168,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
         receiver = self.server.receiver
         signal = {"/v1/traces": "traces", "/v1/metrics": "metrics"}.get(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if signal is None:
+        if signal is None or signal not in receiver.signals:
             self._answer(404, b"")
             return
         encoding = self.headers.get("Content-Encoding", "").lower()
@@ -212,8 +212,9 @@ class HttpReceiver(_Receiver):
 
     transport = "http"
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[str, ...] = ("traces", "metrics")) -> None:
         super().__init__()
+        self.signals = signals  # the others are answered 404, as by a traces-only endpoint
         self._server = _HttpServer(("127.0.0.1", 0), _HttpHandler)
         self._server.receiver = self
         self.port = self._server.server_address[1]

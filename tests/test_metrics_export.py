@@ -138,3 +138,23 @@ class _Point:
 
 def _flat(metric: Any) -> list[_Point]:
     return [_Point(p) for p in points(metric)]
+
+
+def test_a_rejected_metric_export_is_counted_and_logged(
+    server: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A traces-only endpoint answers 404 for /v1/metrics: every metric point is lost, and stats() says so."""
+    with HttpReceiver(signals=("traces",)) as traces_only:
+        llmwatch.configure(service_name="metrics-rejected", exporter="otlp", endpoint=traces_only.endpoint)
+        try:
+            run_workload(server)
+            with caplog.at_level("WARNING", logger="llmwatch"):
+                llmwatch.force_flush(timeout_s=10)
+            stats = llmwatch.stats()
+        finally:
+            llmwatch.shutdown(timeout_s=5)
+        assert traces_only.requests("traces", accepted_only=True)  # the spans still arrived
+    assert stats["metric_exports_failed"] >= 1
+    assert stats["exports_failed"] >= stats["metric_exports_failed"]
+    assert stats["last_export_error"].startswith("metrics: exporter returned FAILURE")
+    assert any("metric export failed" in record.getMessage() for record in caplog.records)

@@ -9,6 +9,7 @@ own from ``os.register_at_fork`` without the hook keeping the object alive.
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from collections.abc import Callable, Sequence
@@ -17,6 +18,11 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from llmwatch._health import HEALTH
+
+logger = logging.getLogger("llmwatch")
+_METRIC_EXPORT_FAILED = "metric export failed"
 
 
 class ForkSafeSpanExporter(SpanExporter):
@@ -49,7 +55,10 @@ class ForkSafeSpanExporter(SpanExporter):
 
 
 class ForkSafeMetricExporter(MetricExporter):
-    """The metric twin of :class:`ForkSafeSpanExporter`."""
+    """The metric twin of :class:`ForkSafeSpanExporter`; also counts every failed metric export.
+
+    OTel's periodic reader logs a failed export (its exporter's warning) and moves on: without the
+    count, ``stats()`` said all was well while every metric was rejected (a traces-only endpoint's 404)."""
 
     def __init__(self, factory: Callable[[], MetricExporter]) -> None:
         self._factory = factory
@@ -69,7 +78,14 @@ class ForkSafeMetricExporter(MetricExporter):
         return self._inner
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception as exc:
+            _metric_export_failed(f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        if result is not MetricExportResult.SUCCESS:
+            _metric_export_failed(f"exporter returned {getattr(result, 'name', result)}")
+        return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -77,6 +93,19 @@ class ForkSafeMetricExporter(MetricExporter):
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         if self._pid == os.getpid():
             self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _metric_export_failed(reason: str) -> None:
+    HEALTH.metric_exports_failed.add()
+    HEALTH.exports_failed.add()
+    HEALTH.last_export_error = f"metrics: {reason}"
+    if HEALTH.due(_METRIC_EXPORT_FAILED):
+        logger.warning(
+            "llmwatch: metric export failed (%s); those points are lost. %d failed metric exports so far, "
+            "counted in llmwatch.stats() (logged at most once a minute).",
+            reason,
+            HEALTH.metric_exports_failed.value,
+        )
 
 
 def call_weak(weak: weakref.WeakMethod[Callable[[], None]]) -> None:
