@@ -61,10 +61,12 @@ class Attribution:
         attrs: dict[str, AttributeValue] = {}
         if self.user is not None:
             attrs[sc.LLMWATCH_USER] = self.user
+            attrs[sc.USER_ID] = self.user
         if self.feature is not None:
             attrs[sc.LLMWATCH_FEATURE] = self.feature
         if self.session is not None:
             attrs[sc.LLMWATCH_SESSION] = self.session
+            attrs[sc.SESSION_ID] = self.session
             attrs[sc.GEN_AI_CONVERSATION_ID] = self.session
         for key, value in self.tags.items():
             attrs[sc.LLMWATCH_TAG_PREFIX + key] = value

@@ -35,6 +35,9 @@ GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
 GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+# The general conventions' user and session (what Phoenix, MLflow, Langfuse read), beside llmwatch's own.
+USER_ID: Final = "user.id"
+SESSION_ID: Final = "session.id"
 
 # --- GenAI: response ------------------------------------------------------------------------------
 GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"

@@ -281,3 +281,16 @@ async def test_one_attributes_object_shared_by_concurrent_tasks(captured: Captur
 
     await asyncio.gather(one(0.0), one(0.01))  # the first to enter leaves first
     assert [attribution(s) for s in captured.llm_spans()] == [{"llmwatch.feature": "shared"}] * 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_user_and_session_use_the_general_conventions_too(captured: Captured, kind: str) -> None:
+    """Phoenix, MLflow and Langfuse read ``user.id`` and ``session.id``: both spans carry them."""
+    function = observed(kind, llm)
+    with llmwatch.attributes(user="u-7", session="s-9"):
+        await drive(kind, function)
+    spans = by_name(captured)
+    for span in (spans[function.__qualname__], spans["chat m"]):
+        attrs = span.attributes
+        assert (attrs["user.id"], attrs["llmwatch.user"]) == ("u-7", "u-7"), span.name
+        assert (attrs["session.id"], attrs["llmwatch.session"], attrs["gen_ai.conversation.id"]) == ("s-9",) * 3

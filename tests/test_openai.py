@@ -234,6 +234,7 @@ async def test_chat_span_carries_every_applicable_attribute(api: Api, captured: 
         "llmwatch.usage.source": "provider",
         "llmwatch.cost.source": f"genai-prices {genai_prices.__version__}",
         "llmwatch.user": "u1",
+        "user.id": "u1",
         "llmwatch.feature": "search",
         "llmwatch.stream": False,
     }
