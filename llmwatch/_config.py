@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from llmwatch import _config_parse as p
-from llmwatch._config_parse import CaptureMode, Redactor
+from llmwatch._config_parse import Capture, CaptureMode, ContentDestination, Redactor
 from llmwatch._errors import ConfigurationError as ConfigurationError  # re-exported: its old home
 
 LLMWATCH: Final = "llmwatch"
@@ -87,7 +87,14 @@ PARAMS: tuple[Param, ...] = (
         ("LLMWATCH_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
         False,
         p.parse_capture,
-        "message content: false | true | redacted",
+        "message content: false | true | redacted, or NO_CONTENT | SPAN_ONLY | EVENT_ONLY | SPAN_AND_EVENT",
+    ),
+    Param(
+        "content_destination",
+        ("LLMWATCH_CONTENT_DESTINATION",),
+        None,
+        p.parse_destination,
+        "where captured content goes: span | event | span_and_event (default: what capture_content says, else span)",
     ),
     Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
     Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
@@ -100,6 +107,7 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("tracer_provider", (), None, p.parse_tracer_provider, "TracerProvider to use"),
     Param("meter_provider", (), None, p.parse_meter_provider, "MeterProvider to use"),
+    Param("logger_provider", (), None, p.parse_logger_provider, "LoggerProvider for content events"),
     Param("sample_rate", ("LLMWATCH_SAMPLE_RATE",), 1.0, p.parse_ratio, "head sampling ratio"),
     Param(
         "metrics_user_dimension",
@@ -284,11 +292,13 @@ class Settings:
     protocol: str | None = None
     file_path: str | None = None
     capture_content: CaptureMode = False
+    content_destination: ContentDestination | None = None  # resolved by resolve(); None: span
     redact: Redactor | None = None
     prices: dict[str, dict[str, float]] | None = None
     providers: dict[str, str] | None = None
     tracer_provider: Any = None
     meter_provider: Any = None
+    logger_provider: Any = None
     sample_rate: float = 1.0
     metrics_user_dimension: bool = False
     instrument: bool = True
@@ -307,8 +317,21 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
     values: dict[str, Any] = {}
     for param in ARGUMENTS:
         values[param.name] = _resolve_param(param, arguments.get(param.name, _UNSET), environ)
+    _split_capture(values)
     _check_combinations(values)
     return Settings(**values)
+
+
+def _split_capture(values: dict[str, Any]) -> None:
+    """``capture_content`` says what is captured and, for OTel's values, where; an explicit
+    ``content_destination`` says where over it. The winning capture value wins whole: with
+    ``LLMWATCH_CAPTURE_CONTENT=true`` the OTel variable's ``EVENT_ONLY`` is not read at all."""
+    capture = values["capture_content"]
+    if not isinstance(capture, Capture):  # the row's default
+        capture = Capture(capture, None)
+    values["capture_content"] = capture.mode
+    if values["content_destination"] is None:
+        values["content_destination"] = capture.destination or "span"
 
 
 def _check_combinations(values: Mapping[str, Any]) -> None:

@@ -103,4 +103,6 @@ def _settings_for_capture(overrides: dict[str, Any]) -> _config.Settings:
         return _config.resolve({**overrides, "instrument": False})
     current = runtime.settings
     given = {field.name: getattr(current, field.name) for field in dataclasses.fields(current)}
+    if "capture_content" in overrides and "content_destination" not in overrides:
+        del given["content_destination"]  # the new capture value says where (or the default does)
     return _config.resolve({**given, **overrides, "instrument": False})
