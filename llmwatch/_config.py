@@ -89,13 +89,7 @@ PARAMS: tuple[Param, ...] = (
         p.parse_capture,
         "message content: false | true | redacted, or NO_CONTENT | SPAN_ONLY | EVENT_ONLY | SPAN_AND_EVENT",
     ),
-    Param(
-        "content_destination",
-        ("LLMWATCH_CONTENT_DESTINATION",),
-        None,
-        p.parse_destination,
-        "where captured content goes: span | event | span_and_event (default: what capture_content says, else span)",
-    ),
+    Param("content_destination", ("LLMWATCH_CONTENT_DESTINATION",), None, p.parse_destination, "span|event|both"),
     Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
     Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
     Param(
@@ -177,6 +171,7 @@ PARAMS: tuple[Param, ...] = (
         "full metrics URL",
         read_by=BOTH,
     ),
+    _env_only("otlp_logs_endpoint", ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",), "", p.parse_text, "logs URL", read_by=BOTH),
     _env_only(
         "otlp_traces_protocol",
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
@@ -192,6 +187,13 @@ PARAMS: tuple[Param, ...] = (
         "metrics: grpc | http/protobuf",
     ),
     _env_only(
+        "otlp_logs_protocol",
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        "http/protobuf",
+        p.parse_protocol,
+        "logs (content events): grpc | http/protobuf",
+    ),
+    _env_only(
         "otlp_traces_headers",
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
         types.MappingProxyType({}),
@@ -205,6 +207,14 @@ PARAMS: tuple[Param, ...] = (
         types.MappingProxyType({}),
         p.parse_otlp_headers,
         "metrics headers",
+        read_by=BOTH,
+    ),
+    _env_only(
+        "otlp_logs_headers",
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        types.MappingProxyType({}),
+        p.parse_otlp_headers,
+        "logs headers",
         read_by=BOTH,
     ),
     _env_only(
@@ -323,9 +333,8 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
 
 
 def _split_capture(values: dict[str, Any]) -> None:
-    """``capture_content`` says what is captured and, for OTel's values, where; an explicit
-    ``content_destination`` says where over it. The winning capture value wins whole: with
-    ``LLMWATCH_CAPTURE_CONTENT=true`` the OTel variable's ``EVENT_ONLY`` is not read at all."""
+    """``capture_content``: what (and, OTel's values, where); ``content_destination``: where, over it.
+    The winning capture value wins whole (``LLMWATCH_CAPTURE_CONTENT=true`` hides OTel's EVENT_ONLY)."""
     capture = values["capture_content"]
     if not isinstance(capture, Capture):  # the row's default
         capture = Capture(capture, None)
