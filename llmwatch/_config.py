@@ -91,6 +91,7 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("content_destination", ("LLMWATCH_CONTENT_DESTINATION",), None, p.parse_destination, "span|event|both"),
     Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
+    Param("content_hook", (), None, p.parse_content_hook, "callable(record) run off-thread with each call's content"),
     Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
     Param(
         "providers",
@@ -304,6 +305,7 @@ class Settings:
     capture_content: CaptureMode = False
     content_destination: ContentDestination | None = None  # resolved by resolve(); None: span
     redact: Redactor | None = None
+    content_hook: Any = None
     prices: dict[str, dict[str, float]] | None = None
     providers: dict[str, str] | None = None
     tracer_provider: Any = None
@@ -344,6 +346,8 @@ def _split_capture(values: dict[str, Any]) -> None:
 
 
 def _check_combinations(values: Mapping[str, Any]) -> None:
+    if values["content_hook"] is not None and not values["capture_content"]:
+        raise ConfigurationError('content_hook= gets captured content: set capture_content (True, "redacted", ...).')
     provider = values["tracer_provider"]
     if (
         provider is not None

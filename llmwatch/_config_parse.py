@@ -90,6 +90,14 @@ def parse_destination(name: str, value: Any) -> ContentDestination | None:
     )
 
 
+def parse_content_hook(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            f"{name} must be a function taking a content record (llmwatch calls it off your thread), got {value!r}."
+        )
+    return value
+
+
 def parse_str(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}.")

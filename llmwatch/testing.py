@@ -113,6 +113,8 @@ def capture(**settings: Any) -> Iterator[Captured]:
         yield Captured(exporter, reader, tracer_provider, logs)
     finally:
         _runtime.swap(previous)
+        if runtime.content_hook is not None:
+            runtime.content_hook.shutdown()  # every record queued in the block went through the hook
         meter_provider.shutdown()
         tracer_provider.shutdown()
         logger_provider.shutdown()

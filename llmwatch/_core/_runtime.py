@@ -86,9 +86,12 @@ class Runtime:
         self.content_logger = (
             self.logger_provider.get_logger(INSTRUMENTATION_NAME, VERSION) if self.logger_provider is not None else None
         )
+        self.content_hook = _content_hook(settings) if self.content is not None else None
         self.prices = PriceBook(settings.prices)
         self.emit_deprecated_system = _semconv.emit_deprecated_system()
         self.owned = owned or []
+        if self.content_hook is not None:  # flushed and shut down with the rest of what is ours
+            self.owned.append(self.content_hook)
         self.created_at = time.time()
         self.pipeline = _pipeline.Pipeline(self._steps(), self.metrics, after_end=(remember_completion,))
 
@@ -102,8 +105,18 @@ class Runtime:
             _pipeline.fingerprint_step,
         ]
         if self.content is not None:  # decided here, so the capture-off path pays nothing for it
-            steps.append(_pipeline.ContentStep(self.content, self.content_destination, self.content_logger))
+            steps.append(
+                _pipeline.ContentStep(self.content, self.content_destination, self.content_logger, self.content_hook)
+            )
         return tuple(steps)
+
+
+def _content_hook(settings: Settings) -> Any:
+    if settings.content_hook is None:
+        return None
+    from llmwatch._core._content_hook import ContentHook
+
+    return ContentHook(settings.content_hook)
 
 
 def wants_events(settings: Settings) -> bool:
