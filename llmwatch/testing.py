@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmwatch import _config
+from llmwatch import _config, _config_parse
 from llmwatch._core import _runtime
 from llmwatch._instrument import _openai_batch_results
 
@@ -132,4 +132,7 @@ def _settings_for_capture(overrides: dict[str, Any]) -> _config.Settings:
     given = {field.name: getattr(current, field.name) for field in dataclasses.fields(current)}
     if "capture_content" in overrides and "content_destination" not in overrides:
         del given["content_destination"]  # the new capture value says where (or the default does)
+        capture_off = not _config_parse.parse_capture("capture_content", overrides["capture_content"]).mode
+        if capture_off and "content_hook" not in overrides:
+            del given["content_hook"]  # a hook needs capture on: capture_content=False in a test drops it
     return _config.resolve({**given, **overrides, "instrument": False})

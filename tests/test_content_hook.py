@@ -124,3 +124,13 @@ def test_configure_flushes_the_hook_and_checks_it(openai_client: Any) -> None:
         assert len(hook.records) == 1
     finally:
         llmwatch.shutdown()
+
+
+def test_testing_capture_can_turn_content_off_under_a_configured_hook() -> None:
+    llmwatch.configure(exporter="none", capture_content=True, content_hook=print, instrument=False)
+    try:
+        with testing.capture(capture_content=False) as captured:
+            pass
+        assert captured.events() == []
+    finally:
+        llmwatch.shutdown()
