@@ -29,11 +29,14 @@ def configure(
     protocol: str | None = None,
     file_path: str | None = None,
     capture_content: bool | str | None = None,
+    content_destination: str | None = None,
     redact: Callable[[str], str] | None = None,
+    content_hook: Callable[[Any], Any] | None = None,
     prices: Any = None,
     providers: Mapping[str, str] | None = None,
     tracer_provider: Any = None,
     meter_provider: Any = None,
+    logger_provider: Any = None,
     sample_rate: float | None = None,
     metrics_user_dimension: bool | None = None,
     instrument: bool | None = None,
@@ -44,11 +47,14 @@ def configure(
     """Set llmwatch up (again). Validates everything first; a wrong value raises ``ConfigurationError``.
 
     Arguments left as ``None`` come from the environment (``OTEL_*``, ``LLMWATCH_*``), else defaults:
-    ``exporter="otlp"``, ``capture_content=False``, ``sample_rate=1.0``, ``instrument=True``,
-    ``max_content_chars=32768`` (per captured text), ``max_span_content_chars=131072`` (all captured
-    content of one span), ``request_stream_usage=True`` (ask OpenAI chat streams for their usage
-    chunk). ``providers={base_url or host: name}`` names the provider behind an endpoint the host
-    does not tell (``{"http://gpu-1:8000/v1": "vllm"}``). See docs/configuration.md for the full table.
+    ``exporter="otlp"``, ``capture_content=False`` (also OTel's ``"SPAN_ONLY"``, ``"EVENT_ONLY"``,
+    ``"SPAN_AND_EVENT"``, ``"NO_CONTENT"``), ``content_destination`` (``span``, ``event`` or
+    ``span_and_event``; default: what ``capture_content`` says, else ``span``), ``sample_rate=1.0``,
+    ``instrument=True``, ``max_content_chars=32768`` (per captured text),
+    ``max_span_content_chars=131072`` (all captured content of one span),
+    ``request_stream_usage=True`` (ask OpenAI chat streams for their usage chunk).
+    ``providers={base_url or host: name}`` names the provider behind an endpoint the host does not
+    tell (``{"http://gpu-1:8000/v1": "vllm"}``). See docs/configuration.md for the full table.
 
     Calling it again flushes and shuts down what the previous call created (never a provider you
     passed or installed), then starts afresh. Providers: with ``tracer_provider=``/``meter_provider=``
@@ -63,11 +69,14 @@ def configure(
         "protocol": protocol,
         "file_path": file_path,
         "capture_content": capture_content,
+        "content_destination": content_destination,
         "redact": redact,
+        "content_hook": content_hook,
         "prices": prices,
         "providers": providers,
         "tracer_provider": tracer_provider,
         "meter_provider": meter_provider,
+        "logger_provider": logger_provider,
         "sample_rate": sample_rate,
         "metrics_user_dimension": metrics_user_dimension,
         "instrument": instrument,

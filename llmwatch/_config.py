@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from llmwatch import _config_parse as p
-from llmwatch._config_parse import CaptureMode, Redactor
+from llmwatch._config_parse import Capture, CaptureMode, ContentDestination, Redactor
 from llmwatch._errors import ConfigurationError as ConfigurationError  # re-exported: its old home
 
 LLMWATCH: Final = "llmwatch"
@@ -87,9 +87,11 @@ PARAMS: tuple[Param, ...] = (
         ("LLMWATCH_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
         False,
         p.parse_capture,
-        "message content: false | true | redacted",
+        "message content: false | true | redacted, or NO_CONTENT | SPAN_ONLY | EVENT_ONLY | SPAN_AND_EVENT",
     ),
+    Param("content_destination", ("LLMWATCH_CONTENT_DESTINATION",), None, p.parse_destination, "span|event|both"),
     Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
+    Param("content_hook", (), None, p.parse_content_hook, "callable(record) run off-thread with each call's content"),
     Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
     Param(
         "providers",
@@ -100,6 +102,7 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("tracer_provider", (), None, p.parse_tracer_provider, "TracerProvider to use"),
     Param("meter_provider", (), None, p.parse_meter_provider, "MeterProvider to use"),
+    Param("logger_provider", (), None, p.parse_logger_provider, "LoggerProvider for content events"),
     Param("sample_rate", ("LLMWATCH_SAMPLE_RATE",), 1.0, p.parse_ratio, "head sampling ratio"),
     Param(
         "metrics_user_dimension",
@@ -169,6 +172,7 @@ PARAMS: tuple[Param, ...] = (
         "full metrics URL",
         read_by=BOTH,
     ),
+    _env_only("otlp_logs_endpoint", ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",), "", p.parse_text, "logs URL", read_by=BOTH),
     _env_only(
         "otlp_traces_protocol",
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
@@ -184,6 +188,13 @@ PARAMS: tuple[Param, ...] = (
         "metrics: grpc | http/protobuf",
     ),
     _env_only(
+        "otlp_logs_protocol",
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        "http/protobuf",
+        p.parse_protocol,
+        "logs (content events): grpc | http/protobuf",
+    ),
+    _env_only(
         "otlp_traces_headers",
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
         types.MappingProxyType({}),
@@ -197,6 +208,14 @@ PARAMS: tuple[Param, ...] = (
         types.MappingProxyType({}),
         p.parse_otlp_headers,
         "metrics headers",
+        read_by=BOTH,
+    ),
+    _env_only(
+        "otlp_logs_headers",
+        ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        types.MappingProxyType({}),
+        p.parse_otlp_headers,
+        "logs headers",
         read_by=BOTH,
     ),
     _env_only(
@@ -284,11 +303,14 @@ class Settings:
     protocol: str | None = None
     file_path: str | None = None
     capture_content: CaptureMode = False
+    content_destination: ContentDestination | None = None  # resolved by resolve(); None: span
     redact: Redactor | None = None
+    content_hook: Any = None
     prices: dict[str, dict[str, float]] | None = None
     providers: dict[str, str] | None = None
     tracer_provider: Any = None
     meter_provider: Any = None
+    logger_provider: Any = None
     sample_rate: float = 1.0
     metrics_user_dimension: bool = False
     instrument: bool = True
@@ -307,11 +329,25 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
     values: dict[str, Any] = {}
     for param in ARGUMENTS:
         values[param.name] = _resolve_param(param, arguments.get(param.name, _UNSET), environ)
+    _split_capture(values)
     _check_combinations(values)
     return Settings(**values)
 
 
+def _split_capture(values: dict[str, Any]) -> None:
+    """``capture_content``: what (and, OTel's values, where); ``content_destination``: where, over it.
+    The winning capture value wins whole (``LLMWATCH_CAPTURE_CONTENT=true`` hides OTel's EVENT_ONLY)."""
+    capture = values["capture_content"]
+    if not isinstance(capture, Capture):  # the row's default
+        capture = Capture(capture, None)
+    values["capture_content"] = capture.mode
+    if values["content_destination"] is None:
+        values["content_destination"] = capture.destination or "span"
+
+
 def _check_combinations(values: Mapping[str, Any]) -> None:
+    if values["content_hook"] is not None and not values["capture_content"]:
+        raise ConfigurationError('content_hook= gets captured content: set capture_content (True, "redacted", ...).')
     provider = values["tracer_provider"]
     if (
         provider is not None

@@ -14,11 +14,13 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from llmwatch._errors import ConfigurationError
 
-CaptureMode = Literal[False, True, "redacted"]
+CaptureMode = Literal[False, True, "redacted"]  # what is captured: nothing, the texts, or redacted texts
+ContentDestination = Literal["span", "event", "span_and_event"]  # where captured content goes
+DESTINATIONS: Final[tuple[ContentDestination, ...]] = ("span", "event", "span_and_event")
 Redactor = Callable[[str], str]
 PROTOCOLS = ("grpc", "http/protobuf")
 COMPRESSIONS = ("gzip", "deflate", "none")
@@ -36,16 +38,64 @@ def parse_bool(name: str, value: Any) -> bool:
     raise ConfigurationError(f"{name}={value!r} is not a boolean: use true or false.")
 
 
-def parse_capture(name: str, value: Any) -> CaptureMode:
-    if value == "redacted" or (isinstance(value, str) and value.strip().lower() == "redacted"):
-        return "redacted"
+class Capture(NamedTuple):
+    """A ``capture_content`` value: what is captured, and where (None: the value does not say)."""
+
+    mode: CaptureMode
+    destination: ContentDestination | None
+
+
+# OpenTelemetry's values (util-genai's ContentCapturingMode, the GenAI instrumentations' variable
+# OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT): each says what and where.
+OTEL_CAPTURE_MODES: Final[dict[str, Capture]] = {
+    "no_content": Capture(False, None),
+    "span_only": Capture(True, "span"),
+    "event_only": Capture(True, "event"),
+    "span_and_event": Capture(True, "span_and_event"),
+}
+
+
+def parse_capture(name: str, value: Any) -> Capture:
+    """``false | true | redacted`` (llmwatch's) or OTel's ``NO_CONTENT | SPAN_ONLY | EVENT_ONLY |
+    SPAN_AND_EVENT``, case-insensitive; a :class:`Capture` passes through."""
+    if isinstance(value, Capture):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text == "redacted":
+        return Capture("redacted", None)
+    if text in OTEL_CAPTURE_MODES:
+        return OTEL_CAPTURE_MODES[text]
     try:
-        return parse_bool(name, value)
+        return Capture(parse_bool(name, value), None)
     except ConfigurationError:
         raise ConfigurationError(
-            f"{name}={value!r} is not valid: use false (the default: no message content), true, or "
-            '"redacted" (capture content after the built-in redactor and your redact hook).'
+            f"{name}={value!r} is not valid: use false (the default: no message content), true, "
+            '"redacted" (capture content after the built-in redactor and your redact hook), or one of '
+            "OpenTelemetry's NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT."
         ) from None
+
+
+def parse_destination(name: str, value: Any) -> ContentDestination | None:
+    """Where captured content goes: ``span`` (attributes), ``event`` (a log event) or ``span_and_event``."""
+    if value is None:
+        return None
+    text = str(value).strip().lower().replace("-", "_")
+    text = {"both": "span_and_event", "events": "event", "spans": "span"}.get(text, text)
+    for destination in DESTINATIONS:
+        if text == destination:
+            return destination
+    raise ConfigurationError(
+        f"{name}={value!r} is not valid: use span (span attributes, the default), event (a "
+        "gen_ai.client.inference.operation.details log event) or span_and_event."
+    )
+
+
+def parse_content_hook(name: str, value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            f"{name} must be a function taking a content record (llmwatch calls it off your thread), got {value!r}."
+        )
+    return value
 
 
 def parse_str(name: str, value: Any) -> str:
@@ -197,6 +247,7 @@ def _provider_parser(kind: str, method: str, example: str) -> Callable[[str, Any
 
 parse_tracer_provider = _provider_parser("TracerProvider", "get_tracer", "opentelemetry.sdk.trace.TracerProvider()")
 parse_meter_provider = _provider_parser("MeterProvider", "get_meter", "opentelemetry.sdk.metrics.MeterProvider()")
+parse_logger_provider = _provider_parser("LoggerProvider", "get_logger", "opentelemetry.sdk._logs.LoggerProvider()")
 
 
 # --- environment only -------------------------------------------------------------------------------------

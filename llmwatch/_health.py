@@ -108,6 +108,7 @@ class Health:
         self.scores_unmatched = Counter()
         self.metrics_dropped = Counter()
         self.strings_repaired = Counter()  # lone surrogates replaced before a string reached a span
+        self.content_hook_dropped = Counter()  # content records the hook's full queue refused
         self.stream_usage_rejected = StreamUsageRejections()
         self.last_export_error: str | None = None
         self.last_internal_error: str | None = None
@@ -130,6 +131,7 @@ class Health:
             "scores_unmatched": self.scores_unmatched.value,
             "metrics_dropped": self.metrics_dropped.value,
             "strings_repaired": self.strings_repaired.value,
+            "content_hook_dropped": self.content_hook_dropped.value,
             "stream_usage_rejected": self.stream_usage_rejected.snapshot(),
         }
 
@@ -146,6 +148,7 @@ class Health:
             self.scores_unmatched,
             self.metrics_dropped,
             self.strings_repaired,
+            self.content_hook_dropped,
         ):
             counter.reset()
         self.stream_usage_rejected.reset()

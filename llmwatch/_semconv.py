@@ -60,6 +60,16 @@ GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 GEN_AI_TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
+# The event that carries a call's content when it goes to events (the Logs API), not span attributes.
+GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS_EVENT: Final = "gen_ai.client.inference.operation.details"
+# Content kept elsewhere (configure(content_hook=)): references in place of the content, per semconv.
+GEN_AI_INPUT_MESSAGES_REF: Final = "gen_ai.input.messages_ref"
+GEN_AI_OUTPUT_MESSAGES_REF: Final = "gen_ai.output.messages_ref"
+GEN_AI_SYSTEM_INSTRUCTIONS_REF: Final = "gen_ai.system_instructions_ref"
+GEN_AI_TOOL_DEFINITIONS_REF: Final = "gen_ai.tool.definitions_ref"
+CONTENT_SPAN: Final = "span"
+CONTENT_EVENT: Final = "event"
+CONTENT_SPAN_AND_EVENT: Final = "span_and_event"
 
 # --- GenAI: evaluation ----------------------------------------------------------------------------
 GEN_AI_EVALUATION_RESULT_EVENT: Final = "gen_ai.evaluation.result"

@@ -1,4 +1,4 @@
-"""Real OTLP receivers on loopback for export tests: gRPC and HTTP/protobuf, traces and metrics.
+"""Real OTLP receivers on loopback for export tests: gRPC and HTTP/protobuf, traces, metrics and logs.
 
 The exporters under test talk to these over real sockets, so a test sees what a collector (or
 Datadog's Agent, or New Relic's intake) would receive: decoded protobufs, headers, and whether the
@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -35,6 +36,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 _MESSAGES: dict[str, Any] = {
     "traces": (trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
     "metrics": (metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse),
+    "logs": (logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
 }
 
 
@@ -49,11 +51,11 @@ class Received:
     """One export request as it arrived."""
 
     transport: str  # "grpc" | "http"
-    signal: str  # "traces" | "metrics"
+    signal: str  # "traces" | "metrics" | "logs"
     path: str  # the HTTP path or the gRPC method
     headers: Mapping[str, str]  # lower-case names
     gzip: bool | None  # None where the transport does not tell us (gRPC decompresses before us)
-    message: Any  # ExportTraceServiceRequest | ExportMetricsServiceRequest
+    message: Any  # ExportTraceServiceRequest | ExportMetricsServiceRequest | ExportLogsServiceRequest
     mode: Mode  # how the receiver answered
     peer: str  # the client's address and port: tells connections apart
 
@@ -127,6 +129,17 @@ class _Receiver:
                         found[metric.name] = metric
         return found
 
+    def log_records(self) -> list[tuple[Any, dict[str, Any], dict[str, Any]]]:
+        """Every accepted log record: (the LogRecord proto, its attributes, its resource's attributes)."""
+        found = []
+        for request in self.requests("logs", accepted_only=True):
+            for resource_logs in request.message.resource_logs:
+                resource = attributes(resource_logs.resource.attributes)
+                for scope_logs in resource_logs.scope_logs:
+                    for record in scope_logs.log_records:
+                        found.append((record, attributes(record.attributes), resource))
+        return found
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -166,7 +179,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         receiver = self.server.receiver
-        signal = {"/v1/traces": "traces", "/v1/metrics": "metrics"}.get(self.path)
+        signal = {"/v1/traces": "traces", "/v1/metrics": "metrics", "/v1/logs": "logs"}.get(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if signal is None or signal not in receiver.signals:
             self._answer(404, b"")
@@ -208,11 +221,11 @@ class _HttpServer(ThreadingHTTPServer):
 
 
 class HttpReceiver(_Receiver):
-    """OTLP/HTTP (protobuf) receiver: POST /v1/traces and /v1/metrics, gzip-aware."""
+    """OTLP/HTTP (protobuf) receiver: POST /v1/traces, /v1/metrics and /v1/logs, gzip-aware."""
 
     transport = "http"
 
-    def __init__(self, signals: tuple[str, ...] = ("traces", "metrics")) -> None:
+    def __init__(self, signals: tuple[str, ...] = ("traces", "metrics", "logs")) -> None:
         super().__init__()
         self.signals = signals  # the others are answered 404, as by a traces-only endpoint
         self._server = _HttpServer(("127.0.0.1", 0), _HttpHandler)
@@ -236,7 +249,7 @@ class HttpReceiver(_Receiver):
 
 # --- gRPC -------------------------------------------------------------------------------------------
 class GrpcReceiver(_Receiver):
-    """OTLP/gRPC receiver: the trace and metrics collector services."""
+    """OTLP/gRPC receiver: the trace, metrics and logs collector services."""
 
     transport = "grpc"
 
@@ -245,6 +258,7 @@ class GrpcReceiver(_Receiver):
         self._server = grpc.server(ThreadPoolExecutor(max_workers=16, thread_name_prefix="otlp-receiver"))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcTraces(self), self._server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_GrpcMetrics(self), self._server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_GrpcLogs(self), self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
         self.endpoint = f"http://127.0.0.1:{self.port}"  # http:// = plaintext for OTel's gRPC exporter
 
@@ -284,6 +298,14 @@ class _GrpcMetrics(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ig
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._receiver.handle("metrics", "MetricsService/Export", request, context)
+
+
+class _GrpcLogs(logs_service_pb2_grpc.LogsServiceServicer):  # type: ignore[misc]
+    def __init__(self, receiver: GrpcReceiver) -> None:
+        self._receiver = receiver
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._receiver.handle("logs", "LogsService/Export", request, context)
 
 
 # --- nothing listening ------------------------------------------------------------------------------

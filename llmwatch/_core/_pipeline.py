@@ -20,7 +20,10 @@ from llmwatch._policy._pricing import UNPRICED, Usage
 from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
 if TYPE_CHECKING:
+    from opentelemetry._logs import Logger
+
     from llmwatch._core._call import LLMCall
+    from llmwatch._core._content_hook import ContentHook
     from llmwatch._core._messages import RequestContent
     from llmwatch._export._metrics import Metrics
     from llmwatch._policy._content import ContentPolicy
@@ -163,24 +166,73 @@ def fingerprint_step(call: LLMCall, attrs: dict[str, Any]) -> None:
 
 
 class ContentStep:
-    """Messages, system instructions and tool definitions, in the semconv JSON shape (opt-in).
+    """Messages, system instructions and tool definitions, in the semconv shape (opt-in), put where
+    the call's destination says: span attributes (JSON text), the
+    ``gen_ai.client.inference.operation.details`` log event (structured values, ``_content_events``),
+    or both, from one rendering.
 
     The adapter only reads the request into neutral data (``handler.request_content``); rendering
     (``_messages``) runs here, under this step's policy, never the global one."""
 
-    def __init__(self, policy: ContentPolicy) -> None:
+    def __init__(
+        self,
+        policy: ContentPolicy,
+        destination: str = sc.CONTENT_SPAN,
+        logger: Logger | None = None,
+        hook: ContentHook | None = None,
+    ) -> None:
         self.policy = policy
+        self.hook = hook
+        self.to_span = destination != sc.CONTENT_EVENT
+        # No logger (events wanted but nowhere to send them): the event is not made at all.
+        self.logger = logger if destination != sc.CONTENT_SPAN else None
+        if self.logger is not None:  # imported only then: the Logs API costs `import llmwatch` ~8 ms
+            from llmwatch._core import _content_events
+
+            self.events = _content_events
 
     def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        policy = self.policy  # this runtime's: the one in force when the call started
+        if self.logger is None and self.hook is None:
+            if self.to_span:
+                attrs.update(self._fitted(call, self.policy)[1])
+            return
+        structured, texts = self._fitted(call, self.policy.structured())
+        if self.hook is not None:  # references stand in for the content they name, here and in the event
+            structured, texts = self._hand_to_hook(call, structured, texts, attrs)
+        if self.to_span:
+            attrs.update(texts)
+        if self.logger is not None:
+            error = error_type(call.error) if call.error is not None else None
+            self.events.emit(self.logger, call, self.events.event_attributes(call, attrs, structured, error))
+
+    def _hand_to_hook(
+        self, call: LLMCall, structured: dict[str, Any], texts: dict[str, Any], attrs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        from llmwatch._core._content_hook import REFERENCES, ContentRecord
+
+        assert self.hook is not None
+        span_context = call.span.get_span_context()
+        refs = self.hook.references(span_context)
+        self.hook.submit(ContentRecord(span_context, structured, refs))
+        if not refs:
+            return structured, texts
+        attrs.update(refs)  # on the span whatever the destination: pointers, not content
+        replaced = {REFERENCES[ref] for ref in refs}
+        kept = {key: value for key, value in structured.items() if key not in replaced}
+        return {**kept, **refs}, {key: value for key, value in texts.items() if key not in replaced}
+
+    def _fitted(self, call: LLMCall, policy: ContentPolicy) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The content rendered under ``policy`` (structured or JSON text) and as span attributes
+        (JSON text), within the span's content budget (the event's too: one rendering for both)."""
         request = call.handler.request_content(call.request)  # neutral data, read once
-        content = self._content(call, request, policy)
-        # Over the span's content budget: halve the per-text limit until it fits, so every attribute
-        # stays valid JSON (cutting the serialised JSON itself would not).
-        while _size(content) > policy.max_span_chars and policy.max_chars > _MIN_TEXT_CHARS:
-            policy = policy.with_max_chars(max(policy.max_chars // 2, _MIN_TEXT_CHARS))
+        while True:
             content = self._content(call, request, policy)
-        attrs.update(content)
+            texts = {key: v if isinstance(v, str) else self.policy.json(v) for key, v in content.items()}
+            # Over the span's content budget: halve the per-text limit until it fits, so every
+            # attribute stays valid JSON (cutting the serialised JSON itself would not).
+            if _size(texts) <= policy.max_span_chars or policy.max_chars <= _MIN_TEXT_CHARS:
+                return content, texts
+            policy = policy.with_max_chars(max(policy.max_chars // 2, _MIN_TEXT_CHARS))
 
     def _content(self, call: LLMCall, request: RequestContent | None, policy: ContentPolicy) -> dict[str, Any]:
         content: dict[str, Any] = {}

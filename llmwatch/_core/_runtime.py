@@ -54,6 +54,7 @@ class Runtime:
         owned: list[Any] | None = None,
         *,
         configured: bool = False,
+        logger_provider: Any = None,
     ) -> None:
         self.settings = settings
         self.configured = configured  # built by configure(), not the default before it
@@ -79,9 +80,18 @@ class Runtime:
             if settings.capture_content
             else None
         )
+        self.content_destination = settings.content_destination or _semconv.CONTENT_SPAN
+        # The content events' logger: only when content goes to events (else no Logs API at all).
+        self.logger_provider = logger_provider if wants_events(settings) else None
+        self.content_logger = (
+            self.logger_provider.get_logger(INSTRUMENTATION_NAME, VERSION) if self.logger_provider is not None else None
+        )
+        self.content_hook = _content_hook(settings) if self.content is not None else None
         self.prices = PriceBook(settings.prices)
         self.emit_deprecated_system = _semconv.emit_deprecated_system()
         self.owned = owned or []
+        if self.content_hook is not None:  # flushed and shut down with the rest of what is ours
+            self.owned.append(self.content_hook)
         self.created_at = time.time()
         self.pipeline = _pipeline.Pipeline(self._steps(), self.metrics, after_end=(remember_completion,))
 
@@ -95,8 +105,26 @@ class Runtime:
             _pipeline.fingerprint_step,
         ]
         if self.content is not None:  # decided here, so the capture-off path pays nothing for it
-            steps.append(_pipeline.ContentStep(self.content))
+            steps.append(
+                _pipeline.ContentStep(self.content, self.content_destination, self.content_logger, self.content_hook)
+            )
         return tuple(steps)
+
+
+def _content_hook(settings: Settings) -> Any:
+    if settings.content_hook is None:
+        return None
+    from llmwatch._core._content_hook import ContentHook
+
+    return ContentHook(settings.content_hook)
+
+
+def wants_events(settings: Settings) -> bool:
+    """Content is captured and goes (also) to the ``gen_ai.client.inference.operation.details`` event."""
+    return bool(settings.capture_content) and settings.content_destination in (
+        _semconv.CONTENT_EVENT,
+        _semconv.CONTENT_SPAN_AND_EVENT,
+    )
 
 
 def default_runtime() -> Runtime:
@@ -122,7 +150,8 @@ def build(settings: Settings) -> Runtime:
     plan = functools.cache(lambda: _export_plan(settings))
     tracer_provider = _tracer_provider(settings, plan, owned)
     meter_provider = _meter_provider(settings, plan, owned)
-    return Runtime(settings, tracer_provider, meter_provider, owned, configured=True)
+    logger_provider = _logger_provider(settings, plan, owned) if wants_events(settings) else None
+    return Runtime(settings, tracer_provider, meter_provider, owned, configured=True, logger_provider=logger_provider)
 
 
 def _is_real(provider: Any, proxy_type: type) -> bool:
@@ -133,6 +162,7 @@ def _is_real(provider: Any, proxy_type: type) -> bool:
         not in {
             "NoOpTracerProvider",
             "NoOpMeterProvider",
+            "NoOpLoggerProvider",
         }
     )
 
@@ -219,6 +249,35 @@ def _meter_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any
     provider._llmwatch_created = True  # type: ignore[attr-defined]
     owned.append(provider)
     _install_global_meter_provider(provider)
+    return provider
+
+
+def _logger_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any]) -> Any:
+    """The content events' LoggerProvider: the one passed, else a real global one, else our own.
+
+    Ours exports over OTLP logs with the traces' rules (``_export/_otlp.py``) and is not made global:
+    it carries llmwatch's events only, and an app's own logging is not ours to reroute."""
+    from opentelemetry import _logs
+    from opentelemetry._logs._internal import ProxyLoggerProvider
+
+    if settings.logger_provider is not None:
+        return settings.logger_provider
+    global_provider = _logs.get_logger_provider()
+    if _is_real(global_provider, ProxyLoggerProvider):
+        return global_provider
+    from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    provider = SdkLoggerProvider(
+        resource=Resource.create({"service.name": settings.service_name}), shutdown_on_exit=False
+    )
+    factory = plan().log_exporter_factory
+    if factory is not None:
+        provider.add_log_record_processor(BatchLogRecordProcessor(factory()))
+        logger.debug("llmwatch: exporting content events via %s", plan().description)
+    provider._llmwatch_created = True  # type: ignore[attr-defined]
+    owned.append(provider)
     return provider
 
 

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -52,6 +53,31 @@ class ForkSafeSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)
+
+
+class ForkSafeLogExporter(LogRecordExporter):
+    """The log twin of :class:`ForkSafeSpanExporter` (content events over OTLP logs)."""
+
+    def __init__(self, factory: Callable[[], LogRecordExporter]) -> None:
+        self._factory = factory
+        self._inner = factory()
+        self._pid = os.getpid()
+
+    @property
+    def inner(self) -> LogRecordExporter:
+        if self._pid != os.getpid():
+            self._inner, self._pid = self._factory(), os.getpid()
+        return self._inner
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        return self.inner.export(batch)
+
+    def shutdown(self) -> None:
+        if self._pid == os.getpid():
+            self._inner.shutdown()  # type: ignore[no-untyped-call]
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
 
 
 class ForkSafeMetricExporter(MetricExporter):

@@ -69,23 +69,25 @@ class OtlpTarget:
     delta: bool
     batch_size: int = DEFAULT_BATCH_SIZE
     limit_attributes: bool = False
+    logs: Signal | None = None  # content events (OTLP logs); None: as the traces
 
 
 def _otlp_target(
     endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str] | None
 ) -> OtlpTarget:
-    traces, metrics = _protocols(protocol, environ)
+    traces, metrics, logs = _protocols(protocol, environ)
     if endpoint is not None:
         endpoint = _check_endpoint(endpoint, traces, "endpoint", base=True)
     else:
-        _check_env_endpoints(traces, metrics, environ)
-    return OtlpTarget("otlp", Signal(traces, endpoint), Signal(metrics, endpoint), headers, False, False)
+        _check_env_endpoints(traces, metrics, logs, environ)
+    signals = (Signal(traces, endpoint), Signal(metrics, endpoint))
+    return OtlpTarget("otlp", *signals, headers, False, False, logs=Signal(logs, endpoint))
 
 
 def _datadog_target(
     endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str] | None
 ) -> OtlpTarget:
-    traces, metrics = _protocols(protocol, environ)
+    traces, metrics, logs = _protocols(protocol, environ)
     api_key: str = _config.env("datadog_api_key", environ)
     if endpoint is not None:
         endpoint = _check_endpoint(endpoint, traces, "endpoint", base=True)
@@ -93,10 +95,12 @@ def _datadog_target(
             headers.setdefault("dd-api-key", api_key)
             headers.setdefault("dd-otlp-source", "llmobs")
         signals = (Signal(traces, endpoint), Signal(metrics, endpoint))
+        log_signal = Signal(logs, endpoint)
     else:
         host: str = _config.env("datadog_agent_host", environ)
         signals = (Signal(traces, _agent_url(host, traces)), Signal(metrics, _agent_url(host, metrics)))
-    return OtlpTarget("datadog", *signals, headers, False, True, SMALL_BATCH_SIZE)
+        log_signal = Signal(logs, _agent_url(host, logs))
+    return OtlpTarget("datadog", *signals, headers, False, True, SMALL_BATCH_SIZE, logs=log_signal)
 
 
 def _agent_url(host: str, protocol: str) -> str:
@@ -107,7 +111,7 @@ def _agent_url(host: str, protocol: str) -> str:
 def _newrelic_target(
     endpoint: str | None, headers: dict[str, str], protocol: str | None, environ: Mapping[str, str] | None
 ) -> OtlpTarget:
-    traces, metrics = _protocols(protocol, environ)
+    traces, metrics, logs = _protocols(protocol, environ)
     license_key: str = _config.env("newrelic_license_key", environ)
     if "api-key" not in headers and license_key:
         headers["api-key"] = license_key
@@ -119,10 +123,13 @@ def _newrelic_target(
     if endpoint is not None:
         base = _check_endpoint(endpoint, traces, "endpoint", base=True)
         signals = (Signal(traces, base), Signal(metrics, base))
+        log_signal = Signal(logs, base)
     else:
         host = _newrelic_host(environ)
         signals = (Signal(traces, _newrelic_url(host, traces)), Signal(metrics, _newrelic_url(host, metrics)))
-    return OtlpTarget("newrelic", *signals, headers, True, True, SMALL_BATCH_SIZE, limit_attributes=True)
+        log_signal = Signal(logs, _newrelic_url(host, logs))
+    target = OtlpTarget("newrelic", *signals, headers, True, True, SMALL_BATCH_SIZE, limit_attributes=True)
+    return dataclasses.replace(target, logs=log_signal)
 
 
 def _newrelic_host(environ: Mapping[str, str] | None) -> str:
@@ -143,13 +150,17 @@ TARGET_BUILDERS: Final[dict[str, TargetBuilder]] = {
 }
 
 
-def _protocols(protocol: str | None, environ: Mapping[str, str] | None) -> tuple[str, str]:
-    """The (traces, metrics) protocols: protocol= for both, else the per-signal then general env var."""
+def _protocols(protocol: str | None, environ: Mapping[str, str] | None) -> tuple[str, str, str]:
+    """The (traces, metrics, logs) protocols: protocol= for all, else the per-signal then general env var."""
     if protocol is not None:
         checked = parse_protocol("protocol", protocol)
-        return checked, checked
+        return checked, checked, checked
     # Default http/protobuf, the spec's.
-    return _config.env("otlp_traces_protocol", environ), _config.env("otlp_metrics_protocol", environ)
+    return (
+        _config.env("otlp_traces_protocol", environ),
+        _config.env("otlp_metrics_protocol", environ),
+        _config.env("otlp_logs_protocol", environ),
+    )
 
 
 def _check_endpoint(value: str, protocol: str, source: str, *, base: bool) -> str:
@@ -180,9 +191,10 @@ def _check_endpoint(value: str, protocol: str, source: str, *, base: bool) -> st
     return text
 
 
-def _check_env_endpoints(traces: str, metrics: str, environ: Mapping[str, str] | None) -> None:
+def _check_env_endpoints(traces: str, metrics: str, logs: str, environ: Mapping[str, str] | None) -> None:
     general = _config.env("otlp_endpoint", environ)
-    for row, protocol in (("otlp_traces_endpoint", traces), ("otlp_metrics_endpoint", metrics)):
+    rows = (("otlp_traces_endpoint", traces), ("otlp_metrics_endpoint", metrics), ("otlp_logs_endpoint", logs))
+    for row, protocol in rows:
         specific = _config.env(row, environ)
         if specific:
             # A signal endpoint is the full URL (HTTP) or host:port (gRPC): used as given.
@@ -222,6 +234,18 @@ def metric_exporter_factory(
 
     kwargs = _grpc_kwargs(target, signal, environ, "otlp_metrics_headers")
     return functools.partial(GrpcMetricExporter, preferred_temporality=temporality, **kwargs)
+
+
+def log_exporter_factory(target: OtlpTarget, environ: Mapping[str, str] | None) -> Callable[[], Any]:
+    """The content events' OTLP log exporter: the traces' rules, on ``/v1/logs`` (or the LogsService)."""
+    signal = target.logs or target.traces
+    if signal.protocol == HTTP:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
+
+        return functools.partial(HttpLogExporter, **_http_kwargs(target, signal, "/v1/logs"))
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
+
+    return functools.partial(GrpcLogExporter, **_grpc_kwargs(target, signal, environ, "otlp_logs_headers"))
 
 
 def _http_kwargs(target: OtlpTarget, signal: Signal, path: str) -> dict[str, Any]:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -33,7 +34,7 @@ from llmwatch import _config
 from llmwatch._config import ConfigurationError
 from llmwatch._export._batch import DEFAULT_BATCH_SIZE
 from llmwatch._export._file import SPAN_FILE_DEFAULT, JsonLinesSpanExporter
-from llmwatch._export._forksafe import ForkSafeMetricExporter, ForkSafeSpanExporter
+from llmwatch._export._forksafe import ForkSafeLogExporter, ForkSafeMetricExporter, ForkSafeSpanExporter
 from llmwatch._export._limits import NEW_RELIC_LIMITS, AttributeLimitingSpanExporter
 from llmwatch._export._otlp import (
     HTTP,
@@ -41,6 +42,7 @@ from llmwatch._export._otlp import (
     OtlpTarget,
     check_otlp_environ,
     delta_temporality,
+    log_exporter_factory,
     metric_exporter_factory,
     span_exporter_factory,
 )
@@ -57,6 +59,8 @@ class ExportPlan:
     metric_interval_ms: int  # OTEL_METRIC_EXPORT_INTERVAL, default 60000
     description: str  # for logs; never holds header values (they carry API keys)
     recommended_batch_size: int = DEFAULT_BATCH_SIZE
+    # Content events (OTLP logs): built only when content goes to events. None: events go nowhere.
+    log_exporter_factory: Callable[[], LogRecordExporter] | None = None
 
 
 # --- planning ---------------------------------------------------------------------------------------
@@ -114,11 +118,14 @@ def _preset_name(exporter: object, environ: Mapping[str, str] | None) -> str:
 
 
 def _plan_console(interval_ms: int, environ: Mapping[str, str] | None) -> ExportPlan:
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
     metrics = None if _metrics_off(environ) else ConsoleMetricExporter()
-    return ExportPlan(ConsoleSpanExporter(), metrics, interval_ms, "console (stdout)")
+    return ExportPlan(
+        ConsoleSpanExporter(), metrics, interval_ms, "console (stdout)", DEFAULT_BATCH_SIZE, ConsoleLogRecordExporter
+    )
 
 
 def _metrics_off(environ: Mapping[str, str] | None) -> bool:
@@ -162,7 +169,15 @@ def _plan_otlp(target: OtlpTarget, interval_ms: int, environ: Mapping[str, str] 
     if not _metrics_off(environ):
         metric_factory = metric_exporter_factory(target, temporality, environ)
         metric_exporter = ForkSafeMetricExporter(metric_factory)
-    return ExportPlan(span_exporter, metric_exporter, interval_ms, _describe(target, environ), target.batch_size)
+    log_factory = log_exporter_factory(target, environ)
+    return ExportPlan(
+        span_exporter,
+        metric_exporter,
+        interval_ms,
+        _describe(target, environ),
+        target.batch_size,
+        lambda: ForkSafeLogExporter(log_factory),
+    )
 
 
 def _describe(target: OtlpTarget, environ: Mapping[str, str] | None) -> str:

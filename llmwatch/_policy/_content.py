@@ -85,7 +85,12 @@ class ContentPolicy:
 
     def with_max_chars(self, max_chars: int) -> ContentPolicy:
         """The same policy with a smaller per-text limit (to fit a span's content budget)."""
-        return ContentPolicy(self._mode, self._hook, max_chars, self.max_span_chars)
+        return type(self)(self._mode, self._hook, max_chars, self.max_span_chars)
+
+    def structured(self) -> ContentPolicy:
+        """The same policy, whose :meth:`json` keeps the structure (for log events, which carry
+        structured values); the caller serialises it for span attributes with :meth:`json` of this one."""
+        return StructuredContentPolicy(self._mode, self._hook, self.max_chars, self.max_span_chars)
 
     def json(self, value: Any) -> str:
         """Serialise a structure whose texts already went through :meth:`text`."""
@@ -103,6 +108,30 @@ class ContentPolicy:
         if value is None or isinstance(value, (bool, int, float)):
             return value
         return self.text(repr(value))
+
+
+class StructuredContentPolicy(ContentPolicy):
+    """A :class:`ContentPolicy` that renders structures, not JSON text: every text still goes
+    through :meth:`ContentPolicy.text`; keys and other strings are cleaned."""
+
+    __slots__ = ()
+
+    def json(self, value: Any) -> Any:
+        return clean_tree(value)
+
+
+def clean_tree(value: Any) -> Any:
+    """Every string in a JSON-like value made encodable (a lone surrogate in a tool name would fail
+    the whole OTLP export); the values :meth:`ContentPolicy.json` would have written as text."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(str(k)): clean_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_tree(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return clean(str(value))
 
 
 def fingerprint(parts: list[str]) -> str:
