@@ -48,7 +48,9 @@ SCRIPT = textwrap.dedent(
     def report_stats():  # after llmwatch's own exit flush (exit priority 0)
         stats = llmwatch.stats()
         keys = ("spans_ended", "spans_dropped", "exports_failed")
-        print("STATS " + json.dumps({key: stats[key] for key in keys}), flush=True)
+        # One write(2) per line: under PYTHONUNBUFFERED print() writes the text and its newline apart,
+        # and two processes' lines then interleave in the shared pipe (a single small write is atomic).
+        os.write(1, ("STATS " + json.dumps({key: stats[key] for key in keys}) + "\\n").encode())
 
 
     def call(index):
