@@ -40,13 +40,9 @@ class Embeddings:
         return []
 
     def count_input_tokens(self, call: LLMCall) -> tuple[int, str]:
-        from llmwatch._policy._tokens import count_tokens
+        from llmwatch._policy._tokens import count_texts_tokens
 
-        total, source = 0, sc.USAGE_SOURCE_TIKTOKEN
-        for text in self.prompt_parts(call.request):
-            count, source = count_tokens(call.model, text)
-            total += count
-        return total, source
+        return count_texts_tokens(call.model, self.prompt_parts(call.request))
 
     def on_response(self, call: LLMCall, response: Any) -> None:
         if response is None:

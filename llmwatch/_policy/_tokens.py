@@ -121,6 +121,16 @@ def count_tokens(model: str, text: str) -> tuple[int, str]:
     return _estimate(text), SOURCE_ESTIMATE
 
 
+def count_texts_tokens(model: str, texts: list[str]) -> tuple[int, str]:
+    """:func:`count_tokens` summed over separate texts (embedding inputs, completion prompts): each is
+    tokenized on its own, as the provider bills them; the source is the last text's."""
+    total, source = 0, SOURCE_TIKTOKEN
+    for text in texts:
+        count, source = count_tokens(model, text)
+        total += count
+    return total, source
+
+
 def count_message_tokens(model: str, messages: Sequence[Mapping[str, Any]]) -> tuple[int, str]:
     """Chat prompt tokens as OpenAI's cookbook counts them: 3 per message, its role, name and content
     tokens (+1 for a name), tool-call names and arguments, and 3 to prime the reply. Image parts are
