@@ -166,10 +166,11 @@ async def test_generate_content_gives_one_priced_span(
     assert attrs["gen_ai.request.model"] == MODEL
     assert attrs["gen_ai.request.temperature"] == 0.2 and attrs["gen_ai.request.top_p"] == 0.9
     assert attrs["gen_ai.request.top_k"] == 20 and attrs["gen_ai.request.max_tokens"] == 100
+    assert type(attrs["gen_ai.request.top_k"]) is float  # a double in the registry, though given as 20
     assert attrs["gen_ai.request.seed"] == 7 and attrs["gen_ai.request.stop_sequences"] == ("END",)
     assert attrs["gen_ai.request.presence_penalty"] == 0.1 and attrs["gen_ai.request.frequency_penalty"] == 0.3
     assert "gen_ai.request.choice.count" not in attrs  # 1 is the default: not recorded
-    assert attrs["gen_ai.output.type"] == "text" and attrs["gen_ai.request.stream"] is False
+    assert attrs["gen_ai.output.type"] == "text" and "gen_ai.request.stream" not in attrs  # the spec: iff streaming
     assert attrs["gen_ai.response.id"] == response.response_id
     assert attrs["gen_ai.response.model"] == response.model_version == MODEL
     assert attrs["gen_ai.response.finish_reasons"] == ("stop",)

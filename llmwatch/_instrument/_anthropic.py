@@ -79,7 +79,8 @@ class Messages:
         structured = given(kwargs.get("output_format")) or given(field(kwargs.get("output_config"), "format"))
         attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON if structured else sc.OUTPUT_TEXT
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         return self, attrs, dict(kwargs), stream, False
 

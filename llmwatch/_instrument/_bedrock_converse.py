@@ -58,7 +58,9 @@ _MEDIA = {"image": "image", "video": "video", "audio": "audio", "document": "fil
 # --- the request ---------------------------------------------------------------------------------
 def request_attributes(client: Any, params: Mapping[str, Any], stream: bool) -> dict[str, Any]:
     """What every Bedrock span starts with: the model id as given, the endpoint, the stream flags."""
-    attrs: dict[str, Any] = {sc.GEN_AI_REQUEST_STREAM: stream, sc.LLMWATCH_STREAM: stream}
+    attrs: dict[str, Any] = {sc.LLMWATCH_STREAM: stream}
+    if stream:  # the spec: set iff streaming
+        attrs[sc.GEN_AI_REQUEST_STREAM] = True
     model = params.get("modelId")
     if isinstance(model, str):
         attrs[sc.GEN_AI_REQUEST_MODEL] = model  # an inference-profile id or an ARN: as given

@@ -83,7 +83,8 @@ class ChatCompletions:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
         attrs[sc.GEN_AI_OUTPUT_TYPE] = output_type(kwargs.get("response_format"))
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         if stream:
             send_kwargs, hide_usage = with_stream_usage(

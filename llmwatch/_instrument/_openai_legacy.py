@@ -71,7 +71,8 @@ class TextCompletions:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
         attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_TEXT
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         if stream:
             client = getattr(instance, "_client", None)

@@ -63,7 +63,7 @@ class _Media:
         attrs[sc.GEN_AI_OUTPUT_TYPE] = self.output_type
         temperature = kwargs.get("temperature")
         if type(temperature) in (int, float):
-            attrs[sc.GEN_AI_REQUEST_TEMPERATURE] = temperature
+            attrs[sc.GEN_AI_REQUEST_TEMPERATURE] = float(temperature)  # a double in the registry
         self.request_attributes(kwargs, attrs)
         stream = kwargs.get("stream") is True
         if stream:

@@ -52,7 +52,8 @@ class Responses:
             text = kwargs.get("text")
             attrs[sc.GEN_AI_OUTPUT_TYPE] = output_type(field(text, "format") if given(text) else None)
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         return self, attrs, dict(kwargs), stream, False
 
