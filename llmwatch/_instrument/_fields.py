@@ -35,7 +35,7 @@ def put_number(attrs: dict[str, Any], key: str, value: Any) -> None:
 def put_numbers(attrs: dict[str, Any], kwargs: Mapping[str, Any], params: tuple[tuple[str, str], ...]) -> None:
     """``attrs[attribute] = kwargs[param]`` for each numeric request parameter the caller gave."""
     for param, attribute in params:
-        value = kwargs.get(param)
+        value: Any = kwargs.get(param)
         if type(value) in _NUMBER_TYPES:
             attrs[attribute] = float(value) if attribute in _DOUBLES else value
 
