@@ -292,7 +292,7 @@ def test_converse_content_in_semconv_shape(client: Any, captured_content: Captur
             "role": "user",
             "parts": [
                 {"type": "text", "content": "Weather?"},
-                {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "[omitted]"},
+                {"type": "blob", "modality": "image", "mime_type": "image/png", "byte_size": 4},
             ],
         },
         {

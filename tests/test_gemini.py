@@ -508,7 +508,7 @@ async def test_input_content_of_every_shape(api: Api, captured_content: Captured
         {
             "role": "user",
             "parts": [
-                {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "[omitted]"},
+                {"type": "blob", "modality": "image", "mime_type": "image/png", "byte_size": 4},
                 {"type": "uri", "modality": "file", "uri": "gs://bucket/doc.pdf"},
             ],
         },

@@ -334,8 +334,6 @@ def observed(server: FakeLLMServer) -> None:
 
 
 CALLS: dict[str, tuple[Callable[[FakeLLMServer], None], bool]] = {
-    "openai.chat": (openai_chat, False),
-    "openai.chat.stream": (openai_chat_stream, True),
     "openai.responses": (openai_responses, False),
     "openai.responses.stream": (openai_responses_stream, True),
     "openai.embeddings": (openai_embeddings, False),
@@ -352,8 +350,6 @@ CALLS: dict[str, tuple[Callable[[FakeLLMServer], None], bool]] = {
 
 # Violations not fixed yet: call kind -> reason (removed as each is fixed; never for a fixable one).
 KNOWN: dict[str, str] = {
-    "openai.chat": "system messages duplicated into input messages; blob parts as content='[omitted]' (issue 15)",
-    "openai.chat.stream": "the same request as openai.chat (issue 15)",
     "openai.embeddings": "gen_ai.usage.output_tokens on an embeddings span: set in _core/_pipeline.py (issue 15)",
 }
 

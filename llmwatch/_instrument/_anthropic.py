@@ -36,6 +36,7 @@ from llmwatch._core._messages import (
     ToolCallResponse,
     Unknown,
     Uri,
+    size_of,
 )
 from llmwatch._core._post_response import hook_parsers
 from llmwatch._health import record_internal_error
@@ -241,7 +242,8 @@ def _input_part(block: Any) -> Part:
         source = field(block, "source")
         if field(source, "type") == "url":
             return Uri(modality, field(source, "url"))
-        return Blob(modality)
+        mime = field(source, "media_type")
+        return Blob(modality, mime if isinstance(mime, str) else None, size_of(field(source, "data")))
     if kind == "thinking":
         return Reasoning(str(field(block, "thinking") or ""))
     return Unknown(str(kind or "unknown"))

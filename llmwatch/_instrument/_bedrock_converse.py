@@ -42,6 +42,7 @@ from llmwatch._core._messages import (
     ToolCallResponse,
     Unknown,
     Uri,
+    size_of,
 )
 from llmwatch._instrument._fields import put_numbers, put_stop_sequences
 
@@ -319,7 +320,8 @@ def _part(block: Any) -> Part | None:
             if type(location) is dict:
                 return Uri(modality, location.get("uri"))
             kind = media.get("format")
-            return Blob(modality, f"{modality}/{kind}" if isinstance(kind, str) and modality != "file" else None)
+            mime = f"{modality}/{kind}" if isinstance(kind, str) and modality != "file" else None
+            return Blob(modality, mime, size_of((media.get("source") or {}).get("bytes")))
     return Unknown(str(next(iter(block), "unknown")))
 
 

@@ -29,6 +29,8 @@ from llmwatch._core._messages import (
     ToolCallResponse,
     Unknown,
     Uri,
+    data_url_blob,
+    size_of,
 )
 from llmwatch._instrument._fields import (
     field,
@@ -158,15 +160,9 @@ class ChatCompletions:
 
     # --- content (opt-in: read only when the call's policy captures content) ---------------------
     def request_content(self, request: Mapping[str, Any]) -> RequestContent:
-        messages = _messages(request)
-        system: list[Part] = [
-            Text(text_of(field(m, "content"))) for m in messages if field(m, "role") in ("system", "developer")
-        ]
-        return RequestContent(
-            messages=[_input_message(m) for m in messages],
-            system=system or None,
-            tools=tool_definitions(request),
-        )
+        # System and developer messages are part of the chat history here: the spec records them in
+        # gen_ai.input.messages only (gen_ai.system_instructions is for instructions given apart).
+        return RequestContent(messages=[_input_message(m) for m in _messages(request)], tools=tool_definitions(request))
 
 
 def _forget_requested_usage_field(chunk: Any) -> None:
@@ -275,10 +271,13 @@ def _content_part(part: Any) -> Part:
     if kind == "image_url":
         url = str(field(field(part, "image_url"), "url") or "")
         if url.startswith("data:"):
-            return Blob("image", mime_type=url[5:].split(";", 1)[0])
+            return data_url_blob("image", url)
         return Uri("image", url)
     if kind == "input_audio":
-        return Blob("audio")
+        audio = field(part, "input_audio")
+        audio_format = field(audio, "format")
+        mime = f"audio/{audio_format}" if isinstance(audio_format, str) else None
+        return Blob("audio", mime_type=mime, byte_size=size_of(field(audio, "data")))
     if kind == "file":
         return File(field(field(part, "file"), "file_id"))
     return Unknown(str(kind or "unknown"))
