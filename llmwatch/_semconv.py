@@ -110,6 +110,10 @@ LLMWATCH_PROVIDER_HOST: Final = "llmwatch.provider.host"  # an unrecognised Open
 LLMWATCH_AZURE_DEPLOYMENT: Final = "llmwatch.azure.deployment"
 OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT: Final = "openai.response.system_fingerprint"
+OPENAI_API_TYPE: Final = "openai.api.type"
+OPENAI_API_CHAT_COMPLETIONS: Final = "chat_completions"
+OPENAI_API_RESPONSES: Final = "responses"
 LLMWATCH_USAGE_SOURCE: Final = "llmwatch.usage.source"
 # Billed units besides the token counts (images and audio): what the reply said, as priced.
 LLMWATCH_USAGE_INPUT_AUDIO_TOKENS: Final = "llmwatch.usage.input_audio_tokens"

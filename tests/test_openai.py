@@ -223,6 +223,8 @@ async def test_chat_span_carries_every_applicable_attribute(api: Api, captured: 
         "gen_ai.request.frequency_penalty": 0.1,
         "gen_ai.request.presence_penalty": 0.3,
         "gen_ai.output.type": "text",
+        "openai.api.type": "chat_completions",
+        "openai.response.system_fingerprint": reply.system_fingerprint,
         "gen_ai.response.id": reply.id,
         "gen_ai.response.model": SNAPSHOT,
         "gen_ai.response.finish_reasons": ("stop",),
@@ -501,7 +503,8 @@ async def test_stream_ended_early_gives_one_partial_span(api: Api, captured_cont
     assert bool(text) is how.endswith("3")
     (output,) = json.loads(attrs["gen_ai.output.messages"])
     assert output["parts"] == ([{"type": "text", "content": text}] if text else [])
-    assert "gen_ai.response.finish_reasons" not in attrs
+    assert output["finish_reason"] == "error"
+    assert attrs["gen_ai.response.finish_reasons"] == ("error",)  # cut before its finish reason: its place kept
     del stream
     gc.collect()
     assert len(captured_content.llm_spans()) == 1

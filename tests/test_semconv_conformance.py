@@ -160,6 +160,8 @@ def problems_of(span: Any, *, streamed: bool, failed: bool = False) -> list[str]
         found.append("gen_ai.request.choice.count: only when != 1")
     if "gen_ai.request.model" in attrs and span.name != f"{operation} {attrs['gen_ai.request.model']}":
         found.append(f"span name {span.name!r}: not '{{operation}} {{model}}'")
+    if provider == "openai" and operation == "chat" and "openai.api.type" not in attrs:
+        found.append("openai.api.type: recommended on an OpenAI span, and llmwatch knows it")
     found += content_problems(attrs)
     return found
 
@@ -431,3 +433,70 @@ def test_double_request_attributes_are_floats_even_when_given_as_ints() -> None:
         sc.GEN_AI_REQUEST_MAX_TOKENS: 64,
     }
     assert [type(v) for v in attrs.values()] == [float, float, int, float, int]
+
+
+def test_finish_reasons_keep_the_position_of_a_choice_cut_before_its_reason() -> None:
+    from types import SimpleNamespace
+
+    from llmwatch._core._call import Choice
+    from llmwatch._core._pipeline import response_step
+
+    def reasons(finish: dict[int, str | None], **ending: Any) -> Any:
+        choices = {}
+        for index, reason in finish.items():
+            choices[index] = Choice(index)
+            choices[index].finish_reason = reason
+        call = SimpleNamespace(response_id=None, response_model=None, response_attributes=None, choices=choices)
+        call.error, call.stream_completed = ending.get("error"), ending.get("stream_completed")
+        attrs: dict[str, Any] = {}
+        response_step(call, attrs)  # type: ignore[arg-type]
+        return attrs.get("gen_ai.response.finish_reasons")
+
+    assert reasons({0: "stop", 1: None}, stream_completed=False) == ["stop", "error"]
+    assert reasons({0: None, 1: "length"}) == ["error", "length"]
+    assert reasons({0: "stop", 2: "stop"}) == ["stop", "error", "stop"]  # choice 1 never arrived
+    assert reasons({0: None}, error=RuntimeError("cut")) == ["error"]
+    assert reasons({0: None}) is None  # finished, the provider said nothing: nothing to report
+    assert reasons({}, stream_completed=False) is None
+
+
+def test_anthropic_server_tool_use_is_a_server_tool_call(server: FakeLLMServer) -> None:
+    """A tool Anthropic ran itself (web search) is the spec's server_tool_call, not a tool_call."""
+    import anthropic
+
+    try:
+        import httpx2 as httpx  # the HTTP client of the SDK versions this suite runs
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
+
+    reply = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "paris"}},
+            {"type": "text", "text": "Paris."},
+        ],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 10, "output_tokens": 5},
+    }
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=reply))
+    client = anthropic.Anthropic(api_key="sk-ant-test-0123456789", http_client=httpx.Client(transport=transport))
+    history = [
+        {"role": "user", "content": "Where?"},
+        {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s0", "name": "web_search", "input": {}}]},
+        {"role": "user", "content": "And?"},
+    ]
+    with llmwatch.testing.capture(capture_content=True) as captured:
+        llmwatch.instrument(client).messages.create(model="claude-haiku-4-5", max_tokens=64, messages=history)
+    (span,) = captured.llm_spans()
+    (output,) = json.loads(span.attributes["gen_ai.output.messages"])
+    assert output["parts"][1] == {  # after the text: the renderer's order (reasoning, text, tool calls)
+        "type": "server_tool_call",
+        "id": "srvtoolu_1",
+        "name": "web_search",
+        "server_tool_call": {"type": "web_search", "arguments": {"query": "paris"}},
+    }
+    assert json.loads(span.attributes["gen_ai.input.messages"])[1]["parts"][0]["type"] == "server_tool_call"
+    assert problems_of(span, streamed=False) == []

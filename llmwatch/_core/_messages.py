@@ -129,6 +129,25 @@ class ToolCall:
         }
 
 
+class ServerToolCall:
+    """A tool the provider ran itself (Anthropic's ``server_tool_use``: web search, code execution).
+
+    The semconv ``server_tool_call`` part; its ``server_tool_call`` detail is the generic shape: the
+    tool's type (its name) and its arguments, which go through the policy like a tool call's.
+    """
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self, id: Any, name: Any, arguments: Any) -> None:
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+
+    def render(self, policy: ContentPolicy) -> dict[str, Any]:
+        detail = {"type": self.name, "arguments": render_arguments(self.arguments, policy)}
+        return {"type": "server_tool_call", "id": self.id, "name": self.name, "server_tool_call": detail}
+
+
 class ToolCallResponse:
     __slots__ = ("id", "response")
 
@@ -217,7 +236,7 @@ class Unknown:
         return {"type": self.kind}
 
 
-Part = Text | Reasoning | ToolCall | ToolCallResponse | Blob | Uri | File | Unknown
+Part = Text | Reasoning | ToolCall | ServerToolCall | ToolCallResponse | Blob | Uri | File | Unknown
 
 
 class Message:
@@ -276,7 +295,8 @@ def output_messages(choices: Mapping[int, Choice], failed: bool, policy: Content
             parts.append(Text("".join(choice.text)).render(policy))
         for position in sorted(choice.tool_calls):
             tool = choice.tool_calls[position]
-            parts.append(ToolCall(tool.get("id"), tool.get("name"), tool.get("arguments")).render(policy))
+            kind = ServerToolCall if tool.get("server") else ToolCall  # "server": the provider ran it
+            parts.append(kind(tool.get("id"), tool.get("name"), tool.get("arguments")).render(policy))
         messages.append(
             {"role": choice.role, "parts": parts, "finish_reason": semconv_finish_reason(choice.finish_reason, failed)}
         )

@@ -35,9 +35,14 @@ def response_step(call: LLMCall, attrs: dict[str, Any]) -> None:
         attrs[sc.GEN_AI_RESPONSE_ID] = clean(str(call.response_id))
     if call.response_model is not None:
         attrs[sc.GEN_AI_RESPONSE_MODEL] = clean(str(call.response_model))
-    reasons = [c.finish_reason for _, c in sorted(call.choices.items()) if c.finish_reason is not None]
-    if reasons:
-        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = clean_value(reasons)
+    if call.choices:
+        # One reason per choice, in position: a choice cut before its finish reason (a failed or
+        # abandoned stream, a choice that never arrived) keeps its place as the spec's "error".
+        choices = call.choices
+        reasons = [c.finish_reason if (c := choices.get(i)) is not None else None for i in range(max(choices) + 1)]
+        cut = call.error is not None or call.stream_completed is False
+        if cut or any(r is not None for r in reasons):
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = clean_value([r if r is not None else "error" for r in reasons])
     if call.response_attributes is not None:  # provider-specific ones (openai.response.service_tier)
         for key, value in call.response_attributes.items():
             attrs[key] = clean_value(value)

@@ -31,6 +31,7 @@ from llmwatch._core._messages import (
     Part,
     Reasoning,
     RequestContent,
+    ServerToolCall,
     Text,
     ToolCall,
     ToolCallResponse,
@@ -115,6 +116,7 @@ class Messages:
                     "id": field(block, "id"),
                     "name": field(block, "name"),
                     "arguments": field(block, "input"),
+                    "server": kind == "server_tool_use",
                 }
         choice.finish_reason = field(message, "stop_reason")
         record_usage(call, field(message, "usage"))
@@ -130,11 +132,13 @@ class Messages:
             record_usage(call, field(message, "usage"))
         elif kind == "content_block_start":
             block = field(event, "content_block")
-            if field(block, "type") in ("tool_use", "server_tool_use"):
+            block_type = field(block, "type")
+            if block_type in ("tool_use", "server_tool_use"):
                 call.choice(0).tool_calls[field(event, "index", 0) or 0] = {
                     "id": field(block, "id"),
                     "name": field(block, "name"),
                     "arguments": "",
+                    "server": block_type == "server_tool_use",
                 }
         elif kind == "message_delta":
             reason = field(field(event, "delta"), "stop_reason")
@@ -233,6 +237,8 @@ def _input_part(block: Any) -> Part:
         return Text(str(field(block, "text") or ""))
     if kind == "tool_use":
         return ToolCall(field(block, "id"), field(block, "name"), field(block, "input"))
+    if kind == "server_tool_use":
+        return ServerToolCall(field(block, "id"), field(block, "name"), field(block, "input"))
     if kind == "tool_result":
         return ToolCallResponse(
             field(block, "tool_use_id"), _blocks_text(field(block, "content")) or field(block, "content")

@@ -84,6 +84,7 @@ class ChatCompletions:
         if isinstance(n, int) and n != 1:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
         attrs[sc.GEN_AI_OUTPUT_TYPE] = output_type(kwargs.get("response_format"))
+        attrs[sc.OPENAI_API_TYPE] = sc.OPENAI_API_CHAT_COMPLETIONS
         stream = kwargs.get("stream") is True
         if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
             attrs[sc.GEN_AI_REQUEST_STREAM] = True
@@ -115,7 +116,7 @@ class ChatCompletions:
         fields = fields_of(response)
         call.response_id = fields.get("id")
         call.response_model = fields.get("model")
-        record_service_tier(call, fields.get("service_tier"))
+        record_service_tier(call, fields.get("service_tier"), fields.get("system_fingerprint"))
         for raw in fields.get("choices") or ():
             choice_fields = fields_of(raw)
             choice = call.choice(choice_fields.get("index") or 0)
@@ -142,7 +143,7 @@ class ChatCompletions:
             call.response_id = fields.get("id")
         if call.response_model is None:  # a stream's chunks all name the same model (and tier)
             call.response_model = fields.get("model") or None
-            record_service_tier(call, fields.get("service_tier"))
+            record_service_tier(call, fields.get("service_tier"), fields.get("system_fingerprint"))
         choices = fields.get("choices")
         usage = fields.get("usage")
         if usage is None and call.hide_usage_chunk:

@@ -98,7 +98,7 @@ class TextCompletions:
         fields = fields_of(response)
         call.response_id = fields.get("id")
         call.response_model = fields.get("model")
-        record_service_tier(call, fields.get("service_tier"))
+        record_service_tier(call, fields.get("service_tier"), fields.get("system_fingerprint"))
         for raw in fields.get("choices") or ():
             _record_choice(call, raw)
         record_chat_usage(call, fields.get("usage"))
