@@ -182,6 +182,7 @@ async def test_prompt_name_version_and_variables(client: Any, capture_content: b
     inside, after = captured.llm_spans()
     attrs = inside.attributes
     assert attrs["llmwatch.prompt.name"] == "summarize" and attrs["llmwatch.prompt.version"] == "3"
+    assert attrs["gen_ai.prompt.name"] == "summarize"  # the registry's name too (it has no version)
     assert attrs["llmwatch.user"] == "u1"
     assert attrs["llmwatch.prompt.fingerprint"] == after.attributes["llmwatch.prompt.fingerprint"]
     if capture_content:
@@ -189,7 +190,9 @@ async def test_prompt_name_version_and_variables(client: Any, capture_content: b
     else:
         assert "llmwatch.prompt.variables" not in attrs
     assert not [
-        k for k in after.attributes if k.startswith(("llmwatch.prompt.name", "llmwatch.prompt.v", "llmwatch.user"))
+        k
+        for k in after.attributes
+        if k.startswith(("llmwatch.prompt.name", "gen_ai.prompt.name", "llmwatch.prompt.v", "llmwatch.user"))
     ]
 
 

@@ -41,6 +41,12 @@ EXTRA_NAMES = {
     "gen_ai.usage.cache_write.input_tokens": "int",
 }
 
+# Registry attributes the inference span conventions do not list, emitted on purpose.
+EXTRA_ON_SPANS = {
+    # a prompt template's name (llmwatch.prompt): the registry's attribute, listed so far only by MCP
+    "gen_ai.prompt.name",
+}
+
 # Span convention per (operation, provider): the group in spans.yaml whose attributes apply.
 SPAN_GROUPS = {
     ("embeddings", None): "span.gen_ai.embeddings.client",
@@ -146,7 +152,8 @@ def problems_of(span: Any, *, streamed: bool, failed: bool = False) -> list[str]
         if level_is_required(level) and ref not in attrs:
             found.append(f"{ref}: required on {group}, missing")
     for name in attrs:
-        if name.startswith(("gen_ai.", "openai.")) and name not in levels and name not in EXTRA_NAMES:
+        extra = name in EXTRA_NAMES or name in EXTRA_ON_SPANS
+        if name.startswith(("gen_ai.", "openai.")) and name not in levels and not extra:
             found.append(f"{name}: not an attribute of {group}")
     if "server.address" in attrs and "server.port" not in attrs:
         found.append("server.port: conditionally required with server.address")
@@ -381,6 +388,10 @@ def test_every_attribute_is_the_registrys(spans: list[Any], request: pytest.Fixt
     _, streamed = CALLS[kind]
     problems = [f"{span.name}: {p}" for span in spans for p in problems_of(span, streamed=streamed)]
     assert not problems, "\n".join(problems)
+    if kind == "observe":  # the prompt template's name, under the registry's name too
+        assert [s.attributes.get("gen_ai.prompt.name") for s in spans if "gen_ai.operation.name" in s.attributes] == [
+            "answer"
+        ]
 
 
 def test_a_failed_call_carries_error_type(server: FakeLLMServer) -> None:
