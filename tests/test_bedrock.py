@@ -509,7 +509,7 @@ def test_invoke_model_titan_embeddings(client: Any, captured: Captured) -> None:
     attrs = span.attributes
     assert span.name == f"embeddings {TITAN_EMBED}"
     assert (
-        attrs["gen_ai.usage.input_tokens"] == reply["inputTextTokenCount"] and attrs["gen_ai.usage.output_tokens"] == 0
+        attrs["gen_ai.usage.input_tokens"] == reply["inputTextTokenCount"] and "gen_ai.usage.output_tokens" not in attrs
     )
     assert_priced(attrs, aws_cost(TITAN_EMBED, reply["inputTextTokenCount"], 0))
 

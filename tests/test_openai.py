@@ -754,6 +754,7 @@ async def test_embeddings(api: Api, server: FakeLLMServer, captured: Captured, e
     assert span.name == "embeddings text-embedding-3-small"
     assert attrs["gen_ai.operation.name"] == "embeddings"
     assert attrs["gen_ai.usage.input_tokens"] == vectors.usage.prompt_tokens == 3
+    assert "gen_ai.usage.output_tokens" not in attrs  # not an attribute of the embeddings span convention
     assert attrs["llmwatch.usage.source"] == "provider"
     assert attrs["llmwatch.feature"] == "rag"
     assert attrs.get("gen_ai.request.encoding_formats") == ((encoding_format,) if encoding_format else None)

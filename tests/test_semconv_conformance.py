@@ -358,9 +358,7 @@ CALLS: dict[str, tuple[Callable[[FakeLLMServer], None], bool]] = {
 }
 
 # Violations not fixed yet: call kind -> reason (removed as each is fixed; never for a fixable one).
-KNOWN: dict[str, str] = {
-    "openai.embeddings": "gen_ai.usage.output_tokens on an embeddings span: set in _core/_pipeline.py (issue 15)",
-}
+KNOWN: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True)

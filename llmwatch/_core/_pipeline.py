@@ -59,7 +59,8 @@ def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
         if call.usage_source == sc.USAGE_SOURCE_PROVIDER or source == sc.USAGE_SOURCE_ESTIMATE:
             call.usage_source = source
     attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
-    attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
+    if call.handler.operation != sc.OP_EMBEDDINGS:  # the embeddings span convention has input tokens only
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
     if call.cache_read_tokens:
         attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = call.cache_read_tokens
     if call.cache_write_tokens:
