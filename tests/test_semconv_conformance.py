@@ -465,6 +465,7 @@ def test_finish_reasons_keep_the_position_of_a_choice_cut_before_its_reason() ->
     assert reasons({0: None, 1: "length"}) == ["error", "length"]
     assert reasons({0: "stop", 2: "stop"}) == ["stop", "error", "stop"]  # choice 1 never arrived
     assert reasons({0: None}, error=RuntimeError("cut")) == ["error"]
+    assert reasons({0: "stop", 10**9: "length"}) == ["stop", "length"]  # a bogus index makes no huge list
     assert reasons({0: None}) is None  # finished, the provider said nothing: nothing to report
     assert reasons({}, stream_completed=False) is None
 

@@ -39,7 +39,9 @@ def response_step(call: LLMCall, attrs: dict[str, Any]) -> None:
         # One reason per choice, in position: a choice cut before its finish reason (a failed or
         # abandoned stream, a choice that never arrived) keeps its place as the spec's "error".
         choices = call.choices
-        reasons = [c.finish_reason if (c := choices.get(i)) is not None else None for i in range(max(choices) + 1)]
+        top = max(choices)
+        positions = range(top + 1) if top < 2 * len(choices) + 8 else sorted(choices)  # a bogus index: no gaps
+        reasons = [c.finish_reason if (c := choices.get(i)) is not None else None for i in positions]
         cut = call.error is not None or call.stream_completed is False
         if cut or any(r is not None for r in reasons):
             attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = clean_value([r if r is not None else "error" for r in reasons])
