@@ -180,6 +180,8 @@ def content_problems(attrs: dict[str, Any]) -> list[str]:
         for part in parts:
             if part.get("type") not in allowed:
                 found.append(f"{where}: part type {part.get('type')!r} not in the schema")
+            if part.get("type") == "blob" and "modality" not in part:
+                found.append(f"{where}: a blob part without its modality (the schema requires it)")
             if part.get("type") == "blob" and "content" in part:
                 found.append(f"{where}: a blob part carries content {part['content']!r} (llmwatch never sends bytes)")
 
@@ -277,8 +279,12 @@ def openai_embeddings(server: FakeLLMServer) -> None:
 ANTHROPIC = {"model": "claude-haiku-4-5", "max_tokens": 64, "system": "Be brief."}
 
 
+ANTHROPIC_IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": IMAGE[22:]}}
+
+
 def anthropic_messages(server: FakeLLMServer) -> None:
-    anthropic_client(server).messages.create(messages=[{"role": "user", "content": "Hi"}], **ANTHROPIC)
+    content = [{"type": "text", "text": "Hi"}, ANTHROPIC_IMAGE]
+    anthropic_client(server).messages.create(messages=[{"role": "user", "content": content}], **ANTHROPIC)
 
 
 def anthropic_stream(server: FakeLLMServer) -> None:
