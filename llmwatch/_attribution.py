@@ -72,6 +72,7 @@ class Attribution:
             attrs[sc.LLMWATCH_TAG_PREFIX + key] = value
         if self.prompt is not None:
             attrs[sc.LLMWATCH_PROMPT_NAME] = self.prompt.name
+            attrs[sc.GEN_AI_PROMPT_NAME] = self.prompt.name  # the registry's (no version, no variables)
             if self.prompt.version is not None:
                 attrs[sc.LLMWATCH_PROMPT_VERSION] = self.prompt.version
         return attrs

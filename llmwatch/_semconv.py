@@ -35,9 +35,21 @@ GEN_AI_REQUEST_ENCODING_FORMATS: Final = "gen_ai.request.encoding_formats"
 GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = "gen_ai.embeddings.dimension.count"
 GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+GEN_AI_PROMPT_NAME: Final = "gen_ai.prompt.name"  # the registry has no version nor variables (v1.41)
 # The general conventions' user and session (what Phoenix, MLflow, Langfuse read), beside llmwatch's own.
 USER_ID: Final = "user.id"
 SESSION_ID: Final = "session.id"
+
+# The request attributes the registry types as double: a caller's ``temperature=1`` goes out as 1.0.
+DOUBLE_REQUEST_ATTRIBUTES: Final = frozenset(
+    {
+        GEN_AI_REQUEST_TEMPERATURE,
+        GEN_AI_REQUEST_TOP_P,
+        GEN_AI_REQUEST_TOP_K,
+        GEN_AI_REQUEST_FREQUENCY_PENALTY,
+        GEN_AI_REQUEST_PRESENCE_PENALTY,
+    }
+)
 
 # --- GenAI: response ------------------------------------------------------------------------------
 GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
@@ -108,6 +120,10 @@ LLMWATCH_PROVIDER_HOST: Final = "llmwatch.provider.host"  # an unrecognised Open
 LLMWATCH_AZURE_DEPLOYMENT: Final = "llmwatch.azure.deployment"
 OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT: Final = "openai.response.system_fingerprint"
+OPENAI_API_TYPE: Final = "openai.api.type"
+OPENAI_API_CHAT_COMPLETIONS: Final = "chat_completions"
+OPENAI_API_RESPONSES: Final = "responses"
 LLMWATCH_USAGE_SOURCE: Final = "llmwatch.usage.source"
 # Billed units besides the token counts (images and audio): what the reply said, as priced.
 LLMWATCH_USAGE_INPUT_AUDIO_TOKENS: Final = "llmwatch.usage.input_audio_tokens"

@@ -292,7 +292,7 @@ def test_converse_content_in_semconv_shape(client: Any, captured_content: Captur
             "role": "user",
             "parts": [
                 {"type": "text", "content": "Weather?"},
-                {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "[omitted]"},
+                {"type": "blob", "modality": "image", "mime_type": "image/png", "byte_size": 4},
             ],
         },
         {
@@ -373,7 +373,8 @@ def test_converse_stream_ttft_counts_to_the_first_delta(captured: Captured) -> N
     span = only_span(captured)
     ttft_ms = span.attributes["llmwatch.time_to_first_token_ms"]
     assert 50 <= ttft_ms <= (span.end_time - span.start_time) / 1e6
-    assert span.attributes["gen_ai.response.time_to_first_chunk"] == pytest.approx(ttft_ms / 1000)
+    # the spec's time to first chunk counts to the first chunk received: messageStart, before the text
+    assert 0 < span.attributes["gen_ai.response.time_to_first_chunk"] * 1000 < ttft_ms
 
 
 @pytest.mark.parametrize("how", ["close", "abandon"])
@@ -508,7 +509,7 @@ def test_invoke_model_titan_embeddings(client: Any, captured: Captured) -> None:
     attrs = span.attributes
     assert span.name == f"embeddings {TITAN_EMBED}"
     assert (
-        attrs["gen_ai.usage.input_tokens"] == reply["inputTextTokenCount"] and attrs["gen_ai.usage.output_tokens"] == 0
+        attrs["gen_ai.usage.input_tokens"] == reply["inputTextTokenCount"] and "gen_ai.usage.output_tokens" not in attrs
     )
     assert_priced(attrs, aws_cost(TITAN_EMBED, reply["inputTextTokenCount"], 0))
 

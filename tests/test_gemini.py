@@ -166,10 +166,11 @@ async def test_generate_content_gives_one_priced_span(
     assert attrs["gen_ai.request.model"] == MODEL
     assert attrs["gen_ai.request.temperature"] == 0.2 and attrs["gen_ai.request.top_p"] == 0.9
     assert attrs["gen_ai.request.top_k"] == 20 and attrs["gen_ai.request.max_tokens"] == 100
+    assert type(attrs["gen_ai.request.top_k"]) is float  # a double in the registry, though given as 20
     assert attrs["gen_ai.request.seed"] == 7 and attrs["gen_ai.request.stop_sequences"] == ("END",)
     assert attrs["gen_ai.request.presence_penalty"] == 0.1 and attrs["gen_ai.request.frequency_penalty"] == 0.3
     assert "gen_ai.request.choice.count" not in attrs  # 1 is the default: not recorded
-    assert attrs["gen_ai.output.type"] == "text" and attrs["gen_ai.request.stream"] is False
+    assert attrs["gen_ai.output.type"] == "text" and "gen_ai.request.stream" not in attrs  # the spec: iff streaming
     assert attrs["gen_ai.response.id"] == response.response_id
     assert attrs["gen_ai.response.model"] == response.model_version == MODEL
     assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
@@ -276,7 +277,7 @@ async def test_ttft_counts_to_the_first_chunk_with_output(captured: Captured, fl
     span = only_span(captured)
     ttft_ms = span.attributes["llmwatch.time_to_first_token_ms"]
     assert TTFT_S * 1000 <= ttft_ms <= (span.end_time - span.start_time) / 1e6
-    assert span.attributes["gen_ai.response.time_to_first_chunk"] == pytest.approx(ttft_ms / 1000)
+    assert 0 < span.attributes["gen_ai.response.time_to_first_chunk"] * 1000 <= ttft_ms  # the first chunk of any kind
 
 
 @pytest.mark.parametrize("how", ["close", "dropped"])
@@ -507,7 +508,7 @@ async def test_input_content_of_every_shape(api: Api, captured_content: Captured
         {
             "role": "user",
             "parts": [
-                {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "[omitted]"},
+                {"type": "blob", "modality": "image", "mime_type": "image/png", "byte_size": 4},
                 {"type": "uri", "modality": "file", "uri": "gs://bucket/doc.pdf"},
             ],
         },
@@ -539,7 +540,7 @@ async def test_gemini_embeddings_have_no_usage_so_tokens_are_counted(api: Api, c
     assert attrs["llmwatch.usage.source"] == "estimate"
     tokens = attrs["gen_ai.usage.input_tokens"]
     assert tokens == 5 + 2  # ceil(chars / 4) per input, each counted on its own
-    assert attrs["gen_ai.usage.output_tokens"] == 0
+    assert "gen_ai.usage.output_tokens" not in attrs  # the embeddings span convention: input tokens only
     expected = calc_price(PricesUsage(input_tokens=tokens), EMBEDDING_MODEL, provider_id="google").total_price
     assert attrs["llmwatch.cost.usd"] == pytest.approx(float(expected), abs=1e-12)
     assert api.server.requests[-1].path.endswith(":batchEmbedContents")

@@ -75,7 +75,7 @@ async def test_llm_call_estimates_tokens_and_has_no_cost_for_an_unknown_model(ca
     assert attrs["gen_ai.operation.name"] == "chat"
     assert attrs["gen_ai.provider.name"] == "vllm"
     assert attrs["gen_ai.request.model"] == MODEL
-    assert attrs["gen_ai.request.stream"] is False
+    assert "gen_ai.request.stream" not in attrs and attrs["llmwatch.stream"] is False  # the spec: iff streaming
     assert attrs["llmwatch.usage.source"] == "estimate"  # no tiktoken encoding for llama
     assert attrs["gen_ai.usage.input_tokens"] == _tokens.count_message_tokens(MODEL, USER)[0]
     assert attrs["gen_ai.usage.output_tokens"] == 3  # ceil(len("A summary.") / 4)
@@ -182,6 +182,7 @@ async def test_prompt_name_version_and_variables(client: Any, capture_content: b
     inside, after = captured.llm_spans()
     attrs = inside.attributes
     assert attrs["llmwatch.prompt.name"] == "summarize" and attrs["llmwatch.prompt.version"] == "3"
+    assert attrs["gen_ai.prompt.name"] == "summarize"  # the registry's name too (it has no version)
     assert attrs["llmwatch.user"] == "u1"
     assert attrs["llmwatch.prompt.fingerprint"] == after.attributes["llmwatch.prompt.fingerprint"]
     if capture_content:
@@ -189,7 +190,9 @@ async def test_prompt_name_version_and_variables(client: Any, capture_content: b
     else:
         assert "llmwatch.prompt.variables" not in attrs
     assert not [
-        k for k in after.attributes if k.startswith(("llmwatch.prompt.name", "llmwatch.prompt.v", "llmwatch.user"))
+        k
+        for k in after.attributes
+        if k.startswith(("llmwatch.prompt.name", "gen_ai.prompt.name", "llmwatch.prompt.v", "llmwatch.user"))
     ]
 
 

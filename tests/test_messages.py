@@ -8,6 +8,7 @@ gets the same content attributes, with no change to ``_core``.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -27,8 +28,10 @@ from llmwatch._core._messages import (
     Unknown,
     Uri,
     content_attributes,
+    data_url_blob,
     output_messages,
     semconv_finish_reason,
+    size_of,
 )
 from llmwatch._policy._content import ContentPolicy
 
@@ -44,7 +47,9 @@ def test_every_text_goes_through_the_policy_ids_and_part_types_do_not() -> None:
     request = RequestContent(
         messages=[
             Message(
-                "user", [Text("hi"), Uri("image", "https://x.test/a"), Blob("image", mime_type="image/png")], name="jo"
+                "user",
+                [Text("hi"), Uri("image", "https://x.test/a"), Blob("image", mime_type="image/png", byte_size=68)],
+                name="jo",
             ),
             Message(
                 "assistant",
@@ -64,7 +69,7 @@ def test_every_text_goes_through_the_policy_ids_and_part_types_do_not() -> None:
                 "parts": [
                     {"type": "text", "content": "HI"},
                     {"type": "uri", "modality": "image", "uri": "HTTPS://X.TEST/A"},
-                    {"type": "blob", "modality": "image", "mime_type": "image/png", "content": "[omitted]"},
+                    {"type": "blob", "modality": "image", "mime_type": "image/png", "byte_size": 68},  # no payload
                 ],
                 "name": "jo",
             },
@@ -87,7 +92,7 @@ def test_every_text_goes_through_the_policy_ids_and_part_types_do_not() -> None:
                 "role": "user",
                 "parts": [
                     {"type": "file", "modality": "file", "file_id": "file-1"},
-                    {"type": "blob", "modality": "audio", "content": "[omitted]"},
+                    {"type": "blob", "modality": "audio"},
                     {"type": "video"},
                 ],
             },
@@ -176,3 +181,15 @@ def test_a_new_provider_is_one_adapter_with_no_change_to_the_core() -> None:
             "finish_reason": "stop",
         }
     ]
+
+
+def test_a_blob_says_its_size_and_type_never_its_bytes() -> None:
+    payload = base64.b64encode(b"\x89PNG" + bytes(100)).decode()
+    blob = data_url_blob("image", f"data:image/png;base64,{payload}")
+    assert blob.render(SHOUT) == {"type": "blob", "modality": "image", "mime_type": "image/png", "byte_size": 104}
+    assert size_of(b"abc") == 3 and size_of(base64.b64encode(b"abcde").decode()) == 5 and size_of(None) is None
+    assert data_url_blob("image", "data:image/svg+xml,%3Csvg%3E").render(SHOUT) == {
+        "type": "blob",
+        "modality": "image",
+        "mime_type": "image/svg+xml",
+    }

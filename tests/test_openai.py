@@ -174,7 +174,8 @@ def assert_ttft(span: Any) -> None:
     attrs = span.attributes
     duration_ms = (span.end_time - span.start_time) / 1e6
     assert 0 <= attrs["llmwatch.time_to_first_token_ms"] <= duration_ms
-    assert attrs["gen_ai.response.time_to_first_chunk"] == pytest.approx(attrs["llmwatch.time_to_first_token_ms"] / 1e3)
+    # the spec's time to first chunk: to the first chunk received, output or not (never after the first output)
+    assert 0 < attrs["gen_ai.response.time_to_first_chunk"] * 1e3 <= attrs["llmwatch.time_to_first_token_ms"]
 
 
 def assert_error_span(span: Any, exc: BaseException) -> None:
@@ -221,8 +222,9 @@ async def test_chat_span_carries_every_applicable_attribute(api: Api, captured: 
         "gen_ai.request.stop_sequences": ("\n\n",),
         "gen_ai.request.frequency_penalty": 0.1,
         "gen_ai.request.presence_penalty": 0.3,
-        "gen_ai.request.stream": False,
         "gen_ai.output.type": "text",
+        "openai.api.type": "chat_completions",
+        "openai.response.system_fingerprint": reply.system_fingerprint,
         "gen_ai.response.id": reply.id,
         "gen_ai.response.model": SNAPSHOT,
         "gen_ai.response.finish_reasons": ("stop",),
@@ -317,7 +319,8 @@ async def test_content_capture_text_reply_in_semconv_shape(api: Api, captured_co
     ]
     reply = await api.chat(messages=messages)
     attrs = only_span(captured_content).attributes
-    assert json.loads(attrs["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
+    # a system message is part of the chat history: in the input messages only (the spec), not twice
+    assert "gen_ai.system_instructions" not in attrs
     assert json.loads(attrs["gen_ai.input.messages"]) == [
         {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
         {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]},
@@ -500,7 +503,8 @@ async def test_stream_ended_early_gives_one_partial_span(api: Api, captured_cont
     assert bool(text) is how.endswith("3")
     (output,) = json.loads(attrs["gen_ai.output.messages"])
     assert output["parts"] == ([{"type": "text", "content": text}] if text else [])
-    assert "gen_ai.response.finish_reasons" not in attrs
+    assert output["finish_reason"] == "error"
+    assert attrs["gen_ai.response.finish_reasons"] == ("error",)  # cut before its finish reason: its place kept
     del stream
     gc.collect()
     assert len(captured_content.llm_spans()) == 1
@@ -520,8 +524,13 @@ async def test_ttft_counts_to_the_first_output_chunk(
     await api.drain(stream)
     span = only_span(captured)
     assert_ttft(span)
-    # the role-only first chunk and the lifecycle events come at once: they are not output
+    # the role-only first chunk and the lifecycle events come at once: they are not output, but they
+    # are the first chunk the spec's gen_ai.response.time_to_first_chunk counts to
     assert span.attributes["llmwatch.time_to_first_token_ms"] >= TTFT_S * 1000
+    assert (
+        span.attributes["gen_ai.response.time_to_first_chunk"] * 1000
+        < span.attributes["llmwatch.time_to_first_token_ms"]
+    )
 
 
 async def test_cut_stream_raises_the_sdks_own_error(api: Api, captured: Captured) -> None:
@@ -655,7 +664,7 @@ async def test_errors_reach_the_caller_unchanged(
     span = only_span(captured)
     assert_error_span(span, caught.value)
     assert span.events[0].attributes["exception.message"] == str(caught.value)
-    assert span.attributes["gen_ai.request.stream"] is stream
+    assert span.attributes.get("gen_ai.request.stream") is (True if stream else None)  # set iff streaming
 
 
 async def test_retried_call_is_one_span(api: Api, captured: Captured, request: pytest.FixtureRequest) -> None:
@@ -745,6 +754,7 @@ async def test_embeddings(api: Api, server: FakeLLMServer, captured: Captured, e
     assert span.name == "embeddings text-embedding-3-small"
     assert attrs["gen_ai.operation.name"] == "embeddings"
     assert attrs["gen_ai.usage.input_tokens"] == vectors.usage.prompt_tokens == 3
+    assert "gen_ai.usage.output_tokens" not in attrs  # not an attribute of the embeddings span convention
     assert attrs["llmwatch.usage.source"] == "provider"
     assert attrs["llmwatch.feature"] == "rag"
     assert attrs.get("gen_ai.request.encoding_formats") == ((encoding_format,) if encoding_format else None)

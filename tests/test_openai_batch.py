@@ -89,8 +89,8 @@ def _healthy() -> Iterator[None]:
 
 
 def batch_price(model: str, attrs: dict[str, Any]) -> float:
-    usage = genai_prices.Usage(
-        input_tokens=attrs["gen_ai.usage.input_tokens"], output_tokens=attrs["gen_ai.usage.output_tokens"]
+    usage = genai_prices.Usage(  # an embeddings span has no output tokens (its span convention)
+        input_tokens=attrs["gen_ai.usage.input_tokens"], output_tokens=attrs.get("gen_ai.usage.output_tokens", 0)
     )
     calc = genai_prices.calc_price(usage, model, provider_id="openai", price_context={"processing": "batch"})
     return float(calc.total_price)

@@ -94,6 +94,7 @@ class LLMCall:
         "ended",
         "error",
         "first_chunk_ns",
+        "first_received_ns",
         "handler",
         "hide_usage_chunk",
         "input_tokens",
@@ -140,7 +141,8 @@ class LLMCall:
         self.stream = stream
         self.attribution = attribution
         self.start_ns = time.perf_counter_ns()
-        self.first_chunk_ns: int | None = None
+        self.first_chunk_ns: int | None = None  # the first output (text, reasoning, tool call): llmwatch's TTFT
+        self.first_received_ns: int | None = None  # the first chunk of any kind: the spec's time to first chunk
         self.chunks = 0
         self.ended = False
         self.error: BaseException | None = None
@@ -209,6 +211,8 @@ class LLMCall:
         if self.ended:
             return False
         self.chunks += 1
+        if self.first_received_ns is None:
+            self.first_received_ns = time.perf_counter_ns()
         try:
             return self.handler.on_chunk(self, chunk)
         except Exception as exc:

@@ -22,7 +22,6 @@ from llmwatch import _semconv as sc
 if TYPE_CHECKING:
     from llmwatch._policy._content import ContentPolicy
 
-OMITTED = "[omitted]"  # inline binary content (images, audio, documents) is never captured
 
 # Provider finish reasons -> the semconv enum of an output message's ``finish_reason``.
 FINISH_REASONS_ENUM = {
@@ -130,6 +129,25 @@ class ToolCall:
         }
 
 
+class ServerToolCall:
+    """A tool the provider ran itself (Anthropic's ``server_tool_use``: web search, code execution).
+
+    The semconv ``server_tool_call`` part; its ``server_tool_call`` detail is the generic shape: the
+    tool's type (its name) and its arguments, which go through the policy like a tool call's.
+    """
+
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self, id: Any, name: Any, arguments: Any) -> None:
+        self.id = id
+        self.name = name
+        self.arguments = arguments
+
+    def render(self, policy: ContentPolicy) -> dict[str, Any]:
+        detail = {"type": self.name, "arguments": render_arguments(self.arguments, policy)}
+        return {"type": "server_tool_call", "id": self.id, "name": self.name, "server_tool_call": detail}
+
+
 class ToolCallResponse:
     __slots__ = ("id", "response")
 
@@ -142,20 +160,44 @@ class ToolCallResponse:
 
 
 class Blob:
-    """Inline binary content: recorded as present, its bytes never."""
+    """Inline binary content: the semconv blob part's type, modality, MIME type and size, its bytes never.
 
-    __slots__ = ("mime_type", "modality")
+    The schema's ``content`` would be the payload in base64; llmwatch sends no payload at all (a
+    span is no place for an image, and a placeholder string would read as one), only ``byte_size``
+    when the request said how big it is.
+    """
 
-    def __init__(self, modality: str, mime_type: str | None = None) -> None:
+    __slots__ = ("byte_size", "mime_type", "modality")
+
+    def __init__(self, modality: str, mime_type: str | None = None, byte_size: int | None = None) -> None:
         self.modality = modality
         self.mime_type = mime_type
+        self.byte_size = byte_size
 
     def render(self, policy: ContentPolicy) -> dict[str, Any]:
         part: dict[str, Any] = {"type": "blob", "modality": self.modality}
         if self.mime_type is not None:
             part["mime_type"] = self.mime_type
-        part["content"] = OMITTED
+        if self.byte_size is not None:
+            part["byte_size"] = self.byte_size
         return part
+
+
+def size_of(data: Any) -> int | None:
+    """The decoded size of inline data: bytes as given, base64 text by its length (nothing decoded)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return len(data)
+    if isinstance(data, str):
+        data = data.rstrip("=")
+        return len(data) * 3 // 4
+    return None
+
+
+def data_url_blob(modality: str, url: str) -> Blob:
+    """A ``data:<mime>;base64,<payload>`` URL as a blob part: its MIME type and decoded size."""
+    header, _, payload = url[5:].partition(",")
+    mime = header.split(";", 1)[0] or None
+    return Blob(modality, mime_type=mime, byte_size=size_of(payload) if header.endswith(";base64") else None)
 
 
 class Uri:
@@ -194,7 +236,7 @@ class Unknown:
         return {"type": self.kind}
 
 
-Part = Text | Reasoning | ToolCall | ToolCallResponse | Blob | Uri | File | Unknown
+Part = Text | Reasoning | ToolCall | ServerToolCall | ToolCallResponse | Blob | Uri | File | Unknown
 
 
 class Message:
@@ -253,7 +295,8 @@ def output_messages(choices: Mapping[int, Choice], failed: bool, policy: Content
             parts.append(Text("".join(choice.text)).render(policy))
         for position in sorted(choice.tool_calls):
             tool = choice.tool_calls[position]
-            parts.append(ToolCall(tool.get("id"), tool.get("name"), tool.get("arguments")).render(policy))
+            kind = ServerToolCall if tool.get("server") else ToolCall  # "server": the provider ran it
+            parts.append(kind(tool.get("id"), tool.get("name"), tool.get("arguments")).render(policy))
         messages.append(
             {"role": choice.role, "parts": parts, "finish_reason": semconv_finish_reason(choice.finish_reason, failed)}
         )

@@ -38,9 +38,16 @@ def response_step(call: LLMCall, attrs: dict[str, Any]) -> None:
         attrs[sc.GEN_AI_RESPONSE_ID] = clean(str(call.response_id))
     if call.response_model is not None:
         attrs[sc.GEN_AI_RESPONSE_MODEL] = clean(str(call.response_model))
-    reasons = [c.finish_reason for _, c in sorted(call.choices.items()) if c.finish_reason is not None]
-    if reasons:
-        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = clean_value(reasons)
+    if call.choices:
+        # One reason per choice, in position: a choice cut before its finish reason (a failed or
+        # abandoned stream, a choice that never arrived) keeps its place as the spec's "error".
+        choices = call.choices
+        top = max(choices)
+        positions = range(top + 1) if top < 2 * len(choices) + 8 else sorted(choices)  # a bogus index: no gaps
+        reasons = [c.finish_reason if (c := choices.get(i)) is not None else None for i in positions]
+        cut = call.error is not None or call.stream_completed is False
+        if cut or any(r is not None for r in reasons):
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = clean_value([r if r is not None else "error" for r in reasons])
     if call.response_attributes is not None:  # provider-specific ones (openai.response.service_tier)
         for key, value in call.response_attributes.items():
             attrs[key] = clean_value(value)
@@ -57,7 +64,8 @@ def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
         if call.usage_source == sc.USAGE_SOURCE_PROVIDER or source == sc.USAGE_SOURCE_ESTIMATE:
             call.usage_source = source
     attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
-    attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
+    if call.handler.operation != sc.OP_EMBEDDINGS:  # the embeddings span convention has input tokens only
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
     if call.cache_read_tokens:
         attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = call.cache_read_tokens
     if call.cache_write_tokens:
@@ -151,10 +159,14 @@ def stream_step(call: LLMCall, attrs: dict[str, Any]) -> None:
         return
     attrs[sc.LLMWATCH_STREAM_COMPLETED] = bool(call.stream_completed)
     attrs[sc.LLMWATCH_STREAM_CHUNKS] = call.chunks
+    # Two clocks: llmwatch's time to first token counts to the first output (what a user waits for);
+    # the spec's time to first chunk to the first chunk received, whatever it carries (a preamble
+    # event too). An llm_call stream has no chunks: its first token is its first chunk.
     if call.first_chunk_ns is not None:
-        ttfc_ns = call.first_chunk_ns - call.start_ns
-        attrs[sc.LLMWATCH_TIME_TO_FIRST_TOKEN_MS] = ttfc_ns / 1e6
-        attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc_ns / 1e9
+        attrs[sc.LLMWATCH_TIME_TO_FIRST_TOKEN_MS] = (call.first_chunk_ns - call.start_ns) / 1e6
+    first_received = call.first_received_ns if call.first_received_ns is not None else call.first_chunk_ns
+    if first_received is not None:
+        attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (first_received - call.start_ns) / 1e9
 
 
 def fingerprint_step(call: LLMCall, attrs: dict[str, Any]) -> None:

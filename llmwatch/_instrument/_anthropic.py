@@ -31,11 +31,13 @@ from llmwatch._core._messages import (
     Part,
     Reasoning,
     RequestContent,
+    ServerToolCall,
     Text,
     ToolCall,
     ToolCallResponse,
     Unknown,
     Uri,
+    size_of,
 )
 from llmwatch._core._post_response import hook_parsers
 from llmwatch._health import record_internal_error
@@ -79,7 +81,8 @@ class Messages:
         structured = given(kwargs.get("output_format")) or given(field(kwargs.get("output_config"), "format"))
         attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON if structured else sc.OUTPUT_TEXT
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         return self, attrs, dict(kwargs), stream, False
 
@@ -113,6 +116,7 @@ class Messages:
                     "id": field(block, "id"),
                     "name": field(block, "name"),
                     "arguments": field(block, "input"),
+                    "server": kind == "server_tool_use",
                 }
         choice.finish_reason = field(message, "stop_reason")
         record_usage(call, field(message, "usage"))
@@ -128,11 +132,13 @@ class Messages:
             record_usage(call, field(message, "usage"))
         elif kind == "content_block_start":
             block = field(event, "content_block")
-            if field(block, "type") in ("tool_use", "server_tool_use"):
+            block_type = field(block, "type")
+            if block_type in ("tool_use", "server_tool_use"):
                 call.choice(0).tool_calls[field(event, "index", 0) or 0] = {
                     "id": field(block, "id"),
                     "name": field(block, "name"),
                     "arguments": "",
+                    "server": block_type == "server_tool_use",
                 }
         elif kind == "message_delta":
             reason = field(field(event, "delta"), "stop_reason")
@@ -231,6 +237,8 @@ def _input_part(block: Any) -> Part:
         return Text(str(field(block, "text") or ""))
     if kind == "tool_use":
         return ToolCall(field(block, "id"), field(block, "name"), field(block, "input"))
+    if kind == "server_tool_use":
+        return ServerToolCall(field(block, "id"), field(block, "name"), field(block, "input"))
     if kind == "tool_result":
         return ToolCallResponse(
             field(block, "tool_use_id"), _blocks_text(field(block, "content")) or field(block, "content")
@@ -240,7 +248,8 @@ def _input_part(block: Any) -> Part:
         source = field(block, "source")
         if field(source, "type") == "url":
             return Uri(modality, field(source, "url"))
-        return Blob(modality)
+        mime = field(source, "media_type")
+        return Blob(modality, mime if isinstance(mime, str) else None, size_of(field(source, "data")))
     if kind == "thinking":
         return Reasoning(str(field(block, "thinking") or ""))
     return Unknown(str(kind or "unknown"))

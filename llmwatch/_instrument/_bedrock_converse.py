@@ -42,6 +42,7 @@ from llmwatch._core._messages import (
     ToolCallResponse,
     Unknown,
     Uri,
+    size_of,
 )
 from llmwatch._instrument._fields import put_numbers, put_stop_sequences
 
@@ -58,7 +59,9 @@ _MEDIA = {"image": "image", "video": "video", "audio": "audio", "document": "fil
 # --- the request ---------------------------------------------------------------------------------
 def request_attributes(client: Any, params: Mapping[str, Any], stream: bool) -> dict[str, Any]:
     """What every Bedrock span starts with: the model id as given, the endpoint, the stream flags."""
-    attrs: dict[str, Any] = {sc.GEN_AI_REQUEST_STREAM: stream, sc.LLMWATCH_STREAM: stream}
+    attrs: dict[str, Any] = {sc.LLMWATCH_STREAM: stream}
+    if stream:  # the spec: set iff streaming
+        attrs[sc.GEN_AI_REQUEST_STREAM] = True
     model = params.get("modelId")
     if isinstance(model, str):
         attrs[sc.GEN_AI_REQUEST_MODEL] = model  # an inference-profile id or an ARN: as given
@@ -317,7 +320,8 @@ def _part(block: Any) -> Part | None:
             if type(location) is dict:
                 return Uri(modality, location.get("uri"))
             kind = media.get("format")
-            return Blob(modality, f"{modality}/{kind}" if isinstance(kind, str) and modality != "file" else None)
+            mime = f"{modality}/{kind}" if isinstance(kind, str) and modality != "file" else None
+            return Blob(modality, mime, size_of((media.get("source") or {}).get("bytes")))
     return Unknown(str(next(iter(block), "unknown")))
 
 

@@ -5,7 +5,8 @@ SDKs hand over pydantic models (sometimes built with ``construct()``, with undec
 compatible servers), plain dicts (raw JSON, streamed events) and, rarely, other objects: ``field`` and
 ``fields_of`` read all three the same way, at per-chunk cost (decided once per type, no exception
 paths). The request-side ``put_*`` helpers copy only the values a caller actually gave (not the SDKs'
-``NOT_GIVEN``/``omit`` sentinels, not bools posing as numbers).
+``NOT_GIVEN``/``omit`` sentinels, not bools posing as numbers), typed as the registry types the
+attribute: a double attribute gets a float even when the caller wrote ``temperature=1``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from llmwatch import _semconv as sc
+
 _MISSING = object()
 _NUMBER_TYPES = frozenset({int, float})
 _EMPTY: Mapping[str, Any] = {}
+_DOUBLES = sc.DOUBLE_REQUEST_ATTRIBUTES
 
 
 def given(value: Any) -> bool:
@@ -25,15 +29,15 @@ def given(value: Any) -> bool:
 
 def put_number(attrs: dict[str, Any], key: str, value: Any) -> None:
     if type(value) in _NUMBER_TYPES:  # int or float, not bool (nor the SDKs' NOT_GIVEN sentinels)
-        attrs[key] = value
+        attrs[key] = float(value) if key in _DOUBLES else value
 
 
 def put_numbers(attrs: dict[str, Any], kwargs: Mapping[str, Any], params: tuple[tuple[str, str], ...]) -> None:
     """``attrs[attribute] = kwargs[param]`` for each numeric request parameter the caller gave."""
     for param, attribute in params:
-        value = kwargs.get(param)
+        value: Any = kwargs.get(param)
         if type(value) in _NUMBER_TYPES:
-            attrs[attribute] = value
+            attrs[attribute] = float(value) if attribute in _DOUBLES else value
 
 
 def put_stop_sequences(attrs: dict[str, Any], key: str, value: Any) -> None:

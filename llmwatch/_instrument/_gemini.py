@@ -210,7 +210,8 @@ class GenerateContent:
             attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_TEXT
         else:
             _request_attributes(config, attrs)
-        attrs[sc.GEN_AI_REQUEST_STREAM] = self.stream
+        if self.stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = self.stream
         return self, attrs, dict(kwargs), self.stream, False
 

@@ -26,6 +26,7 @@ from llmwatch._core._messages import (
     ToolCallResponse,
     Unknown,
     Uri,
+    size_of,
 )
 from llmwatch._instrument._fields import field
 
@@ -148,7 +149,7 @@ def _part(part: Any) -> Part:
     inline = get(part, "inline_data")
     if inline is not None:
         mime = get(inline, "mime_type")
-        return Blob(_modality(mime), mime if isinstance(mime, str) else None)
+        return Blob(_modality(mime), mime if isinstance(mime, str) else None, size_of(get(inline, "data")))
     data = get(part, "file_data")
     if data is not None:
         return Uri(_modality(get(data, "mime_type")), get(data, "file_uri"))

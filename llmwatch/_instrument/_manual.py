@@ -88,7 +88,9 @@ class ManualCall:
 
     def _open(self) -> None:
         try:
-            attrs: dict[str, Any] = {sc.GEN_AI_REQUEST_STREAM: self._stream, sc.LLMWATCH_STREAM: self._stream}
+            attrs: dict[str, Any] = {sc.LLMWATCH_STREAM: self._stream}
+            if self._stream:  # the spec: set iff streaming
+                attrs[sc.GEN_AI_REQUEST_STREAM] = True
             if self._server_address:
                 attrs[sc.SERVER_ADDRESS] = self._server_address
             self._call = start_call(_runtime.CURRENT, self._handler, self._request, attrs, stream=self._stream)

@@ -29,6 +29,8 @@ from llmwatch._core._messages import (
     ToolCallResponse,
     Unknown,
     Uri,
+    data_url_blob,
+    size_of,
 )
 from llmwatch._instrument._fields import (
     field,
@@ -82,8 +84,10 @@ class ChatCompletions:
         if isinstance(n, int) and n != 1:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
         attrs[sc.GEN_AI_OUTPUT_TYPE] = output_type(kwargs.get("response_format"))
+        attrs[sc.OPENAI_API_TYPE] = sc.OPENAI_API_CHAT_COMPLETIONS
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         if stream:
             send_kwargs, hide_usage = with_stream_usage(
@@ -112,7 +116,7 @@ class ChatCompletions:
         fields = fields_of(response)
         call.response_id = fields.get("id")
         call.response_model = fields.get("model")
-        record_service_tier(call, fields.get("service_tier"))
+        record_service_tier(call, fields.get("service_tier"), fields.get("system_fingerprint"))
         for raw in fields.get("choices") or ():
             choice_fields = fields_of(raw)
             choice = call.choice(choice_fields.get("index") or 0)
@@ -139,7 +143,7 @@ class ChatCompletions:
             call.response_id = fields.get("id")
         if call.response_model is None:  # a stream's chunks all name the same model (and tier)
             call.response_model = fields.get("model") or None
-            record_service_tier(call, fields.get("service_tier"))
+            record_service_tier(call, fields.get("service_tier"), fields.get("system_fingerprint"))
         choices = fields.get("choices")
         usage = fields.get("usage")
         if usage is None and call.hide_usage_chunk:
@@ -157,15 +161,9 @@ class ChatCompletions:
 
     # --- content (opt-in: read only when the call's policy captures content) ---------------------
     def request_content(self, request: Mapping[str, Any]) -> RequestContent:
-        messages = _messages(request)
-        system: list[Part] = [
-            Text(text_of(field(m, "content"))) for m in messages if field(m, "role") in ("system", "developer")
-        ]
-        return RequestContent(
-            messages=[_input_message(m) for m in messages],
-            system=system or None,
-            tools=tool_definitions(request),
-        )
+        # System and developer messages are part of the chat history here: the spec records them in
+        # gen_ai.input.messages only (gen_ai.system_instructions is for instructions given apart).
+        return RequestContent(messages=[_input_message(m) for m in _messages(request)], tools=tool_definitions(request))
 
 
 def _forget_requested_usage_field(chunk: Any) -> None:
@@ -274,10 +272,13 @@ def _content_part(part: Any) -> Part:
     if kind == "image_url":
         url = str(field(field(part, "image_url"), "url") or "")
         if url.startswith("data:"):
-            return Blob("image", mime_type=url[5:].split(";", 1)[0])
+            return data_url_blob("image", url)
         return Uri("image", url)
     if kind == "input_audio":
-        return Blob("audio")
+        audio = field(part, "input_audio")
+        audio_format = field(audio, "format")
+        mime = f"audio/{audio_format}" if isinstance(audio_format, str) else None
+        return Blob("audio", mime_type=mime, byte_size=size_of(field(audio, "data")))
     if kind == "file":
         return File(field(field(part, "file"), "file_id"))
     return Unknown(str(kind or "unknown"))

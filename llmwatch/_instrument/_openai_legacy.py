@@ -22,7 +22,7 @@ from typing import Any
 from llmwatch import _semconv as sc
 from llmwatch._config import Settings
 from llmwatch._core._call import LLMCall
-from llmwatch._core._messages import Blob, Message, Part, RequestContent, Text, Uri
+from llmwatch._core._messages import Message, Part, RequestContent, Text, Uri, data_url_blob
 from llmwatch._instrument._fields import field, fields_of, given, put_number, put_numbers, put_stop_sequences
 from llmwatch._instrument._openai_chat import record_chat_usage
 from llmwatch._instrument._openai_request import PROVIDER, endpoint_and_tier, record_service_tier
@@ -71,7 +71,8 @@ class TextCompletions:
             attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
         attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_TEXT
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         if stream:
             client = getattr(instance, "_client", None)
@@ -93,7 +94,7 @@ class TextCompletions:
         fields = fields_of(response)
         call.response_id = fields.get("id")
         call.response_model = fields.get("model")
-        record_service_tier(call, fields.get("service_tier"))
+        record_service_tier(call, fields.get("service_tier"), fields.get("system_fingerprint"))
         for raw in fields.get("choices") or ():
             _record_choice(call, raw)
         record_chat_usage(call, fields.get("usage"))
@@ -172,7 +173,7 @@ class Moderations:
                 parts.append(Text(item))
             elif given(item) and field(item, "type") == "image_url":
                 url = str(field(field(item, "image_url"), "url") or "")
-                parts.append(Blob("image") if url.startswith("data:") else Uri("image", url))
+                parts.append(data_url_blob("image", url) if url.startswith("data:") else Uri("image", url))
             elif given(item) and isinstance(field(item, "text"), str):
                 parts.append(Text(field(item, "text")))
         return RequestContent(messages=[Message("user", parts)])

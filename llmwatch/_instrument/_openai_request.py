@@ -33,11 +33,18 @@ def endpoint_and_tier(instance: Any, kwargs: Mapping[str, Any], attrs: dict[str,
         attrs[sc.OPENAI_REQUEST_SERVICE_TIER] = clean(tier)
 
 
-def record_service_tier(call: LLMCall, tier: Any) -> None:
-    """The tier the reply says it was served at: it prices the call (flex is half the standard rate)."""
+def record_service_tier(call: LLMCall, tier: Any, fingerprint: Any = None) -> None:
+    """The tier the reply says it was served at: it prices the call (flex is half the standard rate);
+    and the reply's ``system_fingerprint`` (Chat Completions), when it has one."""
+    attributes: dict[str, Any] | None = None
     if isinstance(tier, str) and tier:
         call.service_tier = tier
-        call.response_attributes = {sc.OPENAI_RESPONSE_SERVICE_TIER: tier}
+        attributes = {sc.OPENAI_RESPONSE_SERVICE_TIER: tier}
+    if isinstance(fingerprint, str) and fingerprint:
+        attributes = attributes or {}
+        attributes[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
+    if attributes is not None:
+        call.response_attributes = attributes
 
 
 def output_type(response_format: Any) -> str:

@@ -45,6 +45,7 @@ class Responses:
     ) -> tuple[Responses, dict[str, Any], dict[str, Any], bool, bool]:
         attrs: dict[str, Any] = {}
         endpoint_and_tier(instance, kwargs, attrs, settings)
+        attrs[sc.OPENAI_API_TYPE] = sc.OPENAI_API_RESPONSES
         put_numbers(attrs, kwargs, _NUMBER_PARAMS)
         if given(kwargs.get("text_format")):  # .parse(text_format=Model): the SDK asks for its JSON schema
             attrs[sc.GEN_AI_OUTPUT_TYPE] = sc.OUTPUT_JSON
@@ -52,7 +53,8 @@ class Responses:
             text = kwargs.get("text")
             attrs[sc.GEN_AI_OUTPUT_TYPE] = output_type(field(text, "format") if given(text) else None)
         stream = kwargs.get("stream") is True
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+        if stream:  # the spec: set iff streaming (llmwatch.stream says both ways)
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         attrs[sc.LLMWATCH_STREAM] = stream
         return self, attrs, dict(kwargs), stream, False
 
