@@ -278,7 +278,7 @@ PARAMS: tuple[Param, ...] = (
         ("OTEL_SEMCONV_STABILITY_OPT_IN",),
         frozenset(),
         p.parse_names,
-        "gen_ai_latest_experimental/dup: also gen_ai.system",
+        "gen_ai_latest_experimental: newer GenAI names; /dup: both, and gen_ai.system",
     ),
     _env_only(
         "tiktoken_cache_dir",

@@ -4,14 +4,18 @@ Target: the OpenTelemetry GenAI semantic conventions v1.41.0. They are still exp
 being renamed, so no other module spells a name: a rename is one line here. Our own names live under
 ``llmwatch.*``.
 
-``OTEL_SEMCONV_STABILITY_OPT_IN`` is honoured the way OTel's instrumentations do for GenAI: by default
-(and with ``gen_ai_latest_experimental``) only the current names are emitted; with
-``gen_ai_latest_experimental/dup`` the deprecated ``gen_ai.system`` is emitted beside
+``OTEL_SEMCONV_STABILITY_OPT_IN`` is honoured the way OTel's instrumentations do for GenAI (see
+:class:`Naming`): by default the v1.41 names; with ``gen_ai_latest_experimental`` the newer names of
+the GenAI conventions repository (open-telemetry/semantic-conventions-genai: its
+``gen_ai.client.inference.*`` token metrics with ``gen_ai.token.modality`` in place of
+``gen_ai.client.token.usage``, and the proposed ``gen_ai.usage.cost.*`` span attributes); with
+``gen_ai_latest_experimental/dup`` both, and the deprecated ``gen_ai.system`` beside
 ``gen_ai.provider.name`` for backends that still read it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
 from llmwatch import _config
@@ -90,6 +94,15 @@ GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
 GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
 GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"  # latest: text|image|audio|video|document|unknown
+TOKEN_MODALITY_UNKNOWN: Final = "unknown"  # the provider reported no modality breakdown
+TOKEN_MODALITIES: Final = frozenset({"text", "image", "audio", "video", "document", TOKEN_MODALITY_UNKNOWN})
+# Proposed in the GenAI conventions repo (PR 443); emitted under gen_ai_latest_experimental only.
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"  # provider | local
+COST_CURRENCY_USD: Final = "USD"
+COST_SOURCE_LOCAL: Final = "local"  # priced by llmwatch from a price table
 
 # --- General --------------------------------------------------------------------------------------
 SERVER_ADDRESS: Final = "server.address"
@@ -181,11 +194,42 @@ METRIC_UNPRICED: Final = "llmwatch.calls.unpriced"
 METRIC_ERRORS: Final = "llmwatch.errors"
 METRIC_BUDGET_SPENT: Final = "llmwatch.budget.spent"
 METRIC_BUDGET_LIMIT: Final = "llmwatch.budget.limit"
+# The GenAI conventions repo's token metrics (gen_ai_latest_experimental): counters per modality
+# (for each call, failed ones too: 0 with modality ``unknown`` when no usage came back) and per-call
+# histograms.
+METRIC_INFERENCE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+METRIC_INFERENCE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+METRIC_INFERENCE_CACHE_READ_TOKENS: Final = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_INFERENCE_CACHE_WRITE_TOKENS: Final = "gen_ai.client.inference.usage.cache_write.input_tokens"
+METRIC_INFERENCE_REASONING_TOKENS: Final = "gen_ai.client.inference.usage.reasoning.output_tokens"
+METRIC_INFERENCE_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
+METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
 TOKEN_BUCKETS: Final = tuple(float(4**i) for i in range(14))  # 1 .. 67108864, powers of 4
 DURATION_BUCKETS: Final = tuple(0.01 * 2**i for i in range(14))  # 0.01 .. 81.92 s, doubling
 
 
-def emit_deprecated_system() -> bool:
-    """True when the user asked for the old ``gen_ai.system`` beside the new provider name."""
+OPT_IN_LATEST: Final = "gen_ai_latest_experimental"
+OPT_IN_LATEST_DUP: Final = "gen_ai_latest_experimental/dup"
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """Which generation of names to emit, read once per ``configure()``.
+
+    ``v141``: the v1.41 registry's (the default); ``latest``: the GenAI conventions repo's newer ones;
+    ``/dup`` turns both on (a migration window), and the deprecated ``gen_ai.system`` with them.
+    """
+
+    v141: bool = True
+    latest: bool = False
+    deprecated_system: bool = False
+
+
+def naming() -> Naming:
+    """The :class:`Naming` that ``OTEL_SEMCONV_STABILITY_OPT_IN`` asks for."""
     opt_in: frozenset[str] = _config.env("semconv_stability_opt_in")  # OTEL_SEMCONV_STABILITY_OPT_IN
-    return "gen_ai_latest_experimental/dup" in opt_in
+    if OPT_IN_LATEST_DUP in opt_in:
+        return Naming(v141=True, latest=True, deprecated_system=True)
+    if OPT_IN_LATEST in opt_in:
+        return Naming(v141=False, latest=True)
+    return Naming()
