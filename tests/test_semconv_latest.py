@@ -132,3 +132,37 @@ def test_gemini_reports_modalities(monkeypatch: pytest.MonkeyPatch, server: Fake
     (inputs,) = _points(captured, "gen_ai.client.inference.usage.input_tokens")
     assert inputs[0]["gen_ai.token.modality"] == "text"  # Gemini's promptTokensDetails
     assert inputs[1].value == (span.attributes or {})["gen_ai.usage.input_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("opt_in", "names"),
+    [
+        ("", {"gen_ai.usage.cache_creation.input_tokens"}),
+        ("gen_ai_latest_experimental", {"gen_ai.usage.cache_write.input_tokens"}),
+        (
+            "gen_ai_latest_experimental/dup",
+            {"gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens"},
+        ),
+    ],
+    ids=["default", "latest", "dup"],
+)
+def test_cache_writes_go_by_one_name_unless_dup(
+    monkeypatch: pytest.MonkeyPatch, anthropic_client: Any, opt_in: str, names: set[str]
+) -> None:
+    """Never both names by default: a backend that sums every usage count (Langfuse) would count
+    the cache writes twice."""
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+    with testing.capture() as captured:
+        anthropic_client.messages.create(
+            model="claude-3-5-haiku-latest",
+            max_tokens=20,
+            messages=[{"role": "user", "content": "hello"}],
+            extra_headers={"x-fake-scenario": "cached"},
+        )
+    attrs = dict(captured.llm_spans()[0].attributes or {})
+    assert {k for k in attrs if "cache_creation" in k or "cache_write" in k} == names
+    for name in names:
+        assert attrs[name] == 50
+    if "latest" in opt_in:
+        (writes,) = _points(captured, "gen_ai.client.inference.usage.cache_write.input_tokens")
+        assert writes[1].value == 50

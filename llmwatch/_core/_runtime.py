@@ -84,6 +84,7 @@ class Runtime:
             else None
         )
         self.content_destination = settings.content_destination or _semconv.CONTENT_SPAN
+        self.openinference = _semconv.BACKEND_OPENINFERENCE in settings.backend_compat
         # The Logs API's provider for llmwatch's events (None: no Logs API at all). Content events use it
         # only when content goes to events; score events whenever there is one.
         self.logger_provider = logger_provider
@@ -103,7 +104,7 @@ class Runtime:
     def _steps(self) -> tuple[_pipeline.Step, ...]:
         steps: list[_pipeline.Step] = [
             _pipeline.response_step,
-            _usage_cost.usage_step,
+            _usage_cost.UsageStep(self.naming),
             _usage_cost.CostStep(self.prices, cost_attributes=self.naming.latest),
             _usage_cost.budget_step,
             _pipeline.stream_step,
@@ -113,6 +114,10 @@ class Runtime:
             steps.append(
                 _pipeline.ContentStep(self.content, self.content_destination, self.content_logger, self.content_hook)
             )
+        if self.openinference:  # after the content step: it reads the content on the span
+            from llmwatch._core._openinference import openinference_step
+
+            steps.append(openinference_step)
         return tuple(steps)
 
 

@@ -20,27 +20,45 @@ if TYPE_CHECKING:
     from llmwatch._policy._pricing import Price, PriceBook
 
 
-def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
-    """Provider usage when reported; else tiktoken, else an estimate (and say which)."""
-    if call.input_tokens is None and not call.choices and (call.error is not None or call.usage_unknown):
-        return  # a failed or empty call with no output: nothing was generated and nothing is known
-    if call.input_tokens is None:
-        call.input_tokens, call.usage_source = call.handler.count_input_tokens(call)
-    if call.output_tokens is None:
-        call.output_tokens, source = _count_output_tokens(call)
-        if call.usage_source == sc.USAGE_SOURCE_PROVIDER or source == sc.USAGE_SOURCE_ESTIMATE:
-            call.usage_source = source
-    attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
-    if call.handler.operation != sc.OP_EMBEDDINGS:  # the embeddings span convention has input tokens only
-        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
-    if call.cache_read_tokens:
-        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = call.cache_read_tokens
-    if call.cache_write_tokens:
-        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = call.cache_write_tokens
-        attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = call.cache_write_tokens
-    if call.reasoning_tokens:
-        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = call.reasoning_tokens
-    attrs[sc.LLMWATCH_USAGE_SOURCE] = call.usage_source
+class UsageStep:
+    """Provider usage when reported; else tiktoken, else an estimate (and say which).
+
+    Cache writes go by the names the semconv opt-in asks for: v1.41's
+    ``gen_ai.usage.cache_creation.input_tokens`` by default, the GenAI repo's
+    ``gen_ai.usage.cache_write.input_tokens`` under ``gen_ai_latest_experimental``, both under ``/dup``.
+    Never both by default: backends that sum every ``gen_ai.usage.*`` count (Langfuse) would count
+    the cache writes twice."""
+
+    def __init__(self, naming: sc.Naming) -> None:
+        self._cache_write_names = tuple(
+            name
+            for name, on in (
+                (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, naming.v141),
+                (sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, naming.latest),
+            )
+            if on
+        )
+
+    def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
+        if call.input_tokens is None and not call.choices and (call.error is not None or call.usage_unknown):
+            return  # a failed or empty call with no output: nothing was generated and nothing is known
+        if call.input_tokens is None:
+            call.input_tokens, call.usage_source = call.handler.count_input_tokens(call)
+        if call.output_tokens is None:
+            call.output_tokens, source = _count_output_tokens(call)
+            if call.usage_source == sc.USAGE_SOURCE_PROVIDER or source == sc.USAGE_SOURCE_ESTIMATE:
+                call.usage_source = source
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
+        if call.handler.operation != sc.OP_EMBEDDINGS:  # the embeddings span convention has input tokens only
+            attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
+        if call.cache_read_tokens:
+            attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = call.cache_read_tokens
+        if call.cache_write_tokens:
+            for name in self._cache_write_names:
+                attrs[name] = call.cache_write_tokens
+        if call.reasoning_tokens:
+            attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = call.reasoning_tokens
+        attrs[sc.LLMWATCH_USAGE_SOURCE] = call.usage_source
 
 
 def _count_output_tokens(call: LLMCall) -> tuple[int, str]:
