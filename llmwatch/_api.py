@@ -15,7 +15,7 @@ from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, ConfigurationError
 from llmwatch._instrument import _openai_batch_results
-from llmwatch._policy import _budget, _pricing, _tokens
+from llmwatch._policy import _budget, _pricing, _run_budget, _tokens
 
 ClientT = TypeVar("ClientT")
 _lock = threading.Lock()
@@ -195,7 +195,8 @@ def budget(
     model: str | None = None,
     on_exceed: str | Callable[[BudgetExceeded], Any] = "raise",
 ) -> _budget.Budget:
-    """Set a cost ceiling of ``limit_usd`` US dollars per ``per`` ("hour", "day" or "month", UTC).
+    """Set a cost ceiling of ``limit_usd`` US dollars per ``per``: "hour", "day" or "month" (UTC), or
+    "run" (each outermost ``@observe`` span: an agent run; calls outside any run are not covered).
 
     Scope: ``user``, ``feature`` and ``model`` narrow it (``None`` = any; ``"*"`` = each value on its
     own, e.g. ``user="*"`` caps every user separately); with none given it is global. Setting the
@@ -207,7 +208,7 @@ def budget(
     answer that the caller receives instead of calling the provider, return ``None`` to go ahead, or
     raise. Returns the budget; ``.remove()`` lifts it. See docs/budgets.md.
     """
-    return _budget.RULES.set_budget(_budget.budget_from_args(limit_usd, per, user, feature, model, on_exceed))
+    return _budget.RULES.set_budget(_run_budget.budget_from_args(limit_usd, per, user, feature, model, on_exceed))
 
 
 def kill_switch(feature: str | None = None, model: str | None = None, enabled: bool = True) -> None:

@@ -9,10 +9,11 @@ are computed once when it is created, so the hot path applies them with one ``di
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from llmwatch import _semconv as sc
 from llmwatch._text import clean, clean_value
@@ -34,10 +35,58 @@ class PromptInfo:
         self.variables = MappingProxyType(dict(variables or {}))
 
 
-class Attribution:
-    """Immutable attribution of the current context. ``span_attributes`` is precomputed."""
+class Rollup:
+    """What the LLM calls beneath one observe span used and cost, in this process.
 
-    __slots__ = ("feature", "prompt", "session", "span_attributes", "tags", "user")
+    Each ``observe`` span pushes one onto the attribution; a call adds its figures to every rollup of
+    the attribution it started under (its ancestors, once each). The context carries them across
+    ``await``, asyncio tasks and threads started with a copied context, so a call on another thread
+    still counts once. Cost is kept in integer picodollars: concurrent sums are exact in any order.
+    The lock is the counter's own: taken for a few additions after a call, never before one.
+    """
+
+    __slots__ = ("_lock", "cost_pico", "input_tokens", "llm_calls", "output_tokens", "run_id", "unpriced_calls")
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id  # set on the outermost rollup only: the run's id
+        self.cost_pico = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.llm_calls = 0
+        self.unpriced_calls = 0
+        self._lock = threading.Lock()
+
+    def add(self, cost_pico: int | None, input_tokens: int, output_tokens: int) -> None:
+        with self._lock:
+            self.llm_calls += 1
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
+            if cost_pico is None:
+                self.unpriced_calls += 1
+            else:
+                self.cost_pico += cost_pico
+
+    def span_attributes(self) -> dict[str, AttributeValue]:
+        with self._lock:
+            return {
+                sc.LLMWATCH_ROLLUP_COST_USD: self.cost_pico / PICO,
+                sc.LLMWATCH_ROLLUP_INPUT_TOKENS: self.input_tokens,
+                sc.LLMWATCH_ROLLUP_OUTPUT_TOKENS: self.output_tokens,
+                sc.LLMWATCH_ROLLUP_LLM_CALLS: self.llm_calls,
+                sc.LLMWATCH_ROLLUP_UNPRICED_CALLS: self.unpriced_calls,
+            }
+
+
+PICO: Final = 1_000_000_000_000  # picodollars per dollar
+
+
+class Attribution:
+    """Immutable attribution of the current context. ``span_attributes`` is precomputed.
+
+    ``rollups``: the rollups of the observe spans around this point, outermost (the run) first;
+    ``agent``: the innermost agent's name."""
+
+    __slots__ = ("agent", "feature", "prompt", "rollups", "session", "span_attributes", "tags", "user")
 
     def __init__(
         self,
@@ -55,6 +104,8 @@ class Attribution:
             {clean(str(key)): clean_value(value) for key, value in (tags or {}).items()}
         )
         self.prompt = prompt
+        self.rollups: tuple[Rollup, ...] = ()
+        self.agent: str | None = None
         self.span_attributes: Mapping[str, AttributeValue] = MappingProxyType(self._span_attributes())
 
     def _span_attributes(self) -> dict[str, AttributeValue]:
@@ -85,14 +136,37 @@ class Attribution:
         tags: Mapping[str, AttributeValue] | None = None,
         prompt: PromptInfo | None = None,
     ) -> Attribution:
-        """A new value: given fields override, tags are merged (inner tags win)."""
-        return Attribution(
+        """A new value: given fields override, tags are merged (inner tags win); the run stays."""
+        value = Attribution(
             user=self.user if user is None else user,
             feature=self.feature if feature is None else feature,
             session=self.session if session is None else session,
             tags={**self.tags, **(tags or {})},
             prompt=self.prompt if prompt is None else prompt,
         )
+        if self.rollups or self.agent is not None:
+            return value.within(self.rollups, self.agent)
+        return value
+
+    @property
+    def run(self) -> Rollup | None:
+        """The outermost observe span's rollup: the run this point belongs to (None outside any)."""
+        return self.rollups[0] if self.rollups else None
+
+    def within(self, rollups: tuple[Rollup, ...], agent: str | None) -> Attribution:
+        """This attribution inside an observe span: its rollups and agent, the rest as it is (no re-cleaning)."""
+        value = object.__new__(Attribution)
+        value.user, value.feature, value.session = self.user, self.feature, self.session
+        value.tags, value.prompt = self.tags, self.prompt
+        value.rollups, value.agent = rollups, agent
+        attrs = dict(self.span_attributes)
+        run = rollups[0] if rollups else None
+        if run is not None and run.run_id is not None:
+            attrs[sc.LLMWATCH_RUN_ID] = run.run_id
+        if agent is not None:
+            attrs[sc.LLMWATCH_AGENT_NAME] = agent
+        value.span_attributes = MappingProxyType(attrs)
+        return value
 
 
 def _clean_optional(value: str | None) -> str | None:

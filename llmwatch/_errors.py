@@ -18,9 +18,12 @@ class ConfigurationError(ValueError):
 
 
 class BudgetExceeded(Exception):
-    """A call was refused because its budget scope has spent its limit for the current window."""
+    """A call was refused because its budget scope has spent its limit for the current window (or run:
+    then ``window`` is ``"run"`` and ``resets_at`` None)."""
 
-    def __init__(self, scope: str, window: str, limit_usd: float, spent_usd: float, resets_at: dt.datetime) -> None:
+    def __init__(
+        self, scope: str, window: str, limit_usd: float, spent_usd: float, resets_at: dt.datetime | None
+    ) -> None:
         self.scope = scope
         self.window = window
         self.limit_usd = limit_usd
@@ -33,7 +36,7 @@ class BudgetExceeded(Exception):
         self.request: Mapping[str, Any] = {}
         super().__init__(
             f"llmwatch budget exceeded for {scope} ({window}): spent ${spent_usd:.6f} of ${limit_usd:.6f}; "
-            f"resets at {resets_at.isoformat()}"
+            + (f"resets at {resets_at.isoformat()}" if resets_at is not None else "a new run starts afresh")
         )
 
 

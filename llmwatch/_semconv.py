@@ -115,6 +115,28 @@ OP_EMBEDDINGS: Final = "embeddings"
 OP_TEXT_COMPLETION: Final = "text_completion"
 OP_GENERATE_CONTENT: Final = "generate_content"  # multimodal generation: Gemini's generateContent, images, audio
 OP_MODERATION: Final = "moderation"  # no semconv value applies: a classification generates nothing
+OP_INVOKE_AGENT: Final = "invoke_agent"
+OP_EXECUTE_TOOL: Final = "execute_tool"
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+OP_CREATE_AGENT: Final = "create_agent"
+# Operations of agent/tool/workflow spans: not LLM calls (no model, tokens or cost of their own).
+AGENT_OPERATIONS: Final = frozenset({OP_INVOKE_AGENT, OP_EXECUTE_TOOL, OP_INVOKE_WORKFLOW, OP_CREATE_AGENT})
+
+# --- GenAI: agents, tools, workflows ----------------------------------------------------------------
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
+GEN_AI_AGENT_DESCRIPTION: Final = "gen_ai.agent.description"
+GEN_AI_AGENT_VERSION: Final = "gen_ai.agent.version"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_TOOL_TYPE: Final = "gen_ai.tool.type"  # function | extension | datastore
+GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
+GEN_AI_TOOL_DESCRIPTION: Final = "gen_ai.tool.description"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"  # opt-in: content
+GEN_AI_TOOL_CALL_RESULT: Final = "gen_ai.tool.call.result"  # opt-in: content
+GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+TOOL_TYPE_FUNCTION: Final = "function"
+TOOL_TYPE_EXTENSION: Final = "extension"
+TOOL_TYPE_DATASTORE: Final = "datastore"
 OUTPUT_TEXT: Final = "text"
 PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
 OUTPUT_JSON: Final = "json"
@@ -179,6 +201,17 @@ LLMWATCH_REFUSED_EVENT: Final = "llmwatch.call.refused"
 
 SPAN_KIND_WORKFLOW: Final = "workflow"
 SPAN_KIND_TASK: Final = "task"
+SPAN_KIND_AGENT: Final = "agent"
+SPAN_KIND_TOOL: Final = "tool"
+OBSERVE_KINDS: Final = (SPAN_KIND_WORKFLOW, SPAN_KIND_TASK, SPAN_KIND_AGENT, SPAN_KIND_TOOL)
+# Rollups: the LLM calls beneath an observe span in this process, each counted once per ancestor.
+LLMWATCH_ROLLUP_COST_USD: Final = "llmwatch.rollup.cost_usd"
+LLMWATCH_ROLLUP_INPUT_TOKENS: Final = "llmwatch.rollup.input_tokens"
+LLMWATCH_ROLLUP_OUTPUT_TOKENS: Final = "llmwatch.rollup.output_tokens"
+LLMWATCH_ROLLUP_LLM_CALLS: Final = "llmwatch.rollup.llm_calls"
+LLMWATCH_ROLLUP_UNPRICED_CALLS: Final = "llmwatch.rollup.unpriced_calls"  # in llm_calls, not in cost_usd
+LLMWATCH_RUN_ID: Final = "llmwatch.run.id"  # the outermost observe span's span id: one agent run
+LLMWATCH_AGENT_NAME: Final = "llmwatch.agent.name"  # on LLM spans: the innermost agent they ran in
 
 USAGE_SOURCE_PROVIDER: Final = "provider"
 USAGE_SOURCE_TIKTOKEN: Final = "tiktoken"
@@ -190,6 +223,9 @@ OI_SPAN_KIND: Final = "openinference.span.kind"  # LLM | EMBEDDING | CHAIN | AGE
 OI_KIND_LLM: Final = "LLM"
 OI_KIND_EMBEDDING: Final = "EMBEDDING"
 OI_KIND_CHAIN: Final = "CHAIN"
+OI_KIND_AGENT: Final = "AGENT"
+OI_KIND_TOOL: Final = "TOOL"
+OI_TOOL_NAME: Final = "tool.name"
 OI_INPUT_VALUE: Final = "input.value"
 OI_INPUT_MIME_TYPE: Final = "input.mime_type"
 OI_OUTPUT_VALUE: Final = "output.value"

@@ -38,6 +38,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llmwatch import _config, _config_parse
+from llmwatch import _semconv as sc
 from llmwatch._core import _runtime
 from llmwatch._instrument import _openai_batch_results
 
@@ -66,8 +67,13 @@ class Captured:
         return list(self._exporter.get_finished_spans())
 
     def llm_spans(self) -> list[ReadableSpan]:
-        """The LLM call spans only (those with ``gen_ai.operation.name``)."""
-        return [s for s in self.spans if s.attributes and "gen_ai.operation.name" in s.attributes]
+        """The LLM call spans only: those with a ``gen_ai.operation.name`` that is not an agent, tool
+        or workflow operation (``invoke_agent``, ``execute_tool``, ...)."""
+        return [
+            s
+            for s in self.spans
+            if s.attributes and s.attributes.get("gen_ai.operation.name", sc.OP_INVOKE_AGENT) not in sc.AGENT_OPERATIONS
+        ]
 
     def events(self, name: str | None = None) -> list[ReadableLogRecord]:
         """The log events llmwatch emitted (content events), optionally only those named ``name``."""

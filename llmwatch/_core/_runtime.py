@@ -106,6 +106,7 @@ class Runtime:
             _pipeline.response_step,
             _usage_cost.UsageStep(self.naming),
             _usage_cost.CostStep(self.prices, cost_attributes=self.naming.latest),
+            _usage_cost.rollup_step,
             _usage_cost.budget_step,
             _pipeline.stream_step,
             _pipeline.fingerprint_step,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmwatch import _semconv as sc
+from llmwatch._attribution import PICO
 from llmwatch._policy._budget import charge
 from llmwatch._policy._pricing import UNPRICED, Usage
 
@@ -139,10 +140,24 @@ def _usage(call: LLMCall) -> Usage:
     )
 
 
+def rollup_step(call: LLMCall, attrs: dict[str, Any]) -> None:
+    """Add the call to the rollup of every observe span around it (each once): before the budget
+    step, so a per-run budget sees the run's spend including this call."""
+    rollups = call.attribution.rollups
+    if not rollups:
+        return
+    cost = attrs.get(sc.LLMWATCH_COST_USD)
+    cost_pico = round(cost * PICO) if cost is not None else None
+    input_tokens = call.input_tokens or 0
+    output_tokens = call.output_tokens or 0 if call.handler.operation != sc.OP_EMBEDDINGS else 0
+    for rollup in rollups:
+        rollup.add(cost_pico, input_tokens, output_tokens)
+
+
 def budget_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     """Count the cost against the budgets the call was checked against (before it started)."""
     if not call.budget_keys:
         return
     cost = attrs.get(sc.LLMWATCH_COST_USD)
-    if cost is not None and charge(call.budget_keys, cost):
+    if cost is not None and charge(call.budget_keys, cost, call.attribution):
         attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True  # this call took its scope to the limit

@@ -1,16 +1,26 @@
-"""``@llmwatch.observe``: workflow and task spans around the user's own functions.
+"""``@llmwatch.observe``: workflow, task, agent and tool spans around the user's own functions.
 
-The function wrappers (sync, async, generator, async generator) are ``_wrapping``'s; this module
-gives them the span hooks. The span's context is attached at the start of each step and detached at
-its end, in the same frame, never across a ``yield``. The span itself lives from the first step to
-exhaustion, ``close()`` or an error. The content policy is the one in force when the span started,
-so a ``configure()`` in between never changes how that span's content is treated.
+``kind`` picks the GenAI conventions' shape: ``agent`` is ``invoke_agent {name}``
+(``gen_ai.operation.name=invoke_agent``, ``gen_ai.agent.name``), ``tool`` is ``execute_tool {name}``
+(``gen_ai.tool.name``, ``gen_ai.tool.type``; arguments and result as ``gen_ai.tool.call.arguments`` /
+``.result`` under the content rules), ``workflow`` is ``invoke_workflow {name}``; ``task`` and no kind
+keep llmwatch's own workflow/task span (no kind: a workflow at the top, a task inside one).
+
+Every observe span carries the rollups of the LLM calls beneath it (``_attribution.Rollup``) and the
+run id of the outermost one (``llmwatch.run.id``): the attribution in force inside it holds the
+rollups, so each call adds to each ancestor once, across ``await``, tasks and copied contexts.
+
+:class:`ObservedSpan` is the span itself, also opened by the framework bridges (LangChain callbacks,
+openai-agents' processor), which have no function to wrap. The function wrappers (sync, async,
+generator, async generator) are ``_wrapping``'s; the span's context is attached at the start of each
+step and detached at its end, in the same frame, never across a ``yield``. The content policy is the
+one in force when the span started.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextvars import ContextVar
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
@@ -19,6 +29,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmwatch import _attribution
 from llmwatch import _semconv as sc
+from llmwatch._attribution import Attribution, Rollup
 from llmwatch._core import _runtime
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._policy._content import ContentPolicy
@@ -29,90 +40,126 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
-_IN_WORKFLOW: ContextVar[bool] = ContextVar("llmwatch_in_workflow", default=False)
+_NOTHING: Any = object()
+# kind -> (gen_ai.operation.name, the attribute naming it, OpenInference's kind)
+_SHAPES: dict[str, tuple[str | None, str | None, str]] = {
+    sc.SPAN_KIND_AGENT: (sc.OP_INVOKE_AGENT, sc.GEN_AI_AGENT_NAME, sc.OI_KIND_AGENT),
+    sc.SPAN_KIND_TOOL: (sc.OP_EXECUTE_TOOL, sc.GEN_AI_TOOL_NAME, sc.OI_KIND_TOOL),
+    sc.SPAN_KIND_WORKFLOW: (sc.OP_INVOKE_WORKFLOW, sc.GEN_AI_WORKFLOW_NAME, sc.OI_KIND_CHAIN),
+    sc.SPAN_KIND_TASK: (None, None, sc.OI_KIND_CHAIN),
+}
+_INPUT_KEY = {sc.SPAN_KIND_TOOL: sc.GEN_AI_TOOL_CALL_ARGUMENTS}
+_OUTPUT_KEY = {sc.SPAN_KIND_TOOL: sc.GEN_AI_TOOL_CALL_RESULT}
 
 
-class _ObserveState:
-    __slots__ = ("content", "ended", "openinference", "span")
+class ObservedSpan:
+    """One workflow/task/agent/tool span and the rollup of the LLM calls beneath it.
 
-    def __init__(self, span: Span | None, content: ContentPolicy | None = None, openinference: bool = False) -> None:
+    ``open`` never raises (None when llmwatch failed: the caller goes on without a span); ``attach``
+    makes it current (OTel context and attribution) until ``detach``; ``end`` records the result or
+    error and the rollups, once."""
+
+    __slots__ = ("attribution", "content", "ended", "kind", "openinference", "rollup", "span")
+
+    def __init__(
+        self, span: Span, attribution: Attribution, rollup: Rollup, kind: str, content: ContentPolicy | None
+    ) -> None:
         self.span = span
-        self.content = content  # the policy at start: what the return value is captured under
-        self.openinference = openinference  # backend_compat: the output as output.value too
+        self.attribution = attribution  # what the calls inside are attributed to (with our rollup)
+        self.rollup = rollup
+        self.kind = kind
+        self.content = content  # the policy at start, when this span records content (else None)
+        self.openinference = _runtime.CURRENT.openinference
         self.ended = False
 
-
-class ObserveHooks:
-    """Workflow/task span lifecycle for ``@observe``. Every method is llmwatch code: guarded."""
-
-    def __init__(self, name: str, feature: str | None, capture_args: bool) -> None:
-        self.name = name
-        self.feature = feature
-        self.capture_args = capture_args
-
-    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _ObserveState:
+    @classmethod
+    def open(
+        cls,
+        kind: str | None,
+        name: str,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        inputs: Any = _NOTHING,
+        capture: bool = False,
+        feature: str | None = None,
+        parent: otel_context.Context | None = None,
+    ) -> ObservedSpan | None:
+        """Start the span. ``kind`` None: a workflow at the top, a task inside one (today's
+        ``@observe``). ``inputs`` are recorded when ``capture`` and content capture are on."""
         try:
             runtime = _runtime.CURRENT
-            attribution = _attribution.current()
-            if self.feature is not None:
-                attribution = attribution.merged(feature=self.feature)
-            attrs: dict[str, Any] = dict(attribution.span_attributes)
-            attrs[sc.LLMWATCH_SPAN_KIND] = sc.SPAN_KIND_TASK if _IN_WORKFLOW.get() else sc.SPAN_KIND_WORKFLOW
-            if self.capture_args and runtime.content is not None:
-                policy = runtime.content
-                attrs[sc.LLMWATCH_INPUT] = policy.json(policy.any_value({"args": list(args), "kwargs": kwargs}))
-            if runtime.openinference:  # Phoenix and other OpenInference readers: a CHAIN, its input
-                attrs[sc.OI_SPAN_KIND] = sc.OI_KIND_CHAIN
-                if sc.LLMWATCH_INPUT in attrs:
-                    attrs[sc.OI_INPUT_VALUE] = attrs[sc.LLMWATCH_INPUT]
+            outer = _attribution.current()
+            if feature is not None:
+                outer = outer.merged(feature=feature)
+            resolved = kind or (sc.SPAN_KIND_TASK if outer.rollups else sc.SPAN_KIND_WORKFLOW)
+            explicit = kind is not None
+            attrs: dict[str, Any] = dict(outer.span_attributes)
+            attrs[sc.LLMWATCH_SPAN_KIND] = resolved
+            operation, name_key, oi_kind = _SHAPES[resolved]
+            span_name = name
+            if explicit and operation is not None and name_key is not None:
+                attrs[sc.GEN_AI_OPERATION_NAME] = operation
+                attrs[name_key] = name
+                span_name = f"{operation} {name}"
+                if resolved == sc.SPAN_KIND_TOOL:
+                    attrs[sc.GEN_AI_TOOL_TYPE] = sc.TOOL_TYPE_FUNCTION
+            if attributes:
+                attrs.update(attributes)
+            content = runtime.content if capture else None
+            if content is not None and inputs is not _NOTHING:
+                attrs[_INPUT_KEY.get(resolved, sc.LLMWATCH_INPUT)] = text = content.json(content.any_value(inputs))
+                if runtime.openinference:
+                    attrs[sc.OI_INPUT_VALUE] = text
                     attrs[sc.OI_INPUT_MIME_TYPE] = sc.OI_MIME_JSON
-            span = runtime.tracer.start_span(self.name, kind=SpanKind.INTERNAL, attributes=attrs)
+            if runtime.openinference:
+                attrs[sc.OI_SPAN_KIND] = oi_kind
+                if resolved == sc.SPAN_KIND_TOOL:
+                    attrs[sc.OI_TOOL_NAME] = name
+            span = runtime.tracer.start_span(span_name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
             HEALTH.spans_started.add()
-            return _ObserveState(span, runtime.content if self.capture_args else None, runtime.openinference)
+            run_id = None if outer.rollups else format(span.get_span_context().span_id, "016x")
+            rollup = Rollup(run_id)
+            agent = name if resolved == sc.SPAN_KIND_AGENT else outer.agent
+            inner = outer.within((*outer.rollups, rollup), agent)
+            return cls(span, inner, rollup, resolved, content)
         except Exception as exc:
             record_internal_error("observe start", exc)
-            return _ObserveState(None)
+            return None
 
-    def enter(self, state: _ObserveState) -> Any:
-        # (is_otel_context, token) pairs, undone in reverse order by leave().
-        tokens: list[tuple[bool, Any]] = []
-        try:
-            if state.span is not None:
-                tokens.append((True, otel_context.attach(trace.set_span_in_context(state.span))))
-            tokens.append((False, _IN_WORKFLOW.set(True)))
-            if self.feature is not None:
-                tokens.append((False, _attribution.set_current(_attribution.current().merged(feature=self.feature))))
-        except Exception as exc:
-            record_internal_error("observe enter", exc)
-        return tokens
+    def attach(self) -> tuple[Any, Any]:
+        """Make this span current here: the OTel context and the attribution (tokens for ``detach``)."""
+        return (
+            otel_context.attach(trace.set_span_in_context(self.span)),
+            _attribution.set_current(self.attribution),
+        )
 
-    def leave(self, state: _ObserveState, tokens: Any) -> None:
-        try:
-            for is_otel_context, token in reversed(tokens):
-                if is_otel_context:
-                    otel_context.detach(token)
-                else:
-                    token.var.reset(token)
-        except Exception as exc:
-            record_internal_error("observe leave", exc)
+    @staticmethod
+    def detach(tokens: tuple[Any, Any]) -> None:
+        context_token, attribution_token = tokens
+        attribution_token.var.reset(attribution_token)
+        otel_context.detach(context_token)
 
-    def finish(self, state: _ObserveState, error: BaseException | None, result: Any) -> None:
-        if state.ended or state.span is None:
+    def end(self, error: BaseException | None = None, result: Any = _NOTHING) -> None:
+        """Record the error or the result (under the content rules) and the rollups; end the span."""
+        if self.ended:
             return
-        state.ended = True
-        span = state.span
+        self.ended = True
+        span = self.span
         try:
+            attrs = self.rollup.span_attributes()
+            if self.rollup.run_id is not None:
+                attrs[sc.LLMWATCH_RUN_ID] = self.rollup.run_id
             if error is not None:
-                span.set_attribute(sc.ERROR_TYPE, type(error).__name__)
+                attrs[sc.ERROR_TYPE] = type(error).__name__
                 span.set_status(Status(StatusCode.ERROR, error_description(error)))
                 span.record_exception(error, attributes=exception_event_overrides(error))
-            elif self.capture_args and result is not None:
-                policy = state.content
-                if policy is not None:
-                    output = policy.json(policy.any_value(result))
-                    span.set_attribute(sc.LLMWATCH_OUTPUT, output)
-                    if state.openinference:
-                        span.set_attributes({sc.OI_OUTPUT_VALUE: output, sc.OI_OUTPUT_MIME_TYPE: sc.OI_MIME_JSON})
+            elif self.content is not None and result is not _NOTHING and result is not None:
+                policy = self.content
+                attrs[_OUTPUT_KEY.get(self.kind, sc.LLMWATCH_OUTPUT)] = output = policy.json(policy.any_value(result))
+                if self.openinference:
+                    attrs[sc.OI_OUTPUT_VALUE] = output
+                    attrs[sc.OI_OUTPUT_MIME_TYPE] = sc.OI_MIME_JSON
+            span.set_attributes(attrs)
         except Exception as exc:
             record_internal_error("observe finish", exc)
         finally:  # whatever failed above, the span still ends (and is exported)
@@ -123,27 +170,101 @@ class ObserveHooks:
                 record_internal_error("observe span end", exc)
 
 
+class ObserveHooks:
+    """``@observe``'s hooks for ``_wrapping``: one :class:`ObservedSpan` per call. Guarded."""
+
+    def __init__(
+        self, name: str, kind: str | None, feature: str | None, capture_args: bool, signature: inspect.Signature | None
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.feature = feature
+        self.capture_args = capture_args
+        self.signature = signature  # tools: arguments recorded by parameter name
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ObservedSpan | None:
+        capture = self.capture_args and _runtime.CURRENT.content is not None
+        inputs = self._inputs(args, kwargs) if capture else _NOTHING
+        return ObservedSpan.open(self.kind, self.name, inputs=inputs, capture=self.capture_args, feature=self.feature)
+
+    def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.signature is not None:
+            try:
+                return dict(self.signature.bind_partial(*args, **kwargs).arguments)
+            except TypeError:  # the call does not fit the signature: the function raises it, not us
+                pass
+        return {"args": list(args), "kwargs": kwargs}
+
+    def enter(self, state: ObservedSpan | None) -> Any:
+        if state is None:
+            return None
+        try:
+            return state.attach()
+        except Exception as exc:
+            record_internal_error("observe enter", exc)
+            return None
+
+    def leave(self, state: ObservedSpan | None, tokens: Any) -> None:
+        if tokens is None:
+            return
+        try:
+            ObservedSpan.detach(tokens)
+        except Exception as exc:
+            record_internal_error("observe leave", exc)
+
+    def finish(self, state: ObservedSpan | None, error: BaseException | None, result: Any) -> None:
+        if state is not None:
+            state.end(error, result)
+
+
 @overload
 def observe(fn: F) -> F: ...
 @overload
 def observe(
-    fn: None = None, *, name: str | None = None, feature: str | None = None, capture_args: bool = False
+    fn: None = None,
+    *,
+    name: str | None = None,
+    kind: str | None = None,
+    feature: str | None = None,
+    capture_args: bool | None = None,
 ) -> Callable[[F], F]: ...
 
 
-def observe(fn: Any = None, *, name: str | None = None, feature: str | None = None, capture_args: bool = False) -> Any:
-    """Trace a function as a workflow span (a ``task`` span when nested in another observed function).
+def observe(
+    fn: Any = None,
+    *,
+    name: str | None = None,
+    kind: str | None = None,
+    feature: str | None = None,
+    capture_args: bool | None = None,
+) -> Any:
+    """Trace a function as a workflow, task, agent or tool span.
 
-    Works on sync, async, generator and async generator functions; the LLM calls made inside become
-    its child spans. ``name`` defaults to the function's ``__qualname__``; ``feature`` attributes every
-    call inside to that feature; ``capture_args=True`` records arguments and return value, only when
-    content capture is on and through the same redaction.
+    ``kind``: ``"agent"`` (an ``invoke_agent`` span), ``"tool"`` (``execute_tool``), ``"workflow"``
+    (``invoke_workflow``) or ``"task"``; without it, a workflow span at the top and a task span inside
+    one. Works on sync, async, generator and async generator functions; the LLM calls made inside
+    become its child spans and are summed in its ``llmwatch.rollup.*`` attributes. ``name`` defaults
+    to the function's ``__qualname__``; ``feature`` attributes every call inside to that feature;
+    ``capture_args`` records arguments and return value (a tool's by default), only when content
+    capture is on and through the same redaction.
     """
+    if kind is not None and kind not in sc.OBSERVE_KINDS:
+        kinds = ", ".join(map(repr, sc.OBSERVE_KINDS))
+        raise ValueError(f"llmwatch.observe(): kind must be one of {kinds}, got {kind!r}")
+    capture = capture_args if capture_args is not None else kind == sc.SPAN_KIND_TOOL
 
     def decorate(func: F) -> F:
-        hooks = ObserveHooks(clean(name or func.__qualname__), feature, capture_args)
+        signature = _signature(func) if kind == sc.SPAN_KIND_TOOL else None
+        hooks = ObserveHooks(clean(name or func.__qualname__), kind, feature, capture, signature)
         return cast(F, wrap_function(func, hooks))
 
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):  # builtins and some C callables have none
+        return None

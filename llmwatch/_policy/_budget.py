@@ -44,14 +44,14 @@ from llmwatch._errors import FeatureDisabled as FeatureDisabled
 
 logger = logging.getLogger("llmwatch")
 
-Window = Literal["hour", "day", "month"]
+Window = Literal["hour", "day", "month", "run"]
 OnExceed = Literal["raise", "warn"] | Callable[["BudgetExceeded"], Any]
 
 EACH: Final = "*"
 REASON_BUDGET: Final = "budget"
 REASON_KILL_SWITCH: Final = "kill_switch"
 _PICO: Final = 1_000_000_000_000  # spent totals are int picodollars: exact, order-free sums
-_WINDOWS: Final = ("hour", "day", "month")
+_WINDOWS: Final = ("hour", "day", "month")  # calendar windows; "run" is _run_budget's
 # Per-value ("*") budgets keep one window per value; past this many, the least-spent are forgotten.
 _MAX_KEYS_PER_BUDGET: Final = 10_000
 
@@ -136,10 +136,10 @@ class Budget:
             return 0
         return window.spent_pico
 
-    def over(self, key: str, now: float) -> bool:
+    def over(self, key: str, now: float, attribution: Attribution) -> bool:
         return self.spent_pico(key, now) >= self._limit_pico
 
-    def add(self, key: str, cost_usd: float, now: float) -> bool:
+    def add(self, key: str, cost_usd: float, now: float, attribution: Attribution) -> bool:
         """Add a finished call's cost; True when this call took the scope to or over its limit."""
         amount = round(cost_usd * _PICO)
         with self._lock:
@@ -148,7 +148,7 @@ class Budget:
             window.spent_pico = before + amount
             return before < self._limit_pico <= window.spent_pico
 
-    def first_warning(self, key: str, now: float) -> bool:
+    def first_warning(self, key: str, now: float, attribution: Attribution) -> bool:
         """True once per window per scope: "warn" budgets log that often, not per call."""
         with self._lock:
             window = self._current_window(key, now)
@@ -170,7 +170,7 @@ class Budget:
         for key in stale or sorted(self._windows, key=lambda k: self._windows[k].spent_pico)[:1]:
             del self._windows[key]
 
-    def exceeded(self, key: str, now: float) -> BudgetExceeded:
+    def exceeded(self, key: str, now: float, attribution: Attribution | None = None) -> BudgetExceeded:
         window = self._windows.get(key)
         resets_at = window.resets_at if window is not None else window_end(self.per, now)
         return BudgetExceeded(
@@ -374,12 +374,12 @@ class Rules:
             if key is None:
                 continue
             matched.append((budget, key))
-            if refusal is None and budget.over(key, now):
+            if refusal is None and budget.over(key, now, attribution):
                 if budget.on_exceed == "warn":
                     warned = True
-                    _warn_once(budget, key, now)
+                    _warn_once(budget, key, now, attribution)
                     continue
-                exceeded = budget.exceeded(key, now)
+                exceeded = budget.exceeded(key, now, attribution)
                 exceeded.provider, exceeded.model, exceeded.request = provider, model, request
                 refusal = Refusal(REASON_BUDGET, key, exceeded, budget.on_exceed)
         if not matched:
@@ -399,42 +399,20 @@ RULES.reload_env()  # switches set in the environment hold from import on, even 
 
 
 # --- after the call ---------------------------------------------------------------------------------
-def charge(budget_keys: Iterable[tuple[Budget, str]], cost_usd: float) -> bool:
+def charge(budget_keys: Iterable[tuple[Budget, str]], cost_usd: float, attribution: Attribution) -> bool:
     """Count a finished call's cost against the budgets it was checked against; True when that took
     one of them to its limit."""
     now = time.time()
     crossed = False
     for budget, key in budget_keys:
-        crossed = budget.add(key, cost_usd, now) or crossed
+        crossed = budget.add(key, cost_usd, now, attribution) or crossed
     return crossed
 
 
-def _warn_once(budget: Budget, key: str, now: float) -> None:
-    if budget.first_warning(key, now):
-        logger.warning("%s (on_exceed='warn': calls go ahead; logged once per window)", budget.exceeded(key, now))
-
-
-def budget_from_args(
-    limit_usd: float,
-    per: str,
-    user: str | None,
-    feature: str | None,
-    model: str | None,
-    on_exceed: Any,
-) -> Budget:
-    """Validate ``llmwatch.budget()``'s arguments (a wrong one raises ``ValueError`` saying how to fix it)."""
-    if isinstance(limit_usd, bool) or not isinstance(limit_usd, (int, float)) or not math.isfinite(limit_usd):
-        raise ValueError(f"llmwatch.budget(): limit_usd must be a finite number of US dollars, got {limit_usd!r}")
-    if limit_usd < 0:
-        raise ValueError(f"llmwatch.budget(): limit_usd must be >= 0, got {limit_usd!r}")
-    if per not in _WINDOWS:
-        raise ValueError(f"llmwatch.budget(): per must be one of {', '.join(map(repr, _WINDOWS))}, got {per!r}")
-    for name, value in (("user", user), ("feature", feature), ("model", model)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ValueError(f"llmwatch.budget(): {name} must be a non-empty string or '*', got {value!r}")
-    if on_exceed not in ("raise", "warn") and not callable(on_exceed):
-        raise ValueError(
-            "llmwatch.budget(): on_exceed must be 'raise', 'warn' or a callable(BudgetExceeded) returning a "
-            f"fallback response or None, got {on_exceed!r}"
+def _warn_once(budget: Budget, key: str, now: float, attribution: Attribution) -> None:
+    if budget.first_warning(key, now, attribution):
+        logger.warning(
+            "%s (on_exceed='warn': calls go ahead; logged once per %s)",
+            budget.exceeded(key, now, attribution),
+            budget.per,
         )
-    return Budget(float(limit_usd), per, user, feature, model, on_exceed)  # type: ignore[arg-type]
