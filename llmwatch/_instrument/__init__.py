@@ -31,7 +31,7 @@ from types import ModuleType
 from typing import Any
 
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _anthropic, _bedrock, _gemini, _import_hooks, _openai
+from llmwatch._instrument import _anthropic, _bedrock, _frameworks, _gemini, _import_hooks, _openai
 from llmwatch._instrument._base import REGISTRY
 
 logger = logging.getLogger("llmwatch")
@@ -174,6 +174,7 @@ def instrument_all() -> list[str]:
     for provider in PROVIDER_MODULES:
         hook = functools.partial(_install_on_import, provider)
         _import_hooks.when_imported(provider.SDK_MODULE, ("sdk", provider.SDK_MODULE), hook)
+    _frameworks.install_all()
     return [p.SDK_MODULE for p in PROVIDER_MODULES if p.SDK_MODULE in _installed]
 
 
@@ -236,6 +237,7 @@ def uninstrument() -> None:
     REGISTRY.global_enabled = False
     for provider in PROVIDER_MODULES:
         _import_hooks.cancel(("sdk", provider.SDK_MODULE))
+    _frameworks.uninstall_all()
     if not REGISTRY.any_marked():
         uninstall_all()
 
