@@ -647,3 +647,78 @@ def test_small_responses_are_not_held_back(oai: openai.OpenAI, claude: anthropic
 def test_a_malformed_request_is_a_400_not_a_dropped_connection(fake: FakeLLMServer) -> None:
     status, _, text = raw_post(fake, "/v1/chat/completions", {"model": MODEL, "messages": USER, "n": "two"})
     assert status == 400 and "two" in json.loads(text)["error"]["message"]
+
+
+# --- the agent scenario: a tool call, then a final answer once the tool's result is in -----------------
+AGENT = {"x-fake-scenario": "agent"}
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["query", "limit", "unit"],
+        },
+    },
+}
+
+
+def test_agent_scenario_chat_calls_the_tool_then_answers(oai: openai.OpenAI) -> None:
+    ask: list[Any] = [{"role": "user", "content": "look it up"}]
+    first = oai.chat.completions.create(model="gpt-4o-mini", messages=ask, tools=[LOOKUP], extra_headers=AGENT)
+    (call,) = first.choices[0].message.tool_calls or []
+    assert call.function.name == "lookup" and first.choices[0].finish_reason == "tool_calls"
+    assert json.loads(call.function.arguments) == {"query": "Paris", "limit": 2, "unit": "c"}  # fits the schema
+    ask += [first.choices[0].message.model_dump(), {"role": "tool", "tool_call_id": call.id, "content": "42"}]
+    second = oai.chat.completions.create(model="gpt-4o-mini", messages=ask, tools=[LOOKUP], extra_headers=AGENT)
+    assert second.choices[0].message.tool_calls is None and second.choices[0].message.content
+    assert second.choices[0].finish_reason == "stop"
+
+
+def test_agent_scenario_responses_calls_the_tool_then_answers(oai: openai.OpenAI) -> None:
+    tool = {"type": "function", "name": "lookup", "parameters": LOOKUP["function"]["parameters"]}
+    first = oai.responses.create(model="gpt-4o-mini", input="look it up", tools=[tool], extra_headers=AGENT)  # type: ignore[arg-type]
+    (item,) = first.output
+    assert item.type == "function_call" and json.loads(item.arguments)["limit"] == 2
+    follow_up = [
+        {"role": "user", "content": "look it up"},
+        {"type": "function_call", "call_id": item.call_id, "name": item.name, "arguments": item.arguments},
+        {"type": "function_call_output", "call_id": item.call_id, "output": "42"},
+    ]
+    second = oai.responses.create(model="gpt-4o-mini", input=follow_up, tools=[tool], extra_headers=AGENT)  # type: ignore[arg-type]
+    assert second.output[0].type == "message" and second.output_text
+
+
+def test_agent_scenario_anthropic_calls_the_tool_then_answers(server: FakeLLMServer) -> None:
+    client = anthropic.Anthropic(api_key="k", base_url=server.base_url, max_retries=0)
+    tool = {"name": "lookup", "input_schema": LOOKUP["function"]["parameters"]}
+    ask: list[Any] = [{"role": "user", "content": "look it up"}]
+    first = client.messages.create(
+        model="claude-3-5-haiku-latest",
+        max_tokens=50,
+        messages=ask,
+        tools=[tool],
+        extra_headers=AGENT,  # type: ignore[list-item]
+    )
+    use = next(block for block in first.content if block.type == "tool_use")
+    assert first.stop_reason == "tool_use" and use.input == {"query": "Paris", "limit": 2, "unit": "c"}
+    ask += [
+        {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "42"}]},
+    ]
+    second = client.messages.create(
+        model="claude-3-5-haiku-latest",
+        max_tokens=50,
+        messages=ask,
+        tools=[tool],
+        extra_headers=AGENT,  # type: ignore[list-item]
+    )
+    assert second.stop_reason == "end_turn" and all(block.type == "text" for block in second.content)
+
+
+def test_agent_scenario_without_tools_just_answers(oai: openai.OpenAI) -> None:
+    reply = oai.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], extra_headers=AGENT
+    )
+    assert reply.choices[0].message.content and not reply.choices[0].message.tool_calls

@@ -24,6 +24,7 @@ from llmwatch._demo._wire import (
     split_chars,
     split_words,
     tool_call,
+    wants_tool_call,
 )
 
 # --- Anthropic messages ----------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def _anthropic_usage(request: Request, output_tokens: int) -> JSON:
 
 def _anthropic_message(request: Request) -> JSON:
     # Claude usually says a sentence before it calls a tool: a text block, then the tool_use block.
-    output = Output(reply_text(request), tool_call(request, "toolu_0") if request.has("tool-call") else None)
+    output = Output(reply_text(request), tool_call(request, "toolu_0") if wants_tool_call(request) else None)
     content: list[JSON] = [{"type": "text", "text": output.text}]
     stop_reason = "max_tokens" if request.has("length") else "end_turn"
     if output.tool:

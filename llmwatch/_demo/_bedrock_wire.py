@@ -59,6 +59,7 @@ from llmwatch._demo._wire import (
     reply_text,
     split_chars,
     split_words,
+    wants_tool_call,
     words,
 )
 
@@ -104,7 +105,7 @@ def _request_id() -> str:
 
 
 def _output(request: Request, tool_id: str) -> Output:
-    return Output(reply_text(request), _tool_call(request, tool_id) if request.has("tool-call") else None)
+    return Output(reply_text(request), _tool_call(request, tool_id) if wants_tool_call(request) else None)
 
 
 def _tool_call(request: Request, call_id: str) -> ToolCall:

@@ -38,6 +38,7 @@ from llmwatch._demo._wire import (
     reply_text,
     split_words,
     text_of,
+    wants_tool_call,
     words,
 )
 
@@ -79,7 +80,7 @@ def _reply(request: Request) -> tuple[list[JSON], JSON, str]:
         parts.append({"text": THOUGHT_TEXT, "thought": True})
     parts.append({"text": text})
     output = words(text)
-    if request.has("tool-call"):
+    if wants_tool_call(request):
         call = {"name": _function_name(request.body), "args": {"city": "Paris"}}
         parts.append({"functionCall": call})
         output += words(f"{call['name']} city Paris")

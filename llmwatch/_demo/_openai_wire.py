@@ -26,6 +26,7 @@ from llmwatch._demo._wire import (
     split_chars,
     split_words,
     tool_call,
+    wants_tool_call,
     words,
 )
 
@@ -34,7 +35,7 @@ from llmwatch._demo._wire import (
 
 def _chat_outputs(request: Request) -> list[Output]:
     n = min(max(int(request.body.get("n") or 1), 1), 16)
-    if request.has("tool-call"):
+    if wants_tool_call(request):
         return [Output(None, tool_call(request, f"call_{i}")) for i in range(n)]
     return [Output(reply_text(request, i)) for i in range(n)]
 
@@ -176,7 +177,7 @@ def _chat_chunks(request: Request, head: JSON, outputs: list[Output], usage: JSO
 
 
 def _response_item(request: Request) -> JSON:
-    if request.has("tool-call"):
+    if wants_tool_call(request):
         call = tool_call(request, "call_0")
         return {
             "id": new_id("fc_"),

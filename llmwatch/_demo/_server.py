@@ -45,7 +45,10 @@ cannot pass a test silently; a scenario that does not apply to a route is ignore
   that OpenAI-compatible servers which do not know the field send (``param: "stream_options"``).
 - ``usage-on-last-chunk`` (OpenAI chat streams): usage rides on the last content chunk with its text
   and finish reason, unrequested, and no separate usage chunk follows (some compatible servers).
-- ``tool-call``: a ``get_weather`` call (or the first declared tool) with ``{"city": "Paris"}``.
+- ``tool-call``: a call of the first declared tool (``get_weather`` when none), with arguments that fit
+  its JSON schema (``{"city": "Paris"}`` when it has none).
+- ``agent``: an agent loop's turns: a tool call (as ``tool-call``) while tools are offered and the
+  conversation holds no tool result yet, then a final text answer (every provider's wire shape).
 - ``cached``, ``reasoning``, ``length``: cached input, reasoning output (Gemini: a ``thought`` part
   too), a truncated finish (Gemini: ``MAX_TOKENS``).
 - ``stream-error-event`` (Anthropic): an ``event: error`` (overloaded) in the middle of the stream;

@@ -27,6 +27,7 @@ SCENARIOS = frozenset(
         "reject-stream-options",
         "usage-on-last-chunk",
         "tool-call",
+        "agent",
         "cached",
         "reasoning",
         "length",
@@ -217,11 +218,68 @@ def reply_text(request: Request, choice: int = 0) -> str:
     return " ".join(words)
 
 
+def wants_tool_call(request: Request) -> bool:
+    """``tool-call``: always a tool call. ``agent``: an agent loop's two turns, a tool call while the
+    conversation has no tool result yet (and tools are offered), then a final answer."""
+    if request.has("tool-call"):
+        return True
+    return request.has("agent") and bool(_offered_tools(request.body)) and not _has_tool_result(request.body)
+
+
+def _offered_tools(body: JSON) -> list[Any]:
+    tools = body.get("tools") or (body.get("toolConfig") or {}).get("tools") or []
+    return tools if isinstance(tools, list) else []
+
+
+_TOOL_RESULT_TYPES = frozenset({"function_call_output", "tool_result"})
+
+
+def _has_tool_result(value: Any) -> bool:
+    """A tool's result anywhere in the conversation, in any provider's shape (OpenAI chat ``role:
+    tool``, Responses ``function_call_output``, Anthropic ``tool_result``, Gemini ``functionResponse``,
+    Bedrock ``toolResult``)."""
+    if isinstance(value, dict):
+        if value.get("role") == "tool" or value.get("type") in _TOOL_RESULT_TYPES:
+            return True
+        if "functionResponse" in value or "toolResult" in value:
+            return True
+        return any(_has_tool_result(v) for k, v in value.items() if k not in ("tools", "toolConfig"))
+    if isinstance(value, list):
+        return any(_has_tool_result(v) for v in value)
+    return False
+
+
 def tool_call(request: Request, call_id: str) -> ToolCall:
-    tools = request.body.get("tools") or []
+    """A call of the first offered tool, with arguments that fit its JSON schema."""
+    tools = _offered_tools(request.body)
     first = tools[0] if tools and isinstance(tools[0], dict) else {}
-    name = (first.get("function") or {}).get("name") or first.get("name") or "get_weather"
-    return ToolCall(call_id, str(name), json.dumps({"city": "Paris"}))
+    function = first.get("function") or first.get("toolSpec") or first
+    name = function.get("name") or "get_weather"
+    schema = (
+        function.get("parameters") or function.get("input_schema") or (function.get("inputSchema") or {}).get("json")
+    )
+    return ToolCall(call_id, str(name), json.dumps(arguments_for(schema)))
+
+
+_SAMPLE_VALUES: dict[str, Any] = {"string": "Paris", "integer": 2, "number": 2.5, "boolean": True, "array": []}
+
+
+def arguments_for(schema: Any) -> JSON:
+    """Arguments a tool's JSON schema accepts: each required (else each) property, a sample of its type;
+    ``{"city": "Paris"}`` when the tool declares no schema."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return {"city": "Paris"}
+    properties: dict[str, Any] = schema["properties"]
+    names = schema.get("required") or list(properties)
+    values: JSON = {}
+    for name in names:
+        spec = properties.get(name) or {}
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if isinstance(kind, list):  # ["string", "null"]
+            kind = next((k for k in kind if k != "null"), "string")
+        enum = spec.get("enum") if isinstance(spec, dict) else None
+        values[name] = enum[0] if enum else _SAMPLE_VALUES.get(str(kind), {} if kind == "object" else "Paris")
+    return values
 
 
 def split_words(text: str, count: int) -> list[str]:
