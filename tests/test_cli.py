@@ -178,11 +178,12 @@ def test_real_demo_end_to_end(
     assert main(["demo", "--requests", "12", "--concurrency", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     lines = (tmp_path / "llmwatch-demo.jsonl").read_text().splitlines()
-    records = [r for r in map(json.loads, lines) if "gen_ai.operation.name" in r["attributes"]]
+    llm_operations = {"chat", "embeddings", "generate_content"}
+    records = [r for r in map(json.loads, lines) if r["attributes"].get("gen_ai.operation.name") in llm_operations]
     calls = [r["attributes"] for r in records]
     refused = [any(e["name"] == "llmwatch.call.refused" for e in r["events"]) for r in records]
     totals = report["totals"]
-    assert totals["calls"] == len(calls) == 12
+    assert totals["calls"] == len(calls) > 12  # the 12 planned calls, then the agent runs
     assert totals["cost_usd"] == pytest.approx(sum(a.get("llmwatch.cost.usd", 0.0) for a in calls), abs=1e-12)
     assert totals["input_tokens"] == sum(a.get("gen_ai.usage.input_tokens", 0) for a in calls)
     assert totals["output_tokens"] == sum(a.get("gen_ai.usage.output_tokens", 0) for a in calls)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from llmwatch._demo import run_demo
+from llmwatch._demo._agent import RUNAWAY_BUDGET_USD
 from llmwatch._demo._workload import BUDGETED_FEATURE, plan_workload
 
 
@@ -17,10 +18,20 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def workload(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The planned calls' spans: those outside the agent runs."""
+    return [s for s in spans if "llmwatch.run.id" not in s["attributes"]]
+
+
 @pytest.fixture(scope="module")
-def demo_spans(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def all_spans(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     path = run_demo(requests=40, concurrency=4, file_path=tmp_path_factory.mktemp("demo") / "s.jsonl", progress=False)
     return read_spans(path)
+
+
+@pytest.fixture(scope="module")
+def demo_spans(all_spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return workload(all_spans)
 
 
 def test_every_planned_call_is_one_span(demo_spans: list[dict[str, Any]]) -> None:
@@ -50,6 +61,24 @@ def test_the_run_side_events_show(demo_spans: list[dict[str, Any]]) -> None:
     assert all(e["name"] == "llmwatch.call.refused" for s in refused for e in s["events"])
 
 
+def test_the_agent_runs_show_with_tools_rollups_and_a_run_budget(all_spans: list[dict[str, Any]]) -> None:
+    runs = [s for s in all_spans if s["attributes"].get("llmwatch.run.id") == s["span_id"]]
+    names = Counter(s["name"] for s in runs)
+    assert names == {"invoke_agent trip-planner": 3, "invoke_agent researcher": 2}
+    tools = {s["attributes"]["gen_ai.tool.name"] for s in all_spans if s["name"].startswith("execute_tool ")}
+    assert tools == {"get_weather"}  # the agent scenario calls the first tool offered
+    for run in runs:
+        mine = [s for s in all_spans if s["attributes"].get("llmwatch.run.id") == run["span_id"]]
+        llm = [s for s in mine if s["attributes"].get("gen_ai.operation.name") == "chat"]
+        sent = [s for s in llm if s["attributes"].get("error.type") != "BudgetExceeded"]
+        assert run["attributes"]["llmwatch.rollup.llm_calls"] == len(sent)  # a refused call was never made
+        total = sum(s["attributes"].get("llmwatch.cost.usd", 0.0) for s in sent)
+        assert run["attributes"]["llmwatch.rollup.cost_usd"] == pytest.approx(total, rel=1e-9)
+        if run["name"] == "invoke_agent researcher":  # the runaway: stopped by its per-run budget
+            assert 1 <= len(sent) < 50 and len(llm) == len(sent) + 1
+            assert total >= RUNAWAY_BUDGET_USD
+
+
 def test_the_plan_is_deterministic_and_includes_a_retry() -> None:
     plan = plan_workload(60, seed=3)
     assert plan == plan_workload(60, seed=3)
@@ -60,7 +89,7 @@ def test_a_rerun_replaces_the_file(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     run_demo(requests=3, concurrency=2, file_path=path, progress=False)
     run_demo(requests=2, concurrency=2, file_path=path, progress=False)
-    assert len(read_spans(path)) == 2
+    assert len(workload(read_spans(path))) == 2
 
 
 def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:

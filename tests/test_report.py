@@ -542,7 +542,7 @@ def test_json_schema(tmp_path: Path) -> None:
     doc = report_to_dict(build_report(load_spans([path]), top_users=2))
     assert set(doc) == {
         "schema_version", "file", "files", "skipped_lines", "other_spans", "totals",
-        "by_feature", "by_user", "other_users", "by_provider", "by_model",
+        "by_feature", "by_user", "other_users", "by_provider", "by_model", "by_run", "runs", "by_agent",
     }  # fmt: skip
     assert doc["schema_version"] == 2 and doc["file"] == str(path) and doc["files"] == [str(path)]
     assert set(doc["totals"]) == GROUP_KEYS | {

@@ -8,7 +8,8 @@ JSON Lines file exporter that ``llmwatch report`` reads. No network, no keys.
 The workload is a small product: five users and eight features over five providers (OpenAI, Anthropic,
 Groq through the openai SDK, Gemini through google-genai, Bedrock through boto3) and eight models,
 streaming and not, with the run-side events worth seeing in a report: a rate-limited call that the
-SDK retries, a call the provider fails, and a budgeted feature whose ceiling refuses calls.
+SDK retries, a call the provider fails, and a budgeted feature whose ceiling refuses calls; then agent
+runs with tools (``_agent.py``), one of them stopped by a per-run budget.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import llmwatch
+from llmwatch._demo._agent import RUNAWAY_BUDGET_USD, run_agents
 from llmwatch._demo._server import FakeLLMServer
 
 USERS = ("u-alice", "u-bob", "u-carol", "u-dave", "u-erin")
@@ -63,6 +65,7 @@ class DemoOutcome:
     failed: int = 0
     refused: int = 0
     retried: int = 0
+    agent_calls: int = 0  # model calls the capped research agent made before its run budget stopped it
 
 
 # feature -> (provider, model, operation, prompt words, output words)
@@ -128,8 +131,10 @@ def run_demo(
         llmwatch.configure(service_name="llmwatch-demo", exporter="file", file_path=str(path), instrument=True)
         try:
             budget = llmwatch.budget(BUDGET_USD, per="day", feature=BUDGETED_FEATURE, on_exceed="raise")
-            outcome = _run_calls(calls, _clients(server), concurrency, progress)
+            clients = _clients(server)
+            outcome = _run_calls(calls, clients, concurrency, progress)
             budget.remove()
+            outcome.agent_calls = run_agents(clients["openai"])
         finally:
             llmwatch.shutdown(timeout_s=10.0)
     _print_outcome(outcome, len(calls), path, progress)
@@ -285,6 +290,7 @@ def _print_outcome(outcome: DemoOutcome, planned: int, path: Path, enabled: bool
         f"on a loopback server: "
         f"{outcome.succeeded} succeeded ({outcome.retried} after a 429 retry), {outcome.failed} failed "
         f"(simulated provider errors), {outcome.refused} refused by the ${BUDGET_USD} daily budget on "
-        f"'{BUDGETED_FEATURE}'. Spans: {path}",
+        f"'{BUDGETED_FEATURE}'; an agent run with tools, and a runaway agent stopped by a "
+        f"${RUNAWAY_BUDGET_USD} per-run budget. Spans: {path}",
         file=sys.stderr,
     )

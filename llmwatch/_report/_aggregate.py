@@ -91,6 +91,9 @@ class Report:
     skipped_lines: int = 0
     other_spans: int = 0
     files: list[str] = dataclasses.field(default_factory=list)
+    by_run: list[GroupStats] = dataclasses.field(default_factory=list)  # top runs by cost, then (others)
+    by_agent: list[GroupStats] = dataclasses.field(default_factory=list)  # by cost, highest first
+    runs: int = 0  # distinct runs (calls outside any run not counted)
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
@@ -165,7 +168,12 @@ def build_report(spans: LoadResult | Sequence[CallSpan], top_users: int = 10) ->
     by_user = [group_stats(key, calls) for key, calls in top]
     if rest:
         by_user.append(group_stats(OTHERS_LABEL, [call for _, calls in rest for call in calls]))
+    by_run, runs = _runs(spans, loaded.run_names, top_users)
+    in_agents = [call for call in spans if call.agent is not None]
     return Report(
+        by_run=by_run,
+        runs=runs,
+        by_agent=_ranked(group_by(in_agents, lambda call: call.agent or "")),
         totals=group_stats("(all)", spans),
         by_feature=_ranked(group_by(spans, lambda call: call.feature)),
         by_user=by_user,
@@ -179,6 +187,22 @@ def build_report(spans: LoadResult | Sequence[CallSpan], top_users: int = 10) ->
         other_spans=loaded.other_spans,
         files=list(loaded.files),
     )
+
+
+def _runs(spans: Sequence[CallSpan], names: dict[str, str], top: int) -> tuple[list[GroupStats], int]:
+    """The costliest ``top`` runs (keyed "root name · run id"), then one row for the rest."""
+    in_runs = group_by([call for call in spans if call.run is not None], lambda call: call.run or "")
+    ranked = sorted(in_runs.items(), key=_by_cost_then_calls)
+    rows = [group_stats(_run_label(run, names), calls) for run, calls in ranked[: max(top, 0)]]
+    rest = [call for _, calls in ranked[max(top, 0) :] for call in calls]
+    if rest:
+        rows.append(group_stats(OTHERS_LABEL, rest))
+    return rows, len(in_runs)
+
+
+def _run_label(run: str, names: dict[str, str]) -> str:
+    name = names.get(run)
+    return f"{name} · {run}" if name else run
 
 
 def _ranked(groups: dict[str, list[CallSpan]], *, snapshots: bool = False) -> list[GroupStats]:

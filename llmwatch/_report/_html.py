@@ -29,6 +29,7 @@ from llmwatch._report._terminal import (
     notes,
     period_line,
     row_cells,
+    run_table_title,
     snapshot_lines,
     totals_line,
     user_table_title,
@@ -179,6 +180,10 @@ def _page(report: Report, charts: list[str]) -> str:
         body.append(_table(user_table_title(report), "user", report.by_user, report.other_users))
         body.append(_table("By provider", "provider", report.by_provider, 0))
         body.append(_table("By model", "provider/model", report.by_model, 0))
+        if report.by_run:
+            body.append(_table(run_table_title(report), "run", report.by_run, 0))
+        if report.by_agent:
+            body.append(_table("By agent", "agent", report.by_agent, 0))
     return _TEMPLATE.format(csp=_CSP, style=_STYLE, body="\n".join(body))
 
 

@@ -34,6 +34,9 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "other_users": report.other_users,
         "by_provider": [group_to_dict(group) for group in report.by_provider],
         "by_model": [_model_to_dict(group) for group in report.by_model],
+        "by_run": [group_to_dict(group) for group in report.by_run],
+        "runs": report.runs,
+        "by_agent": [group_to_dict(group) for group in report.by_agent],
     }
 
 

@@ -49,6 +49,8 @@ class CallSpan:
     refused: bool  # refused before any request was sent (budget, kill switch)
     stream: bool
     ttft_ms: float | None
+    run: str | None = None  # llmwatch.run.id: the outermost observe span (agent run) it ran in
+    agent: str | None = None  # llmwatch.agent.name: the innermost agent it ran in
 
     @property
     def latency_ms(self) -> float:
@@ -69,6 +71,7 @@ class LoadResult:
     skipped_lines: int  # not JSON, not a span object, or a call span missing its times
     other_spans: int  # valid spans that are not LLM calls (@observe workflows, score spans)
     files: list[str]
+    run_names: dict[str, str] = dataclasses.field(default_factory=dict)  # run id -> its root span's name
 
 
 def load_spans(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
@@ -97,8 +100,12 @@ def _load_line(line: bytes, result: LoadResult) -> None:
     if not isinstance(record, dict) or not isinstance(record.get("attributes"), dict):
         result.skipped_lines += 1
         return
-    if sc.GEN_AI_OPERATION_NAME not in record["attributes"]:
+    attrs = record["attributes"]
+    if attrs.get(sc.GEN_AI_OPERATION_NAME, sc.OP_INVOKE_AGENT) in sc.AGENT_OPERATIONS:  # no operation, or an agent's
         result.other_spans += 1
+        run = _text(attrs.get(sc.LLMWATCH_RUN_ID))
+        if run is not None and record.get("span_id") == run:  # the run's own root span
+            result.run_names[run] = _text(record.get("name")) or run
         return
     call = call_from_record(record)
     if call is None:
@@ -141,6 +148,8 @@ def call_from_record(record: Mapping[str, Any]) -> CallSpan | None:
         refused=refused,
         stream=attrs.get(sc.LLMWATCH_STREAM) is True,
         ttft_ms=ttft if ttft is not None and ttft >= 0 else None,
+        run=_text(attrs.get(sc.LLMWATCH_RUN_ID)),
+        agent=_text(attrs.get(sc.LLMWATCH_AGENT_NAME)),
     )
 
 

@@ -53,6 +53,10 @@ def render_terminal(report: Report, console: Console) -> None:
         ("By provider", "provider", report.by_provider, 0),
         ("By model", "provider/model", report.by_model, 0),
     ]
+    if report.by_run:
+        tables.append((run_table_title(report), "run", report.by_run, 0))
+    if report.by_agent:
+        tables.append(("By agent", "agent", report.by_agent, 0))
     for title, key_name, groups, other_users in tables:
         for name in _print_groups(console, title, key_name, groups, other_users):
             if name not in left_out:
@@ -99,6 +103,12 @@ def period_line(report: Report) -> str:
 def user_table_title(report: Report) -> str:
     """Says how many users are listed out of how many."""
     return f"By user (top {report.users - report.other_users} of {report.users} by cost)"
+
+
+def run_table_title(report: Report) -> str:
+    """Says how many runs (outermost observe spans) are listed out of how many."""
+    listed = len(report.by_run) - (1 if report.by_run and report.by_run[-1].key == OTHERS_LABEL else 0)
+    return f"By run (top {listed} of {report.runs} by cost)"
 
 
 def notes(report: Report) -> list[str]:
