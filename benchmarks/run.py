@@ -32,7 +32,7 @@ from typing import Any
 from benchmarks import _stats
 from benchmarks._report import Result
 
-SCENARIOS = ("overhead", "streaming", "load", "exporters", "memory", "import_time", "configure_time")
+SCENARIOS = ("overhead", "streaming", "observe", "load", "exporters", "memory", "import_time", "configure_time")
 PACKAGES = (
     "llmwatch",
     "openai",
