@@ -45,7 +45,16 @@ class Rollup:
     The lock is the counter's own: taken for a few additions after a call, never before one.
     """
 
-    __slots__ = ("_lock", "cost_pico", "input_tokens", "llm_calls", "output_tokens", "run_id", "unpriced_calls")
+    __slots__ = (
+        "_lock",
+        "cost_pico",
+        "input_tokens",
+        "llm_calls",
+        "output_tokens",
+        "provider",
+        "run_id",
+        "unpriced_calls",
+    )
 
     def __init__(self, run_id: str | None = None) -> None:
         self.run_id = run_id  # set on the outermost rollup only: the run's id
@@ -54,9 +63,12 @@ class Rollup:
         self.output_tokens = 0
         self.llm_calls = 0
         self.unpriced_calls = 0
+        # The provider of the calls beneath, while they all share one ("" once they do not): an agent
+        # span names it (gen_ai.provider.name is required on invoke_agent spans).
+        self.provider: str | None = None
         self._lock = threading.Lock()
 
-    def add(self, cost_pico: int | None, input_tokens: int, output_tokens: int) -> None:
+    def add(self, cost_pico: int | None, input_tokens: int, output_tokens: int, provider: str) -> None:
         with self._lock:
             self.llm_calls += 1
             self.input_tokens += input_tokens
@@ -65,6 +77,10 @@ class Rollup:
                 self.unpriced_calls += 1
             else:
                 self.cost_pico += cost_pico
+            if self.provider is None:
+                self.provider = provider
+            elif self.provider != provider:
+                self.provider = ""
 
     def span_attributes(self) -> dict[str, AttributeValue]:
         with self._lock:

@@ -78,6 +78,7 @@ def test_agent_and_tool_spans_follow_the_conventions(openai_client: Any, capture
     attrs = dict(agent.attributes or {})
     assert attrs["gen_ai.operation.name"] == "invoke_agent" and attrs["gen_ai.agent.name"] == "Trip planner"
     assert agent.kind.name == "INTERNAL" and attrs["llmwatch.span.kind"] == "agent"
+    assert attrs["gen_ai.provider.name"] == "openai"  # the one provider its calls went to
     tool_attrs = dict(tool.attributes or {})
     assert tool_attrs["gen_ai.operation.name"] == "execute_tool"
     assert (tool_attrs["gen_ai.tool.name"], tool_attrs["gen_ai.tool.type"]) == ("lookup_weather", "function")

@@ -45,6 +45,9 @@ EXTRA_ON_SPANS = {
 
 # Span convention per (operation, provider): the group in spans.yaml whose attributes apply.
 SPAN_GROUPS = {
+    ("invoke_agent", None): "span.gen_ai.invoke_agent.internal",
+    ("execute_tool", None): "span.gen_ai.execute_tool.internal",
+    ("invoke_workflow", None): "span.gen_ai.invoke_workflow.internal",
     ("embeddings", None): "span.gen_ai.embeddings.client",
     (None, "openai"): "span.openai.inference.client",
     (None, "anthropic"): "span.anthropic.inference.client",
@@ -143,7 +146,9 @@ def problems_of(span: Any, *, streamed: bool, failed: bool = False) -> list[str]
     provider = attrs.get("gen_ai.provider.name")
     group = SPAN_GROUPS.get((operation, None)) or SPAN_GROUPS.get((None, provider)) or SPAN_GROUPS[(None, None)]
     levels = REGISTRY.span_attributes(group)
-    levels["gen_ai.provider.name"] = "required"  # every provider's convention: MUST be set (its note)
+    inference = operation not in ("invoke_agent", "execute_tool", "invoke_workflow")
+    if inference:
+        levels["gen_ai.provider.name"] = "required"  # every provider's convention: MUST be set (its note)
     for ref, level in levels.items():
         if level_is_required(level) and ref not in attrs:
             found.append(f"{ref}: required on {group}, missing")
@@ -161,11 +166,31 @@ def problems_of(span: Any, *, streamed: bool, failed: bool = False) -> list[str]
         found.append("error.type: required when the operation failed")
     if attrs.get("gen_ai.request.choice.count") == 1:
         found.append("gen_ai.request.choice.count: only when != 1")
+    if not inference:
+        return found + _agent_span_problems(span, operation, attrs)
     if "gen_ai.request.model" in attrs and span.name != f"{operation} {attrs['gen_ai.request.model']}":
         found.append(f"span name {span.name!r}: not '{{operation}} {{model}}'")
     if provider == "openai" and operation == "chat" and "openai.api.type" not in attrs:
         found.append("openai.api.type: recommended on an OpenAI span, and llmwatch knows it")
     found += content_problems(attrs)
+    return found
+
+
+_NAMED_BY = {
+    "invoke_agent": "gen_ai.agent.name",
+    "execute_tool": "gen_ai.tool.name",
+    "invoke_workflow": "gen_ai.workflow.name",
+}
+
+
+def _agent_span_problems(span: Any, operation: str, attrs: dict[str, Any]) -> list[str]:
+    """Agent, tool and workflow spans: named ``{operation} {name}``, INTERNAL (in-process)."""
+    found = []
+    name = attrs.get(_NAMED_BY[operation])
+    if span.name != (f"{operation} {name}" if name else operation):
+        found.append(f"span name {span.name!r}: not '{operation} {{{_NAMED_BY[operation]}}}'")
+    if span.kind.name != "INTERNAL":
+        found.append(f"span kind {span.kind.name}: an in-process {operation} span is INTERNAL")
     return found
 
 
@@ -344,7 +369,25 @@ def observed(server: FakeLLMServer) -> None:
         answer("Hi")
 
 
+def agent_with_tools(server: FakeLLMServer) -> None:
+    @llmwatch.observe(kind="tool")
+    def lookup(city: str) -> str:
+        return f"sunny in {city}"
+
+    @llmwatch.observe(kind="agent", name="planner")
+    def planner() -> None:
+        openai_client(server).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "go"}])
+        lookup("Paris")
+
+    @llmwatch.observe(kind="workflow", name="trip")
+    def trip() -> None:
+        planner()
+
+    trip()
+
+
 CALLS: dict[str, tuple[Callable[[FakeLLMServer], None], bool]] = {
+    "observe.agent": (agent_with_tools, False),
     "openai.responses": (openai_responses, False),
     "openai.responses.stream": (openai_responses_stream, True),
     "openai.embeddings": (openai_embeddings, False),

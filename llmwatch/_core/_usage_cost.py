@@ -149,9 +149,9 @@ def rollup_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     cost = attrs.get(sc.LLMWATCH_COST_USD)
     cost_pico = round(cost * PICO) if cost is not None else None
     input_tokens = call.input_tokens or 0
-    output_tokens = call.output_tokens or 0 if call.handler.operation != sc.OP_EMBEDDINGS else 0
+    output_tokens = (call.output_tokens or 0) if call.handler.operation != sc.OP_EMBEDDINGS else 0
     for rollup in rollups:
-        rollup.add(cost_pico, input_tokens, output_tokens)
+        rollup.add(cost_pico, input_tokens, output_tokens, call.provider)
 
 
 def budget_step(call: LLMCall, attrs: dict[str, Any]) -> None:

@@ -59,7 +59,7 @@ class ObservedSpan:
     makes it current (OTel context and attribution) until ``detach``; ``end`` records the result or
     error and the rollups, once."""
 
-    __slots__ = ("attribution", "content", "ended", "kind", "openinference", "rollup", "span")
+    __slots__ = ("attribution", "content", "ended", "kind", "names_provider", "openinference", "rollup", "span")
 
     def __init__(
         self, span: Span, attribution: Attribution, rollup: Rollup, kind: str, content: ContentPolicy | None
@@ -70,6 +70,8 @@ class ObservedSpan:
         self.kind = kind
         self.content = content  # the policy at start, when this span records content (else None)
         self.openinference = _runtime.CURRENT.openinference
+        # An agent span whose provider nobody named: named at its end from the calls beneath it.
+        self.names_provider = kind == sc.SPAN_KIND_AGENT
         self.ended = False
 
     @classmethod
@@ -121,7 +123,9 @@ class ObservedSpan:
             rollup = Rollup(run_id)
             agent = name if resolved == sc.SPAN_KIND_AGENT else outer.agent
             inner = outer.within((*outer.rollups, rollup), agent)
-            return cls(span, inner, rollup, resolved, content)
+            opened = cls(span, inner, rollup, resolved, content)
+            opened.names_provider = opened.names_provider and sc.GEN_AI_PROVIDER_NAME not in attrs
+            return opened
         except Exception as exc:
             record_internal_error("observe start", exc)
             return None
@@ -149,6 +153,8 @@ class ObservedSpan:
             attrs = self.rollup.span_attributes()
             if self.rollup.run_id is not None:
                 attrs[sc.LLMWATCH_RUN_ID] = self.rollup.run_id
+            if self.names_provider and self.rollup.provider:  # every call beneath went to one provider
+                attrs[sc.GEN_AI_PROVIDER_NAME] = self.rollup.provider
             if error is not None:
                 attrs[sc.ERROR_TYPE] = type(error).__name__
                 span.set_status(Status(StatusCode.ERROR, error_description(error)))
