@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
-from llmwatch._instrument import _anthropic, _endpoints, _openai_batch, _openai_batch_results
+from llmwatch._instrument import _anthropic, _endpoints, _frameworks, _openai_batch, _openai_batch_results
 from llmwatch._instrument._base import REGISTRY
 from llmwatch._policy._budget import RULES
 from llmwatch._policy._pricing import UNPRICED
@@ -35,6 +35,7 @@ def reset_for_tests() -> None:
     _openai_batch_results.wait_idle(5.0)  # a file still being read would record into the next test
     RULES.reset()
     _instrument.uninstall_all()
+    _frameworks.uninstall_all()  # a bridge installed by one test's instrument_all() must not trace the next
     REGISTRY.global_enabled = False
     REGISTRY.clear()
     _runtime.swap(_runtime.default_runtime())
