@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -59,16 +60,17 @@ def install(module: Any) -> None:
     """Wrap ``Agent.iter``, ``ToolManager.execute_tool_call`` and ``Instrumentation.for_run``."""
     if _patched:
         return
-    from pydantic_ai.agent import Agent
-    from pydantic_ai.capabilities.instrumentation import Instrumentation
-    from pydantic_ai.tool_manager import ToolManager
-
-    for owner, name, factory in (
-        (Agent, "iter", _wrap_iter),
-        (ToolManager, "execute_tool_call", _wrap_execute_tool_call),
-        (Instrumentation, "for_run", _wrap_for_run),
+    for path, cls, name, factory in (
+        ("pydantic_ai.agent", "Agent", "iter", _wrap_iter),
+        ("pydantic_ai.tool_manager", "ToolManager", "execute_tool_call", _wrap_execute_tool_call),
+        ("pydantic_ai.capabilities.instrumentation", "Instrumentation", "for_run", _wrap_for_run),
     ):
-        original = owner.__dict__[name]
+        try:
+            owner = getattr(importlib.import_module(path), cls)  # imported by pydantic_ai itself already
+            original = owner.__dict__[name]
+        except Exception:  # another pydantic-ai shape: all or nothing
+            uninstall()
+            raise
         setattr(owner, name, factory(original))
         _patched.append((owner, name, original))
 
@@ -218,7 +220,9 @@ def _open_tool(validated: Any) -> ObservedSpan | None:
         arguments = validated.validated_args
         if arguments is None:
             arguments = call.args
-        return ObservedSpan.open(sc.SPAN_KIND_TOOL, call.tool_name, attributes=attributes, inputs=arguments, capture=True)
+        return ObservedSpan.open(
+            sc.SPAN_KIND_TOOL, call.tool_name, attributes=attributes, inputs=arguments, capture=True
+        )
     except Exception as exc:
         record_internal_error("pydantic-ai tool start", exc)
         return None
@@ -325,8 +329,8 @@ class _QuietTracer(Tracer):
             return NonRecordingSpan(trace.get_current_span(context).get_span_context())
         return self._tracer.start_span(name, context, kind, attributes, **kw)
 
-    @contextmanager  # type: ignore[override]
-    def start_as_current_span(
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
         self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL, attributes: Any = None, **kw: Any
     ) -> Iterator[Span]:
         if not self._quiet(attributes):
