@@ -6,15 +6,16 @@ body drives the graph; every function-tool call, after its arguments are validat
 ``ToolManager.execute_tool_call`` (around the capabilities' ``wrap_tool_execute`` hooks). Both are
 public methods; we wrap them at class level. The span is opened and attached when ``iter`` is entered
 and detached when it is exited, both in the caller's task (an ``async with`` frame); pydantic-ai copies
-that context into the tasks it starts (its ``wrap_run`` task, parallel tool calls), so the model
-calls its ``OpenAIChatModel`` / ``OpenAIResponsesModel`` / ``AnthropicModel`` make through the real
-SDK clients start inside the span: llmwatch's SDK-level spans are its children and count in its
-rollups. Why not a capability (pydantic-ai's own extension point, which its ``Instrumentation`` uses):
-there is no global capability registry (``Agent.instrument_all()`` is for ``Instrumentation`` only),
-so injecting one means patching agent construction or the private run-capability resolution, and
-durable execution (Temporal, DBOS) rejects capabilities it does not know to be runtime-safe.
+that context into the tasks it starts (its ``wrap_run`` task, parallel tool calls), so the model calls
+its ``OpenAIChatModel``, ``OpenAIResponsesModel``, ``AnthropicModel``, ``GoogleModel`` and
+``BedrockConverseModel`` make through the real SDK clients start inside the span: llmwatch's SDK-level
+spans are its children and count in its rollups. Why not a capability (pydantic-ai's own extension
+point, which its ``Instrumentation`` uses): there is no global capability registry
+(``Agent.instrument_all()`` is for ``Instrumentation`` only), so injecting one means patching agent
+construction or the private run-capability resolution, and durable execution (Temporal, DBOS)
+rejects capabilities it does not know to be runtime-safe.
 
-pydantic-ai's own instrumentation (``Agent(instrument=True)``, ``Agent.instrument_all()``,
+pydantic-ai's own instrumentation (``agent.instrument = True``, ``Agent.instrument_all()``,
 ``logfire.instrument_pydantic_ai()``: the ``Instrumentation`` capability) emits an agent run span, a
 ``chat {model}`` span per model request and an ``execute_tool`` span per tool. **llmwatch's spans
 win**: in a run llmwatch traces, that capability's tracer is replaced for the run by one that turns
@@ -50,8 +51,8 @@ _patched: list[tuple[type, str, Any]] = []
 _RUN: ContextVar[ObservedSpan | None] = ContextVar("llmwatch_pydantic_ai_run", default=None)
 # pydantic-ai's span operations llmwatch's own spans replace.
 _REPLACED = frozenset({sc.OP_INVOKE_AGENT, sc.OP_EXECUTE_TOOL})
-# SDKs whose clients pydantic-ai's models hold and llmwatch's adapters trace (tested: openai, anthropic).
-_TRACED_SDKS = ("openai", "anthropic")
+# The SDKs (client class modules) of pydantic-ai's models that llmwatch's adapters trace, each tested.
+_TRACED_SDKS = ("openai", "anthropic", "google.genai", "botocore")  # botocore: bedrock-runtime
 # pydantic-ai's exceptions that are control flow (a deferred or approval-gated call), not failures.
 _CONTROL_FLOW = ("CallDeferred", "ApprovalRequired", "SkipToolExecution")
 
@@ -296,8 +297,8 @@ def _sdk_traced(model: Any, depth: int = 0) -> bool:
     client = getattr(model, "client", None)
     if client is None:
         return False
-    package = type(client).__module__.split(".", 1)[0]
-    return package in _TRACED_SDKS and REGISTRY.is_traced(client)
+    module = type(client).__module__
+    return any(module == sdk or module.startswith(sdk + ".") for sdk in _TRACED_SDKS) and REGISTRY.is_traced(client)
 
 
 class _SilentHistogram:

@@ -34,12 +34,40 @@ from llmwatch.testing import Captured
 
 AGENT = {"x-fake-scenario": "agent"}
 MODEL_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
-MODEL_OPERATIONS = frozenset({sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_GENERATE_CONTENT})
+MODEL_SUFFIXES = (":generateContent", ":streamGenerateContent", "/converse", "/converse-stream")
+MODEL_OPERATIONS = frozenset({sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_GENERATE_CONTENT, sc.OP_EMBEDDINGS})
 MODES = ("run", "run_sync", "run_stream")
-KINDS = ("chat", "responses", "anthropic")
+KINDS = ("chat", "responses", "anthropic", "google", "bedrock")
 
 
 def make_model(kind: str, server: FakeLLMServer) -> Any:
+    if kind == "google":
+        from google import genai
+        from google.genai import types
+        from pydantic_ai.models.google import GoogleModel
+        from pydantic_ai.providers.google import GoogleProvider
+
+        options = types.HttpOptions(base_url=server.base_url, headers=AGENT)
+        client = genai.Client(api_key="k", http_options=options)
+        return GoogleModel("gemini-2.0-flash", provider=GoogleProvider(client=client))
+    if kind == "bedrock":
+        import boto3
+        from botocore.config import Config
+        from pydantic_ai.models.bedrock import BedrockConverseModel
+        from pydantic_ai.providers.bedrock import BedrockProvider
+
+        config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+        bedrock = boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=server.base_url,
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+            config=config,
+        )
+        bedrock.meta.events.register("before-send.*", _agent_scenario)
+        model_id = "anthropic.claude-3-5-haiku-20241022-v1:0"
+        return BedrockConverseModel(model_id, provider=BedrockProvider(bedrock_client=bedrock))
     if kind == "anthropic":
         client = anthropic.AsyncAnthropic(
             base_url=server.anthropic_base_url, api_key="k", default_headers=AGENT, max_retries=0
@@ -48,6 +76,10 @@ def make_model(kind: str, server: FakeLLMServer) -> Any:
     client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="k", default_headers=AGENT, max_retries=0)
     model_class = OpenAIChatModel if kind == "chat" else OpenAIResponsesModel
     return model_class("gpt-4o-mini", provider=OpenAIProvider(openai_client=client))
+
+
+def _agent_scenario(request: Any, **kwargs: Any) -> None:
+    request.headers["x-fake-scenario"] = "agent"
 
 
 def make_agent(kind: str, server: FakeLLMServer) -> Agent[None, str]:
@@ -84,7 +116,8 @@ async def run(agent: Agent[None, str], mode: str) -> Any:
 
 
 def model_requests(server: FakeLLMServer) -> int:
-    return sum(1 for r in server.requests if r.path.split("?")[0] in MODEL_PATHS)
+    paths = [r.path.split("?")[0] for r in server.requests]
+    return sum(1 for path in paths if path in MODEL_PATHS or path.endswith(MODEL_SUFFIXES))
 
 
 def model_call_spans(captured: Captured) -> list[Any]:
