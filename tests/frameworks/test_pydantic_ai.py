@@ -129,6 +129,15 @@ def spans_named(captured: Captured, operation: str) -> list[Any]:
     return [s for s in captured.spans if (s.attributes or {}).get(sc.GEN_AI_OPERATION_NAME) == operation]
 
 
+@pytest.fixture(autouse=True)
+def _no_bridge_left() -> Iterator[None]:
+    """Start and end without bridges: another module's test may have left global instrumentation on
+    (``_state.reset_for_tests`` restores the SDK hooks, not the framework bridges)."""
+    _frameworks.uninstall_all()
+    yield
+    _frameworks.uninstall_all()
+
+
 @pytest.fixture()
 def bridge() -> Iterator[None]:
     instrument_all()
