@@ -334,3 +334,40 @@ def test_a_fault_in_the_adapter_leaves_the_result_unchanged(
     assert comparable(litellm.completion(**route(fresh, "openai"))) == expected
     assert llmwatch.stats()["internal_errors"] > before
     assert len(captured.llm_spans()) == (1 if where == "route_of" else 2)  # untraced, or traced without it
+
+
+@pytest.mark.parametrize(
+    ("request_", "provider", "model"),
+    [
+        ({"model": "gpt-4o-mini"}, "openai", "gpt-4o-mini"),
+        ({"model": "openai/gpt-4o", "api_base": "https://api.groq.com/openai/v1"}, "groq", "gpt-4o"),
+        (
+            {"model": "azure/my-deployment", "api_base": "https://acme.openai.azure.com"},
+            "azure.ai.openai",
+            "my-deployment",
+        ),
+        (
+            {"model": "bedrock/anthropic.claude-3-haiku-20240307-v1:0"},
+            "aws.bedrock",
+            "anthropic.claude-3-haiku-20240307-v1:0",
+        ),
+        ({"model": "gemini/gemini-2.0-flash"}, "gcp.gemini", "gemini-2.0-flash"),
+        ({"model": "groq/llama-3.1-8b-instant"}, "groq", "llama-3.1-8b-instant"),
+        ({"model": "mistral/mistral-small-latest"}, "mistral_ai", "mistral-small-latest"),
+        (
+            {"model": "my-model", "custom_llm_provider": "hosted_vllm", "api_base": "http://gpu-1:8000/v1"},
+            "openai_compatible",
+            "my-model",
+        ),
+    ],
+)
+def test_providers_follow_litellms_routing(request_: dict[str, Any], provider: str, model: str) -> None:
+    from llmwatch._core import _runtime
+
+    _handler, attrs, _send, _stream, _hide = _litellm_calls.CHAT.prepare(None, request_, _runtime.CURRENT.settings)
+    assert attrs["gen_ai.provider.name"] == provider
+    assert attrs["gen_ai.request.model"] == model
+    if provider == "azure.ai.openai":
+        assert attrs["llmwatch.azure.deployment"] == "my-deployment"
+    if provider == "openai_compatible":
+        assert attrs["llmwatch.provider.host"] == "gpu-1"
