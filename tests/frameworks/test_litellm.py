@@ -371,3 +371,14 @@ def test_providers_follow_litellms_routing(request_: dict[str, Any], provider: s
         assert attrs["llmwatch.azure.deployment"] == "my-deployment"
     if provider == "openai_compatible":
         assert attrs["llmwatch.provider.host"] == "gpu-1"
+
+
+def test_content_only_under_the_content_rules(fresh: FakeLLMServer, instrumented: None) -> None:
+    with llmwatch.testing.capture() as captured:
+        litellm.completion(**route(fresh, "anthropic"))
+    assert not any(key.endswith(("input.messages", "output.messages")) for key in attributes(captured.llm_spans()[0]))
+    with llmwatch.testing.capture(capture_content=True) as captured:
+        reply = litellm.completion(**route(fresh, "anthropic"))
+    attrs = attributes(captured.llm_spans()[0])
+    assert "say hello to the test" in attrs["gen_ai.input.messages"]
+    assert reply.choices[0].message.content in attrs["gen_ai.output.messages"].replace('\\"', '"')
