@@ -93,6 +93,7 @@ class LLMCall:
         "chunks",
         "ended",
         "error",
+        "fallback_cost",
         "first_chunk_ns",
         "first_received_ns",
         "handler",
@@ -168,6 +169,9 @@ class LLMCall:
         self.service_tier: str | None = None
         # What the provider itself says the call cost (OpenRouter's ``usage.cost``): wins over our price.
         self.reported_cost_usd: float | None = None
+        # A cost another layer computed (LiteLLM's ``response_cost``), with its source: used only when
+        # llmwatch has no price for the call, so the span says who priced it.
+        self.fallback_cost: tuple[float, str] | None = None
         # Provider-specific response attributes an adapter read (``openai.response.service_tier``).
         self.response_attributes: dict[str, Any] | None = None
         # True when nothing was sent or received that tokens could be counted from (an empty

@@ -106,6 +106,9 @@ class CostStep:
         if call.reported_cost_usd is not None:
             self._reported(call.reported_cost_usd, price, call, attrs)
             return
+        if price is None and call.fallback_cost is not None:  # priced by the layer above the SDK
+            attrs[sc.LLMWATCH_COST_USD], attrs[sc.LLMWATCH_COST_SOURCE] = call.fallback_cost
+            return
         if price is None:
             attrs[sc.LLMWATCH_COST_UNKNOWN_MODEL] = True
             UNPRICED.add(provider, call.model)

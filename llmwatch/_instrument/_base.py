@@ -30,10 +30,15 @@ from llmwatch._policy._budget import RULES
 
 # OTel's "do not instrument" switches: the SDK's own key (set by exporters while they export), the
 # plain-string key opentelemetry-instrumentation also sets, and the language-model one some use.
+# llmwatch's own: set while an adapter above the SDKs (LiteLLM) sends a call it already traces, so the
+# SDK it drives underneath (openai's ``embeddings.create``, Azure's ``chat.completions.create``) adds
+# no second span; read with the others, in the one context read below.
+TRACED_ABOVE = otel_context.create_key("llmwatch-traced-above")
 _SUPPRESS_KEYS = (
     otel_context._SUPPRESS_INSTRUMENTATION_KEY,
     "suppress_instrumentation",
     "suppress_language_model_instrumentation",
+    TRACED_ABOVE,
 )
 
 

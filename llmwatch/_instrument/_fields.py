@@ -112,8 +112,15 @@ def _is_pydantic(cls: type) -> bool:
     # inside pydantic's __getattr__ for models the SDKs build with construct(), ~1.5 µs a time.
     known = _PYDANTIC_TYPES.get(cls)
     if known is None:
-        known = _PYDANTIC_TYPES[cls] = hasattr(cls, "__pydantic_fields__") and hasattr(cls, "model_fields")
+        known = hasattr(cls, "__pydantic_fields__") and hasattr(cls, "model_fields")
+        known = _PYDANTIC_TYPES[cls] = known and not cls.__module__.startswith(_READ_BY_ATTRIBUTE)
     return known
+
+
+# Pydantic models that keep their fields elsewhere than ``__dict__``: LiteLLM's ``ModelResponse``,
+# ``Delta``, ``Usage``... hold ``usage``, ``content`` and more as extras or set them in their own
+# ``__init__``; they are read through their attributes (still decided once per type).
+_READ_BY_ATTRIBUTE = ("litellm.",)
 
 
 _PYDANTIC_TYPES: dict[type, bool] = {}
