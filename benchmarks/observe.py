@@ -20,6 +20,7 @@ comparison between two commits, reported in the issue note, not computed here.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,7 @@ NAME = "observe"
 TITLE = "@observe spans and rollups: per-call cost"
 KINDS = ("bare", "floor", "observe", "agent", "llm", "llm_in_run")
 FLOOR_ATTRIBUTES = {"llmwatch.span.kind": "workflow"}
+ROLLUP_TARGET_US = 2.0  # what counting in the run's rollups may add to an LLM call
 
 
 def _work() -> int:
@@ -121,7 +123,10 @@ def run(quick: bool) -> Result:
     }
     floor = figures["floor_over_bare_us"].get("median")
     observe = figures["observe_over_bare_us"].get("median")
-    figures["observe_x_floor"] = _stats.ratio(observe, floor) if observe is not None and floor else None
+    ratio = _stats.ratio(observe, floor) if observe is not None and floor is not None else math.nan
+    figures["observe_x_floor"] = ratio if math.isfinite(ratio) else None
+    rollup_us = figures["rollup_on_llm_call_us"].get("median", math.nan)
+    targets = {f"a call's rollup accounting < {ROLLUP_TARGET_US} us": rollup_us < ROLLUP_TARGET_US}
     rows = [
         [
             kind,
@@ -139,4 +144,4 @@ def run(quick: bool) -> Result:
         f"accounting (llm_in_run - llm): {_stats.fmt(figures['rollup_on_llm_call_us'].get('median'), 2)} us",
         *(f"{name}: NOT MEASURED: {reason.splitlines()[-1]}" for name, reason in workers.failed.items()),
     ]
-    return Result(NAME, TITLE, figures, table(["variant", "us/call", "min..max"], rows), {}, notes)
+    return Result(NAME, TITLE, figures, table(["variant", "us/call", "min..max"], rows), targets, notes)

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("overhead", "streaming", "load", "exporters", "memory", "import_time", "configure_time")
+SCENARIOS = ("overhead", "streaming", "observe", "load", "exporters", "memory", "import_time", "configure_time")
 HEADLINES = {  # scenario -> path to one figure that must always be a number
     "overhead": ("openai", "llmwatch", "median_us"),
     "streaming": ("openai", "overhead_us_per_chunk", "median"),
+    "observe": ("observe_over_bare_us", "median"),
     "load": ("threads", "llmwatch", "calls_per_s", "median"),
     "exporters": ("stalled", "p99_us", "median"),
     "memory": ("rss", "rss_growth_mb"),
