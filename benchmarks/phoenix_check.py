@@ -1,0 +1,524 @@
+"""Send llmwatch's demo traffic to a real Arize Phoenix and check what Phoenix shows.
+
+Run (Phoenix lives in its own venv: it is far too heavy for the project's)::
+
+    python3 -m venv /work/phoenix-venv && /work/phoenix-venv/bin/pip install arize-phoenix
+    PYTHONPATH=$PWD .venv/bin/python -m benchmarks.phoenix_check --phoenix /work/phoenix-venv/bin/phoenix
+
+What it does, all on loopback:
+
+1. starts ``phoenix serve`` on free ports in a temporary working dir (SQLite), with Phoenix's telemetry,
+   external resources, agent assistant and MCP server off, and waits for ``/healthz``;
+2. for each mode (``openinference``: ``configure(backend_compat=["openinference"])``; ``plain``: without
+   it), runs llmwatch's demo traffic (the real openai, anthropic, google-genai and boto3 SDKs against the
+   demo's loopback fake provider server), each request under an ``@llmwatch.observe`` workflow root and
+   ``llmwatch.attributes(user=, session=, feature=)``, with content capture on, exported over OTLP
+   HTTP to Phoenix (each mode into its own Phoenix project, named by the ``x-project-name`` header);
+3. reads the spans back through Phoenix's GraphQL API (what its UI reads: span kind, ``userId``,
+   token counts, ``input``/``output`` values, the trace's session, the stored attributes) and prints,
+   per mode, which field Phoenix shows on every span it applies to;
+4. optionally screenshots Phoenix's trace view of one trace with headless Chromium;
+5. stops Phoenix and removes its working dir, whatever happened.
+
+Exit code: 0 when every field shows in every enforced mode (``openinference``; ``plain`` alone when it
+is the only mode asked for), 1 when a field is missing, 2 when Phoenix or the traffic could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import inspect
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PHOENIX_BIN_ENV = "LLMWATCH_PHOENIX_BIN"
+MODES = ("plain", "openinference")
+PROJECT_PREFIX = "llmwatch-demo"
+START_TIMEOUT_S = 120.0
+INGEST_TIMEOUT_S = 60.0
+CHAT_OPERATIONS = {"chat", "generate_content", "text_completion"}
+WORKFLOW_NAME = "handle_request"
+# Phoenix's own switches for a quiet, offline server (phoenix/config.py of arize-phoenix 20.x).
+PHOENIX_OFFLINE_ENV = {
+    "PHOENIX_TELEMETRY_ENABLED": "false",  # FullStory / Scarf pixels in the UI
+    "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",  # web fonts, telemetry, the WASM sandbox download
+    "PHOENIX_DISABLE_AGENT_ASSISTANT": "true",
+    "PHOENIX_AGENTS_DISABLE_BASH": "true",
+    "PHOENIX_AGENTS_DISABLE_WEB_ACCESS": "true",
+    "PHOENIX_ENABLE_MCP_SERVER": "false",
+}
+
+SPANS_QUERY = """
+query Spans($project: String!) {
+  getProjectByName(name: $project) {
+    spans(first: 1000) {
+      edges { node {
+        name spanKind statusCode parentId userId
+        tokenCountPrompt tokenCountCompletion tokenCountTotal
+        input { value } output { value }
+        attributes
+        context { traceId spanId }
+        trace { session { sessionId } }
+      } }
+    }
+    sessions(first: 100) { edges { node { sessionId numTraces } } }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_phoenix(explicit: str | None = None) -> str | None:
+    """The ``phoenix`` executable: ``explicit``, else ``$LLMWATCH_PHOENIX_BIN``, else the PATH."""
+    candidate = explicit or os.environ.get(PHOENIX_BIN_ENV) or shutil.which("phoenix")
+    if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+        return candidate
+    return None
+
+
+# --- Phoenix -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phoenix:
+    """A running ``phoenix serve`` on loopback."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def otlp_traces_url(self) -> str:
+        return f"{self.url}/v1/traces"
+
+    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        if answer.get("errors"):
+            raise RuntimeError(f"Phoenix GraphQL errors: {answer['errors']}")
+        return dict(answer["data"])
+
+
+@contextmanager
+def running_phoenix(phoenix_bin: str, workdir: Path, *, quiet: bool = False) -> Iterator[Phoenix]:
+    """Start ``phoenix serve`` in ``workdir`` on free ports; stop it (and its children) on the way out."""
+    port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **PHOENIX_OFFLINE_ENV,
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(grpc_port),
+        "PHOENIX_WORKING_DIR": str(workdir),
+    }
+    for name in ("PHOENIX_SQL_DATABASE_URL", "PHOENIX_COLLECTOR_ENDPOINT", "PHOENIX_PROJECT_NAME"):
+        env.pop(name, None)  # a developer's own Phoenix settings must not leak into the check
+    log_path = workdir / "phoenix-serve.log"
+    log = log_path.open("wb")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [phoenix_bin, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+    )
+    phoenix = Phoenix(port, process, log_path)
+    try:
+        _wait_healthy(phoenix)
+        if not quiet:
+            print(f"phoenix: up at {phoenix.url} in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        yield phoenix
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _wait_healthy(phoenix: Phoenix) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if phoenix.process.poll() is not None:
+            tail = phoenix.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"phoenix serve exited with {phoenix.process.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"{phoenix.url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"phoenix serve did not answer /healthz within {START_TIMEOUT_S:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: this reaches only what it started
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+# --- traffic -------------------------------------------------------------------------------------------
+
+
+def supports_backend_compat() -> bool:
+    import llmwatch
+
+    return "backend_compat" in inspect.signature(llmwatch.configure).parameters
+
+
+def send_demo_traffic(phoenix: Phoenix, project: str, *, backend_compat: bool, requests: int) -> int:
+    """The demo's calls, each under an ``@observe`` workflow root; returns the spans llmwatch ended."""
+    import llmwatch
+    from llmwatch._demo import _workload as demo
+    from llmwatch._demo._server import FakeLLMServer
+
+    os.environ["OTEL_METRICS_EXPORTER"] = "none"  # Phoenix takes traces only: /v1/metrics is not there
+    demo._seed_tokenizer()
+    calls = demo.plan_workload(requests)
+    options: dict[str, Any] = {
+        "service_name": "llmwatch-demo",
+        "endpoint": phoenix.url,
+        "protocol": "http/protobuf",
+        "headers": {"x-project-name": project},  # Phoenix's project; else openinference.project.name
+        "capture_content": True,
+    }
+    if backend_compat:
+        options["backend_compat"] = ["openinference"]
+    latency = {"latency_s": 0.01, "ttft_s": 0.03, "chunk_delay_s": 0.001}
+    with FakeLLMServer(**latency) as server:
+        llmwatch.configure(**options)
+        before = llmwatch.stats()["spans_ended"]
+        clients = demo._clients(server)
+        by_index = {call.index: call for call in calls}
+
+        @llmwatch.observe(name=WORKFLOW_NAME, capture_args=True)
+        def handle_request(request_id: int, feature: str) -> str:
+            return demo._one_call(by_index[request_id], clients)
+
+        def one(call: demo.DemoCall) -> str:
+            session = f"s-{call.user}-{call.index // 10}"
+            with llmwatch.attributes(user=call.user, feature=call.feature, session=session):
+                return handle_request(call.index, call.feature)
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(lambda c: contextvars.copy_context().run(one, c), calls))
+        ended = llmwatch.stats()["spans_ended"] - before
+        llmwatch.shutdown(timeout_s=15.0)
+        stats = llmwatch.stats()
+    if stats["exports_failed"] or stats["spans_dropped"]:
+        raise RuntimeError(f"llmwatch could not export to Phoenix: {stats['last_export_error']}")
+    print(f"llmwatch: {project}: {len(calls)} requests ({outcomes.count('ok')} ok), {ended} spans", file=sys.stderr)
+    return int(ended)
+
+
+def read_spans(phoenix: Phoenix, project: str, expected: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Phoenix's spans of ``project`` once it has ingested ``expected`` of them (it inserts in batches)."""
+    deadline = time.monotonic() + INGEST_TIMEOUT_S
+    spans: list[dict[str, Any]] = []
+    sessions: list[str] = []
+    while time.monotonic() < deadline:
+        data = phoenix.graphql(SPANS_QUERY, {"project": project})["getProjectByName"]
+        if data is not None:
+            spans = [edge["node"] for edge in data["spans"]["edges"]]
+            sessions = [edge["node"]["sessionId"] for edge in data["sessions"]["edges"]]
+            if len(spans) >= expected:
+                break
+        time.sleep(0.5)
+    for span in spans:
+        span["attributes"] = json.loads(span["attributes"] or "{}")
+    return spans, sessions
+
+
+# --- the check -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Field:
+    """One thing a person looks for in Phoenix, and where Phoenix reads it from."""
+
+    name: str
+    reads: str
+    found: int = 0
+    total: int = 0
+    example: str = ""
+    misses: list[str] = field(default_factory=list)
+
+    def record(self, ok: bool, span: dict[str, Any], shown: Any) -> None:
+        self.total += 1
+        if ok:
+            self.found += 1
+            if not self.example:
+                self.example = _short(shown)
+        elif len(self.misses) < 3:
+            self.misses.append(f"{span['name']}: {_short(shown)}")
+
+    @property
+    def status(self) -> str:
+        if self.total == 0:
+            return "n/a"
+        return "found" if self.found == self.total else "MISSING"
+
+
+def _short(value: Any, width: int = 48) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _get(attributes: dict[str, Any], dotted: str) -> Any:
+    """``llm.input_messages.0.message.content`` out of Phoenix's nested attribute JSON."""
+    node: Any = attributes
+    for part in dotted.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def _message_text(attributes: dict[str, Any], prefix: str) -> str:
+    """All text of the messages under ``prefix`` (``message.content`` or ``message.contents.N.*``)."""
+    texts = []
+    for item in _get(attributes, prefix) or []:
+        message = item.get("message", {}) if isinstance(item, dict) else {}
+        if isinstance(message.get("content"), str):
+            texts.append(message["content"])
+        for part in message.get("contents") or []:
+            text = _get(part, "message_content.text")
+            if isinstance(text, str):
+                texts.append(text)
+    return "\n".join(texts)
+
+
+def check_spans(spans: list[dict[str, Any]], sessions: list[str]) -> list[Field]:
+    llm = Field  # short alias for the table below
+    fields = {
+        "llm.kind": llm("LLM span kind", "openinference.span.kind (or gen_ai.operation.name)"),
+        "llm.user": llm("LLM user", "user.id"),
+        "llm.session": llm("LLM session", "session.id -> trace.session"),
+        "llm.tokens.prompt": llm("LLM tokens prompt", "llm.token_count.prompt"),
+        "llm.tokens.completion": llm("LLM tokens completion", "llm.token_count.completion"),
+        "llm.tokens.total": llm("LLM tokens total", "llm.token_count.total"),
+        "llm.model": llm("LLM model", "llm.model_name"),
+        "llm.input_messages": llm("LLM input messages", "llm.input_messages.N.message.*"),
+        "llm.output_messages": llm("LLM output messages", "llm.output_messages.N.message.*"),
+        "llm.input": llm("LLM input (the prompt)", "input.value"),
+        "llm.output": llm("LLM output (the reply)", "output.value"),
+        "emb.kind": llm("embeddings span kind", "openinference.span.kind"),
+        "emb.model": llm("embeddings model", "embedding.model_name"),
+        "emb.tokens": llm("embeddings tokens prompt", "llm.token_count.prompt"),
+        "root.kind": llm("workflow root kind", "openinference.span.kind: CHAIN|AGENT"),
+        "root.user": llm("workflow root user", "user.id"),
+        "root.session": llm("workflow root session", "session.id -> trace.session"),
+        "root.input": llm("workflow root input", "input.value"),
+        "root.output": llm("workflow root output", "output.value"),
+        "sessions": llm("sessions listed", "project.sessions"),
+    }
+    for span in spans:
+        attrs = span["attributes"]
+        user = _get(attrs, "llmwatch.user")
+        session = _get(attrs, "llmwatch.session")
+        trace_session = (span["trace"].get("session") or {}).get("sessionId")
+        operation = _get(attrs, "gen_ai.operation.name")
+        ok = span["statusCode"] != "ERROR"
+        if span["name"] == WORKFLOW_NAME and span["parentId"] is None:
+            fields["root.kind"].record(span["spanKind"] in ("chain", "agent"), span, span["spanKind"])
+            fields["root.user"].record(span["userId"] == user and user is not None, span, span["userId"])
+            fields["root.session"].record(trace_session == session and session is not None, span, trace_session)
+            input_value = (span["input"] or {}).get("value")
+            output_value = (span["output"] or {}).get("value")
+            fields["root.input"].record(bool(input_value) and "request_id" in input_value, span, input_value)
+            fields["root.output"].record(bool(output_value), span, output_value)
+        elif operation == "embeddings" and ok:
+            fields["emb.kind"].record(span["spanKind"] == "embedding", span, span["spanKind"])
+            model = _get(attrs, "embedding.model_name")
+            fields["emb.model"].record(model == _get(attrs, "gen_ai.request.model"), span, model)
+            fields["emb.tokens"].record(bool(span["tokenCountPrompt"]), span, span["tokenCountPrompt"])
+        elif operation in CHAT_OPERATIONS and ok:
+            _check_llm_span(fields, span, attrs, user, session, trace_session)
+    fields["sessions"].record(bool(sessions), {"name": "project"}, sessions[:3])
+    return list(fields.values())
+
+
+def _check_llm_span(
+    fields: dict[str, Field], span: dict[str, Any], attrs: dict[str, Any], user: Any, session: Any, trace_session: Any
+) -> None:
+    fields["llm.kind"].record(span["spanKind"] == "llm", span, span["spanKind"])
+    fields["llm.user"].record(span["userId"] == user and user is not None, span, span["userId"])
+    fields["llm.session"].record(
+        trace_session == session and _get(attrs, "session.id") == session and session is not None, span, trace_session
+    )
+    prompt, completion, total = span["tokenCountPrompt"], span["tokenCountCompletion"], span["tokenCountTotal"]
+    fields["llm.tokens.prompt"].record(bool(prompt), span, prompt)
+    fields["llm.tokens.completion"].record(bool(completion), span, completion)
+    fields["llm.tokens.total"].record(bool(total) and total == (prompt or 0) + (completion or 0), span, total)
+    model = _get(attrs, "llm.model_name")
+    fields["llm.model"].record(bool(model), span, model)
+    asked = _message_text(attrs, "llm.input_messages")
+    answered = _message_text(attrs, "llm.output_messages")
+    fields["llm.input_messages"].record("request" in asked, span, asked)
+    fields["llm.output_messages"].record(bool(answered.strip()), span, answered)
+    # The demo's prompts start "<feature> request <n>:"; the reply is the fake server's words.
+    input_value = (span["input"] or {}).get("value") or ""
+    output_value = (span["output"] or {}).get("value") or ""
+    prompt_head = asked.split("\n")[0][:24]
+    reply_head = answered.strip()[:24]
+    fields["llm.input"].record(bool(prompt_head) and prompt_head in input_value, span, input_value)
+    fields["llm.output"].record(bool(reply_head) and reply_head in output_value, span, output_value)
+
+
+def print_table(results: dict[str, list[Field]]) -> None:
+    modes = list(results)
+    rows = results[modes[0]]
+    head = "| field | Phoenix reads | " + " | ".join(f"{m}" for m in modes) + " | example (last mode) |"
+    print(head)
+    print("|" + "---|" * (3 + len(modes)))
+    for index, row in enumerate(rows):
+        cells = []
+        for mode in modes:
+            item = results[mode][index]
+            cells.append(f"{item.status} {item.found}/{item.total}" if item.total else "n/a")
+        example = results[modes[-1]][index].example.replace("|", "\\|")
+        print(f"| {row.name} | `{row.reads}` | " + " | ".join(cells) + f" | {example} |")
+    for mode in modes:
+        for item in results[mode]:
+            for miss in item.misses:
+                print(f"  {mode}: {item.name} missing on {miss}", file=sys.stderr)
+
+
+# --- screenshot ----------------------------------------------------------------------------------------
+
+
+def screenshot(phoenix: Phoenix, project: str, spans: list[dict[str, Any]], out: Path, chromium: str) -> str:
+    """Headless Chromium on Phoenix's trace view of one chat trace; returns the URL shot."""
+    project_id = _project_id(phoenix, project)
+    chat = next(
+        s
+        for s in spans
+        if _get(s["attributes"], "gen_ai.operation.name") == "chat"
+        and s["statusCode"] != "ERROR"
+        and _get(s["attributes"], "gen_ai.provider.name") == "openai"
+    )
+    trace_id, span_id = chat["context"]["traceId"], chat["context"]["spanId"]
+    url = f"{phoenix.url}/projects/{project_id}/traces/{trace_id}?selectedSpanNodeId={span_id}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="llmwatch-chromium-") as profile:
+        command = [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--window-size=1600,1000",
+            "--virtual-time-budget=15000",
+            f"--screenshot={out.resolve()}",
+            url,
+        ]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return url
+
+
+def _project_id(phoenix: Phoenix, project: str) -> str:
+    data = phoenix.graphql("query($n: String!) { getProjectByName(name: $n) { id } }", {"n": project})
+    return str(data["getProjectByName"]["id"])
+
+
+# --- main ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.phoenix_check", description=__doc__.split("\n")[0])
+    parser.add_argument("--phoenix", help=f"the phoenix executable (default: ${PHOENIX_BIN_ENV}, else PATH)")
+    parser.add_argument("--modes", default="plain,openinference", help="plain, openinference or both (default)")
+    parser.add_argument("--requests", type=int, default=20, help="demo requests per mode (default 20)")
+    parser.add_argument("--screenshot", type=Path, help="PNG of Phoenix's trace view (openinference mode)")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    parser.add_argument("--dump", type=Path, help="write the spans Phoenix returned (JSON, one file per mode)")
+    parser.add_argument("--keep", action="store_true", help="leave Phoenix running until Enter (to look around)")
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        parser.error(f"--modes: one or more of {', '.join(MODES)}")
+    phoenix_bin = find_phoenix(args.phoenix)
+    if phoenix_bin is None:
+        print(f"phoenix_check: no phoenix executable (--phoenix, ${PHOENIX_BIN_ENV} or PATH)", file=sys.stderr)
+        return 2
+    if "openinference" in modes and not supports_backend_compat():
+        print("phoenix_check: this llmwatch has no configure(backend_compat=): openinference mode skipped", file=sys.stderr)
+        modes = [m for m in modes if m != "openinference"] or ["plain"]
+    started = time.monotonic()
+    results: dict[str, list[Field]] = {}
+    with tempfile.TemporaryDirectory(prefix="llmwatch-phoenix-") as workdir:
+        try:
+            with running_phoenix(phoenix_bin, Path(workdir)) as phoenix:
+                last_spans: list[dict[str, Any]] = []
+                for mode in modes:
+                    project = f"{PROJECT_PREFIX}-{mode}"
+                    ended = send_demo_traffic(
+                        phoenix, project, backend_compat=mode == "openinference", requests=args.requests
+                    )
+                    last_spans, sessions = read_spans(phoenix, project, ended)
+                    print(f"phoenix: {project}: {len(last_spans)} of {ended} spans stored", file=sys.stderr)
+                    results[mode] = check_spans(last_spans, sessions)
+                    if args.dump:
+                        args.dump.mkdir(parents=True, exist_ok=True)
+                        (args.dump / f"{project}.json").write_text(json.dumps(last_spans, indent=1))
+                if args.screenshot:
+                    url = screenshot(phoenix, f"{PROJECT_PREFIX}-{modes[-1]}", last_spans, args.screenshot, args.chromium)
+                    print(f"screenshot: {args.screenshot} of {url}", file=sys.stderr)
+                if args.keep:
+                    input(f"Phoenix at {phoenix.url}; Enter stops it. ")
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"phoenix_check: {exc}", file=sys.stderr)
+            return 2
+    print_table(results)
+    print(f"\nwall time {time.monotonic() - started:.1f} s (Phoenix start included)", file=sys.stderr)
+    enforced = [m for m in modes if m == "openinference"] or modes
+    missing = [f"{m}: {f.name}" for m in enforced for f in results[m] if f.status == "MISSING"]
+    if missing:
+        print("missing in Phoenix: " + "; ".join(missing), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
