@@ -27,6 +27,7 @@ is the only mode asked for), 1 when a field is missing, 2 when Phoenix or the tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import inspect
 import json
@@ -69,7 +70,7 @@ query Spans($project: String!) {
   getProjectByName(name: $project) {
     spans(first: 1000) {
       edges { node {
-        name spanKind statusCode parentId userId
+        id name spanKind statusCode parentId userId
         tokenCountPrompt tokenCountCompletion tokenCountTotal
         input { value } output { value }
         attributes
@@ -339,7 +340,8 @@ def check_spans(spans: list[dict[str, Any]], sessions: list[str]) -> list[Field]
         "llm.output": llm("LLM output (the reply)", "output.value"),
         "emb.kind": llm("embeddings span kind", "openinference.span.kind"),
         "emb.model": llm("embeddings model", "embedding.model_name"),
-        "emb.tokens": llm("embeddings tokens prompt", "llm.token_count.prompt"),
+        # Phoenix fills its token columns (and totals) on LLM spans only: here the stored attribute.
+        "emb.tokens": llm("embeddings tokens prompt", "llm.token_count.prompt (attribute)"),
         "root.kind": llm("workflow root kind", "openinference.span.kind: CHAIN|AGENT"),
         "root.user": llm("workflow root user", "user.id"),
         "root.session": llm("workflow root session", "session.id -> trace.session"),
@@ -366,7 +368,8 @@ def check_spans(spans: list[dict[str, Any]], sessions: list[str]) -> list[Field]
             fields["emb.kind"].record(span["spanKind"] == "embedding", span, span["spanKind"])
             model = _get(attrs, "embedding.model_name")
             fields["emb.model"].record(model == _get(attrs, "gen_ai.request.model"), span, model)
-            fields["emb.tokens"].record(bool(span["tokenCountPrompt"]), span, span["tokenCountPrompt"])
+            tokens = _get(attrs, "llm.token_count.prompt")
+            fields["emb.tokens"].record(bool(tokens), span, tokens)
         elif operation in CHAT_OPERATIONS and ok:
             _check_llm_span(fields, span, attrs, user, session, trace_session)
     fields["sessions"].record(bool(sessions), {"name": "project"}, sessions[:3])
@@ -422,8 +425,9 @@ def print_table(results: dict[str, list[Field]]) -> None:
 # --- screenshot ----------------------------------------------------------------------------------------
 
 
-def screenshot(phoenix: Phoenix, project: str, spans: list[dict[str, Any]], out: Path, chromium: str) -> str:
-    """Headless Chromium on Phoenix's trace view of one chat trace; returns the URL shot."""
+def screenshot(phoenix: Phoenix, project: str, spans: list[dict[str, Any]], out: Path, chromium: str) -> list[str]:
+    """Headless Chromium: ``out`` is Phoenix's trace view of one chat trace, its LLM span selected;
+    ``<out>-list.png`` beside it is the project's traces table. Returns the URLs shot."""
     project_id = _project_id(phoenix, project)
     chat = next(
         s
@@ -432,9 +436,16 @@ def screenshot(phoenix: Phoenix, project: str, spans: list[dict[str, Any]], out:
         and s["statusCode"] != "ERROR"
         and _get(s["attributes"], "gen_ai.provider.name") == "openai"
     )
-    trace_id, span_id = chat["context"]["traceId"], chat["context"]["spanId"]
-    url = f"{phoenix.url}/projects/{project_id}/traces/{trace_id}?selectedSpanNodeId={span_id}"
+    traces = f"{phoenix.url}/projects/{project_id}/traces"
+    # The UI selects a span by its GraphQL node id, not its OTel span id.
+    trace = f"{traces}/{chat['context']['traceId']}?selectedSpanNodeId={chat['id']}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    _chromium_shot(chromium, trace, out)
+    _chromium_shot(chromium, traces, out.with_name(f"{out.stem}-list{out.suffix}"))
+    return [trace, traces]
+
+
+def _chromium_shot(chromium: str, url: str, out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="llmwatch-chromium-") as profile:
         command = [
             chromium,
@@ -449,12 +460,14 @@ def screenshot(phoenix: Phoenix, project: str, spans: list[dict[str, Any]], out:
             "--hide-scrollbars",
             f"--user-data-dir={profile}",
             "--window-size=1600,1000",
-            "--virtual-time-budget=15000",
+            # Phoenix's UI is a React app that loads over GraphQL and slides the trace panel in: give it
+            # 30 s of virtual time, and draw only once every compositor stage ran (no half-faded panel).
+            "--virtual-time-budget=30000",
+            "--run-all-compositor-stages-before-draw",
             f"--screenshot={out.resolve()}",
             url,
         ]
         subprocess.run(command, check=True, capture_output=True, timeout=120)
-    return url
 
 
 def _project_id(phoenix: Phoenix, project: str) -> str:
@@ -470,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phoenix", help=f"the phoenix executable (default: ${PHOENIX_BIN_ENV}, else PATH)")
     parser.add_argument("--modes", default="plain,openinference", help="plain, openinference or both (default)")
     parser.add_argument("--requests", type=int, default=20, help="demo requests per mode (default 20)")
-    parser.add_argument("--screenshot", type=Path, help="PNG of Phoenix's trace view (openinference mode)")
+    parser.add_argument("--screenshot", type=Path, help="PNG of Phoenix's trace view (last mode), and <name>-list.png")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--dump", type=Path, help="write the spans Phoenix returned (JSON, one file per mode)")
     parser.add_argument("--keep", action="store_true", help="leave Phoenix running until Enter (to look around)")
@@ -483,7 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phoenix_check: no phoenix executable (--phoenix, ${PHOENIX_BIN_ENV} or PATH)", file=sys.stderr)
         return 2
     if "openinference" in modes and not supports_backend_compat():
-        print("phoenix_check: this llmwatch has no configure(backend_compat=): openinference mode skipped", file=sys.stderr)
+        print(
+            "phoenix_check: this llmwatch has no configure(backend_compat=): openinference mode skipped",
+            file=sys.stderr,
+        )
         modes = [m for m in modes if m != "openinference"] or ["plain"]
     started = time.monotonic()
     results: dict[str, list[Field]] = {}
@@ -503,10 +519,12 @@ def main(argv: list[str] | None = None) -> int:
                         args.dump.mkdir(parents=True, exist_ok=True)
                         (args.dump / f"{project}.json").write_text(json.dumps(last_spans, indent=1))
                 if args.screenshot:
-                    url = screenshot(phoenix, f"{PROJECT_PREFIX}-{modes[-1]}", last_spans, args.screenshot, args.chromium)
-                    print(f"screenshot: {args.screenshot} of {url}", file=sys.stderr)
+                    project = f"{PROJECT_PREFIX}-{modes[-1]}"
+                    urls = screenshot(phoenix, project, last_spans, args.screenshot, args.chromium)
+                    print(f"screenshots: {args.screenshot} (and -list) of {', '.join(urls)}", file=sys.stderr)
                 if args.keep:
-                    input(f"Phoenix at {phoenix.url}; Enter stops it. ")
+                    with contextlib.suppress(EOFError):
+                        input(f"Phoenix at {phoenix.url}; Enter stops it. ")
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             print(f"phoenix_check: {exc}", file=sys.stderr)
             return 2
