@@ -225,12 +225,18 @@ def send_demo_traffic(phoenix: Phoenix, project: str, *, backend_compat: bool, r
 
         @llmwatch.observe(name=WORKFLOW_NAME, capture_args=True)
         def handle_request(request_id: int, feature: str) -> str:
-            return demo._one_call(by_index[request_id], clients)
+            call = by_index[request_id]
+            try:
+                demo._send(call, clients[call.provider])
+            except _provider_errors():
+                return "failed"  # the demo's simulated provider errors: the span records them
+            return "ok"
 
         def one(call: demo.DemoCall) -> str:
-            session = f"s-{call.user}-{call.index // 10}"
+            # Phoenix keys a session by its id across projects: one set of ids per project (mode).
+            session = f"s-{project.removeprefix(PROJECT_PREFIX + '-')}-{call.user}-{call.index // 10}"
             with llmwatch.attributes(user=call.user, feature=call.feature, session=session):
-                return handle_request(call.index, call.feature)
+                return handle_request(request_id=call.index, feature=call.feature)
 
         with ThreadPoolExecutor(4) as pool:
             outcomes = list(pool.map(lambda c: contextvars.copy_context().run(one, c), calls))
@@ -241,6 +247,15 @@ def send_demo_traffic(phoenix: Phoenix, project: str, *, backend_compat: bool, r
         raise RuntimeError(f"llmwatch could not export to Phoenix: {stats['last_export_error']}")
     print(f"llmwatch: {project}: {len(calls)} requests ({outcomes.count('ok')} ok), {ended} spans", file=sys.stderr)
     return int(ended)
+
+
+def _provider_errors() -> tuple[type[BaseException], ...]:
+    import anthropic
+    import botocore.exceptions
+    import openai
+    from google.genai import errors
+
+    return (openai.APIStatusError, anthropic.APIStatusError, errors.APIError, botocore.exceptions.ClientError)
 
 
 def read_spans(phoenix: Phoenix, project: str, expected: int) -> tuple[list[dict[str, Any]], list[str]]:
