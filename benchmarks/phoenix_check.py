@@ -206,7 +206,7 @@ def send_demo_traffic(phoenix: Phoenix, project: str, *, backend_compat: bool, r
 
     os.environ["OTEL_METRICS_EXPORTER"] = "none"  # Phoenix takes traces only: /v1/metrics is not there
     demo._seed_tokenizer()
-    calls = demo.plan_workload(requests)
+    calls = plan_calls(requests)
     options: dict[str, Any] = {
         "service_name": "llmwatch-demo",
         "endpoint": phoenix.url,
@@ -247,6 +247,36 @@ def send_demo_traffic(phoenix: Phoenix, project: str, *, backend_compat: bool, r
         raise RuntimeError(f"llmwatch could not export to Phoenix: {stats['last_export_error']}")
     print(f"llmwatch: {project}: {len(calls)} requests ({outcomes.count('ok')} ok), {ended} spans", file=sys.stderr)
     return int(ended)
+
+
+def plan_calls(requests: int, seed: int = 7) -> list[Any]:
+    """The demo's features round-robin, so every provider and call kind shows in a short run; the demo's
+    two error scenarios (a 429 retried by the SDK, a 500) at requests 7 and 3 when there are that many."""
+    import random
+
+    from llmwatch._demo import _workload as demo
+
+    rng = random.Random(seed)
+    names = list(demo.FEATURES)
+    calls = []
+    for index in range(requests):
+        scenario = {3: "error-500", 7: "error-429-once"}.get(index)
+        feature = {3: "search", 7: "chat"}.get(index, names[index % len(names)])
+        provider, model, operation, prompt_range, output_range = demo.FEATURES[feature]
+        calls.append(
+            demo.DemoCall(
+                index=index,
+                user=demo.USERS[index % len(demo.USERS)],
+                feature=feature,
+                provider=provider,
+                model=model,
+                operation=operation,
+                prompt_words=rng.randint(*prompt_range),
+                output_words=rng.randint(*output_range) if output_range[1] else 0,
+                scenario=scenario,
+            )
+        )
+    return calls
 
 
 def _provider_errors() -> tuple[type[BaseException], ...]:
@@ -418,6 +448,16 @@ def _check_llm_span(
     fields["llm.output"].record(bool(reply_head) and reply_head in output_value, span, output_value)
 
 
+def _by_provider(spans: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for span in spans:
+        provider = _get(span["attributes"], "gen_ai.provider.name")
+        if provider is not None:
+            key = f"{provider} {_get(span['attributes'], 'gen_ai.operation.name')}"
+            counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{key}: {count}" for key, count in sorted(counts.items()))
+
+
 def print_table(results: dict[str, list[Field]]) -> None:
     modes = list(results)
     rows = results[modes[0]]
@@ -497,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.phoenix_check", description=__doc__.split("\n")[0])
     parser.add_argument("--phoenix", help=f"the phoenix executable (default: ${PHOENIX_BIN_ENV}, else PATH)")
     parser.add_argument("--modes", default="plain,openinference", help="plain, openinference or both (default)")
-    parser.add_argument("--requests", type=int, default=20, help="demo requests per mode (default 20)")
+    parser.add_argument("--requests", type=int, default=18, help="demo requests per mode (default 18)")
     parser.add_argument("--screenshot", type=Path, help="PNG of Phoenix's trace view (last mode), and <name>-list.png")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--dump", type=Path, help="write the spans Phoenix returned (JSON, one file per mode)")
@@ -529,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     last_spans, sessions = read_spans(phoenix, project, ended)
                     print(f"phoenix: {project}: {len(last_spans)} of {ended} spans stored", file=sys.stderr)
+                    print(f"phoenix: {project}: LLM spans by provider: {_by_provider(last_spans)}", file=sys.stderr)
                     results[mode] = check_spans(last_spans, sessions)
                     if args.dump:
                         args.dump.mkdir(parents=True, exist_ok=True)
