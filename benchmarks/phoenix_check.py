@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
+import gzip
+import http.server
 import inspect
 import json
 import os
@@ -38,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -189,6 +192,62 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
+class OtlpTap:
+    """A loopback OTLP/HTTP pass-through in front of Phoenix: keeps the attribute names of every span as
+    llmwatch sent them (before Phoenix adds its own from ``gen_ai.*``), forwards each request unchanged."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.raw_keys: dict[str, frozenset[str]] = {}
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> OtlpTap:
+        tap = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.endswith("/v1/traces"):
+                    tap._keep(gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                request = urllib.request.Request(tap.upstream + self.path, data=body, headers=headers, method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as response:
+                        status, answer = response.status, response.read()
+                except urllib.error.HTTPError as exc:
+                    status, answer = exc.code, exc.read()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _keep(self, body: bytes) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.raw_keys[span.span_id.hex()] = frozenset(kv.key for kv in span.attributes)
+
+
 # --- traffic -------------------------------------------------------------------------------------------
 
 
@@ -198,7 +257,7 @@ def supports_backend_compat() -> bool:
     return "backend_compat" in inspect.signature(llmwatch.configure).parameters
 
 
-def send_demo_traffic(phoenix: Phoenix, project: str, *, backend_compat: bool, requests: int) -> int:
+def send_demo_traffic(endpoint: str, project: str, *, backend_compat: bool, requests: int) -> int:
     """The demo's calls, each under an ``@observe`` workflow root; returns the spans llmwatch ended."""
     import llmwatch
     from llmwatch._demo import _workload as demo
@@ -209,7 +268,7 @@ def send_demo_traffic(phoenix: Phoenix, project: str, *, backend_compat: bool, r
     calls = plan_calls(requests)
     options: dict[str, Any] = {
         "service_name": "llmwatch-demo",
-        "endpoint": phoenix.url,
+        "endpoint": endpoint,  # Phoenix's base URL (here the pass-through in front of it): /v1/traces is added
         "protocol": "http/protobuf",
         "headers": {"x-project-name": project},  # Phoenix's project; else openinference.project.name
         "capture_content": True,
@@ -311,17 +370,23 @@ def read_spans(phoenix: Phoenix, project: str, expected: int) -> tuple[list[dict
 
 @dataclass
 class Field:
-    """One thing a person looks for in Phoenix, and where Phoenix reads it from."""
+    """One thing a person looks for in Phoenix, where Phoenix reads it from, and whether llmwatch itself
+    sent that attribute (``sends``: a key, or a prefix ending in ``.``) or Phoenix made it up from the
+    ``gen_ai.*`` attributes at ingest (Phoenix 20.x does: other OpenInference readers do not)."""
 
     name: str
     reads: str
+    sends: str | None = None
     found: int = 0
     total: int = 0
+    sent: int = 0
     example: str = ""
     misses: list[str] = field(default_factory=list)
 
-    def record(self, ok: bool, span: dict[str, Any], shown: Any) -> None:
+    def record(self, ok: bool, span: dict[str, Any], shown: Any, raw: frozenset[str] = frozenset()) -> None:
         self.total += 1
+        if self.sends is not None and _sent(raw, self.sends):
+            self.sent += 1
         if ok:
             self.found += 1
             if not self.example:
@@ -334,6 +399,10 @@ class Field:
         if self.total == 0:
             return "n/a"
         return "found" if self.found == self.total else "MISSING"
+
+
+def _sent(raw: frozenset[str], key: str) -> bool:
+    return any(name.startswith(key) for name in raw) if key.endswith(".") else key in raw
 
 
 def _short(value: Any, width: int = 48) -> str:
@@ -369,83 +438,87 @@ def _message_text(attributes: dict[str, Any], prefix: str) -> str:
     return "\n".join(texts)
 
 
-def check_spans(spans: list[dict[str, Any]], sessions: list[str]) -> list[Field]:
-    llm = Field  # short alias for the table below
+def check_spans(spans: list[dict[str, Any]], sessions: list[str], raw_keys: dict[str, frozenset[str]]) -> list[Field]:
+    """Per field, on how many spans Phoenix shows it; ``raw_keys``: each span's attribute names as sent."""
+    oi_kind, oi_in, oi_out = "openinference.span.kind", "llm.input_messages.", "llm.output_messages."
     fields = {
-        "llm.kind": llm("LLM span kind", "openinference.span.kind (or gen_ai.operation.name)"),
-        "llm.user": llm("LLM user", "user.id"),
-        "llm.session": llm("LLM session", "session.id -> trace.session"),
-        "llm.tokens.prompt": llm("LLM tokens prompt", "llm.token_count.prompt"),
-        "llm.tokens.completion": llm("LLM tokens completion", "llm.token_count.completion"),
-        "llm.tokens.total": llm("LLM tokens total", "llm.token_count.total"),
-        "llm.model": llm("LLM model", "llm.model_name"),
-        "llm.input_messages": llm("LLM input messages", "llm.input_messages.N.message.*"),
-        "llm.output_messages": llm("LLM output messages", "llm.output_messages.N.message.*"),
-        "llm.input": llm("LLM input (the prompt)", "input.value"),
-        "llm.output": llm("LLM output (the reply)", "output.value"),
-        "emb.kind": llm("embeddings span kind", "openinference.span.kind"),
-        "emb.model": llm("embeddings model", "embedding.model_name"),
+        "llm.kind": Field("LLM span kind", "openinference.span.kind", oi_kind),
+        "llm.user": Field("LLM user", "user.id", "user.id"),
+        "llm.session": Field("LLM session", "session.id -> trace.session", "session.id"),
+        "llm.tokens.prompt": Field("LLM tokens prompt", "llm.token_count.prompt", "llm.token_count.prompt"),
+        "llm.tokens.completion": Field(
+            "LLM tokens completion", "llm.token_count.completion", "llm.token_count.completion"
+        ),
+        "llm.tokens.total": Field("LLM tokens total", "llm.token_count.total", "llm.token_count.total"),
+        "llm.model": Field("LLM model", "llm.model_name", "llm.model_name"),
+        "llm.input_messages": Field("LLM input messages", "llm.input_messages.N.message.*", oi_in),
+        "llm.output_messages": Field("LLM output messages", "llm.output_messages.N.message.*", oi_out),
+        "llm.input": Field("LLM input (the prompt)", "input.value", "input.value"),
+        "llm.output": Field("LLM output (the reply)", "output.value", "output.value"),
+        "emb.kind": Field("embeddings span kind", "openinference.span.kind", oi_kind),
+        "emb.model": Field("embeddings model", "embedding.model_name", "embedding.model_name"),
         # Phoenix fills its token columns (and totals) on LLM spans only: here the stored attribute.
-        "emb.tokens": llm("embeddings tokens prompt", "llm.token_count.prompt (attribute)"),
-        "root.kind": llm("workflow root kind", "openinference.span.kind: CHAIN|AGENT"),
-        "root.user": llm("workflow root user", "user.id"),
-        "root.session": llm("workflow root session", "session.id -> trace.session"),
-        "root.input": llm("workflow root input", "input.value"),
-        "root.output": llm("workflow root output", "output.value"),
-        "sessions": llm("sessions listed", "project.sessions"),
+        "emb.tokens": Field("embeddings tokens prompt", "llm.token_count.prompt (attribute)", "llm.token_count.prompt"),
+        "root.kind": Field("workflow root kind", "openinference.span.kind: CHAIN|AGENT", oi_kind),
+        "root.user": Field("workflow root user", "user.id", "user.id"),
+        "root.session": Field("workflow root session", "session.id -> trace.session", "session.id"),
+        "root.input": Field("workflow root input", "input.value", "input.value"),
+        "root.output": Field("workflow root output", "output.value", "output.value"),
+        "sessions": Field("sessions listed", "project.sessions"),
     }
     for span in spans:
         attrs = span["attributes"]
+        raw = raw_keys.get(span["context"]["spanId"], frozenset())
         user = _get(attrs, "llmwatch.user")
         session = _get(attrs, "llmwatch.session")
         trace_session = (span["trace"].get("session") or {}).get("sessionId")
         operation = _get(attrs, "gen_ai.operation.name")
         ok = span["statusCode"] != "ERROR"
         if span["name"] == WORKFLOW_NAME and span["parentId"] is None:
-            fields["root.kind"].record(span["spanKind"] in ("chain", "agent"), span, span["spanKind"])
-            fields["root.user"].record(span["userId"] == user and user is not None, span, span["userId"])
-            fields["root.session"].record(trace_session == session and session is not None, span, trace_session)
+            fields["root.kind"].record(span["spanKind"] in ("chain", "agent"), span, span["spanKind"], raw)
+            fields["root.user"].record(span["userId"] == user and user is not None, span, span["userId"], raw)
+            fields["root.session"].record(trace_session == session and session is not None, span, trace_session, raw)
             input_value = (span["input"] or {}).get("value")
             output_value = (span["output"] or {}).get("value")
-            fields["root.input"].record(bool(input_value) and "request_id" in input_value, span, input_value)
-            fields["root.output"].record(bool(output_value), span, output_value)
+            fields["root.input"].record(bool(input_value) and "request_id" in input_value, span, input_value, raw)
+            fields["root.output"].record(bool(output_value), span, output_value, raw)
         elif operation == "embeddings" and ok:
-            fields["emb.kind"].record(span["spanKind"] == "embedding", span, span["spanKind"])
+            fields["emb.kind"].record(span["spanKind"] == "embedding", span, span["spanKind"], raw)
             model = _get(attrs, "embedding.model_name")
-            fields["emb.model"].record(model == _get(attrs, "gen_ai.request.model"), span, model)
+            fields["emb.model"].record(model == _get(attrs, "gen_ai.request.model"), span, model, raw)
             tokens = _get(attrs, "llm.token_count.prompt")
-            fields["emb.tokens"].record(bool(tokens), span, tokens)
+            fields["emb.tokens"].record(bool(tokens), span, tokens, raw)
         elif operation in CHAT_OPERATIONS and ok:
-            _check_llm_span(fields, span, attrs, user, session, trace_session)
+            _check_llm_span(fields, span, attrs, raw, (user, session, trace_session))
     fields["sessions"].record(bool(sessions), {"name": "project"}, sessions[:3])
     return list(fields.values())
 
 
 def _check_llm_span(
-    fields: dict[str, Field], span: dict[str, Any], attrs: dict[str, Any], user: Any, session: Any, trace_session: Any
+    fields: dict[str, Field], span: dict[str, Any], attrs: dict[str, Any], raw: frozenset[str], who: tuple[Any, ...]
 ) -> None:
-    fields["llm.kind"].record(span["spanKind"] == "llm", span, span["spanKind"])
-    fields["llm.user"].record(span["userId"] == user and user is not None, span, span["userId"])
-    fields["llm.session"].record(
-        trace_session == session and _get(attrs, "session.id") == session and session is not None, span, trace_session
-    )
+    user, session, trace_session = who
+    fields["llm.kind"].record(span["spanKind"] == "llm", span, span["spanKind"], raw)
+    fields["llm.user"].record(span["userId"] == user and user is not None, span, span["userId"], raw)
+    same_session = trace_session == session and _get(attrs, "session.id") == session and session is not None
+    fields["llm.session"].record(same_session, span, trace_session, raw)
     prompt, completion, total = span["tokenCountPrompt"], span["tokenCountCompletion"], span["tokenCountTotal"]
-    fields["llm.tokens.prompt"].record(bool(prompt), span, prompt)
-    fields["llm.tokens.completion"].record(bool(completion), span, completion)
-    fields["llm.tokens.total"].record(bool(total) and total == (prompt or 0) + (completion or 0), span, total)
+    fields["llm.tokens.prompt"].record(bool(prompt), span, prompt, raw)
+    fields["llm.tokens.completion"].record(bool(completion), span, completion, raw)
+    fields["llm.tokens.total"].record(bool(total) and total == (prompt or 0) + (completion or 0), span, total, raw)
     model = _get(attrs, "llm.model_name")
-    fields["llm.model"].record(bool(model), span, model)
+    fields["llm.model"].record(bool(model), span, model, raw)
     asked = _message_text(attrs, "llm.input_messages")
     answered = _message_text(attrs, "llm.output_messages")
-    fields["llm.input_messages"].record("request" in asked, span, asked)
-    fields["llm.output_messages"].record(bool(answered.strip()), span, answered)
+    fields["llm.input_messages"].record("request" in asked, span, asked, raw)
+    fields["llm.output_messages"].record(bool(answered.strip()), span, answered, raw)
     # The demo's prompts start "<feature> request <n>:"; the reply is the fake server's words.
     input_value = (span["input"] or {}).get("value") or ""
     output_value = (span["output"] or {}).get("value") or ""
     prompt_head = asked.split("\n")[0][:24]
     reply_head = answered.strip()[:24]
-    fields["llm.input"].record(bool(prompt_head) and prompt_head in input_value, span, input_value)
-    fields["llm.output"].record(bool(reply_head) and reply_head in output_value, span, output_value)
+    fields["llm.input"].record(bool(prompt_head) and prompt_head in input_value, span, input_value, raw)
+    fields["llm.output"].record(bool(reply_head) and reply_head in output_value, span, output_value, raw)
 
 
 def _by_provider(spans: list[dict[str, Any]]) -> str:
@@ -459,16 +532,18 @@ def _by_provider(spans: list[dict[str, Any]]) -> str:
 
 
 def print_table(results: dict[str, list[Field]]) -> None:
+    """Markdown: per mode, on how many spans Phoenix shows the field, and on how many llmwatch sent it."""
     modes = list(results)
     rows = results[modes[0]]
-    head = "| field | Phoenix reads | " + " | ".join(f"{m}" for m in modes) + " | example (last mode) |"
-    print(head)
-    print("|" + "---|" * (3 + len(modes)))
+    columns = [f"{mode} {what}" for mode in modes for what in ("shows", "sent")]
+    print("| field | Phoenix reads | " + " | ".join(columns) + " | example (last mode) |")
+    print("|" + "---|" * (3 + len(columns)))
     for index, row in enumerate(rows):
         cells = []
         for mode in modes:
             item = results[mode][index]
             cells.append(f"{item.status} {item.found}/{item.total}" if item.total else "n/a")
+            cells.append(f"{item.sent}/{item.total}" if item.sends and item.total else "")
         example = results[modes[-1]][index].example.replace("|", "\\|")
         print(f"| {row.name} | `{row.reads}` | " + " | ".join(cells) + f" | {example} |")
     for mode in modes:
@@ -560,17 +635,17 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Field]] = {}
     with tempfile.TemporaryDirectory(prefix="llmwatch-phoenix-") as workdir:
         try:
-            with running_phoenix(phoenix_bin, Path(workdir)) as phoenix:
+            with running_phoenix(phoenix_bin, Path(workdir)) as phoenix, OtlpTap(phoenix.url) as tap:
                 last_spans: list[dict[str, Any]] = []
                 for mode in modes:
                     project = f"{PROJECT_PREFIX}-{mode}"
                     ended = send_demo_traffic(
-                        phoenix, project, backend_compat=mode == "openinference", requests=args.requests
+                        tap.url, project, backend_compat=mode == "openinference", requests=args.requests
                     )
                     last_spans, sessions = read_spans(phoenix, project, ended)
                     print(f"phoenix: {project}: {len(last_spans)} of {ended} spans stored", file=sys.stderr)
                     print(f"phoenix: {project}: LLM spans by provider: {_by_provider(last_spans)}", file=sys.stderr)
-                    results[mode] = check_spans(last_spans, sessions)
+                    results[mode] = check_spans(last_spans, sessions, tap.raw_keys)
                     if args.dump:
                         args.dump.mkdir(parents=True, exist_ok=True)
                         (args.dump / f"{project}.json").write_text(json.dumps(last_spans, indent=1))

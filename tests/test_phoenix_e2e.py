@@ -1,5 +1,6 @@
 """End to end against a real Arize Phoenix: the demo's traffic shows user, session, tokens, model,
-messages, input/output and the workflow kind (``benchmarks/phoenix_check.py``, docs/phoenix.md).
+messages, input/output and the workflow kind (``benchmarks/phoenix_check.py``, docs/phoenix.md), each
+from an OpenInference attribute llmwatch sent itself (not only from Phoenix's own ``gen_ai.*`` conversion).
 
 Phoenix is far too heavy for the project's environment (about 850 MB), so CI does not install it and
 this test skips there. With Phoenix in a venv of its own it runs in about half a minute::
@@ -42,6 +43,13 @@ def test_phoenix_shows_every_field_of_the_demo_traffic(tmp_path: Path) -> None:
     report = result.stdout + result.stderr
     assert "no configure(backend_compat=)" not in report, "this llmwatch has no backend_compat:\n" + report
     assert result.returncode == 0, report
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "MISSING" in line]
-    # The plain column may miss what only backend_compat adds; the openinference column misses nothing.
-    assert all(line.rstrip().split("|")[4].strip().startswith(("found", "n/a")) for line in rows), report
+    table = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in table[0]]
+    shows, sent = header.index("openinference shows"), header.index("openinference sent")
+    for row in table[1:]:
+        name, status, sent_count = row[0].strip(), row[shows].strip(), row[sent].strip()
+        # Phoenix shows every field, and from llmwatch's own attributes (not only its gen_ai.* conversion).
+        assert status.startswith(("found", "n/a")), f"{name}: {status}\n{report}"
+        if sent_count:
+            got, total = sent_count.split("/")
+            assert got == total, f"{name}: llmwatch sent it on {sent_count} spans\n{report}"
