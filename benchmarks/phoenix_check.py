@@ -459,7 +459,7 @@ def check_spans(spans: list[dict[str, Any]], sessions: list[str], raw_keys: dict
         "emb.model": Field("embeddings model", "embedding.model_name", "embedding.model_name"),
         # Phoenix fills its token columns (and totals) on LLM spans only: here the stored attribute.
         "emb.tokens": Field("embeddings tokens prompt", "llm.token_count.prompt (attribute)", "llm.token_count.prompt"),
-        "root.kind": Field("workflow root kind", "openinference.span.kind: CHAIN|AGENT", oi_kind),
+        "root.kind": Field("workflow root kind", "openinference.span.kind: CHAIN or AGENT", oi_kind),
         "root.user": Field("workflow root user", "user.id", "user.id"),
         "root.session": Field("workflow root session", "session.id -> trace.session", "session.id"),
         "root.input": Field("workflow root input", "input.value", "input.value"),
