@@ -109,6 +109,7 @@ class Phoenix:
     """A running ``phoenix serve`` on loopback."""
 
     port: int
+    grpc_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
 
@@ -152,7 +153,7 @@ def running_phoenix(phoenix_bin: str, workdir: Path, *, quiet: bool = False) -> 
     process = subprocess.Popen(
         [phoenix_bin, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
     )
-    phoenix = Phoenix(port, process, log_path)
+    phoenix = Phoenix(port, grpc_port, process, log_path)
     try:
         _wait_healthy(phoenix)
         if not quiet:
@@ -257,19 +258,23 @@ def supports_backend_compat() -> bool:
     return "backend_compat" in inspect.signature(llmwatch.configure).parameters
 
 
-def send_demo_traffic(endpoint: str, project: str, *, backend_compat: bool, requests: int) -> int:
+def send_demo_traffic(
+    endpoint: str, project: str, *, backend_compat: bool, requests: int, protocol: str = "http/protobuf"
+) -> int:
     """The demo's calls, each under an ``@observe`` workflow root; returns the spans llmwatch ended."""
     import llmwatch
     from llmwatch._demo import _workload as demo
     from llmwatch._demo._server import FakeLLMServer
 
     os.environ["OTEL_METRICS_EXPORTER"] = "none"  # Phoenix takes traces only: /v1/metrics is not there
+    # Over gRPC Phoenix reads the project from this resource attribute only (over HTTP the header wins).
+    os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"openinference.project.name={project}"
     demo._seed_tokenizer()
     calls = plan_calls(requests)
     options: dict[str, Any] = {
         "service_name": "llmwatch-demo",
         "endpoint": endpoint,  # Phoenix's base URL (here the pass-through in front of it): /v1/traces is added
-        "protocol": "http/protobuf",
+        "protocol": protocol,
         "headers": {"x-project-name": project},  # Phoenix's project; else openinference.project.name
         "capture_content": True,
     }
@@ -466,9 +471,12 @@ def check_spans(spans: list[dict[str, Any]], sessions: list[str], raw_keys: dict
         "root.output": Field("workflow root output", "output.value", "output.value"),
         "sessions": Field("sessions listed", "project.sessions"),
     }
+    if raw_keys is None:
+        for item in fields.values():
+            item.sends = None
     for span in spans:
         attrs = span["attributes"]
-        raw = raw_keys.get(span["context"]["spanId"], frozenset())
+        raw = frozenset() if raw_keys is None else raw_keys.get(span["context"]["spanId"], frozenset())
         user = _get(attrs, "llmwatch.user")
         session = _get(attrs, "llmwatch.session")
         trace_session = (span["trace"].get("session") or {}).get("sessionId")
@@ -613,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phoenix", help=f"the phoenix executable (default: ${PHOENIX_BIN_ENV}, else PATH)")
     parser.add_argument("--modes", default="plain,openinference", help="plain, openinference or both (default)")
     parser.add_argument("--requests", type=int, default=18, help="demo requests per mode (default 18)")
+    parser.add_argument("--protocol", choices=("http/protobuf", "grpc"), default="http/protobuf")
     parser.add_argument("--screenshot", type=Path, help="PNG of Phoenix's trace view (last mode), and <name>-list.png")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--dump", type=Path, help="write the spans Phoenix returned (JSON, one file per mode)")
@@ -639,13 +648,18 @@ def main(argv: list[str] | None = None) -> int:
                 last_spans: list[dict[str, Any]] = []
                 for mode in modes:
                     project = f"{PROJECT_PREFIX}-{mode}"
+                    grpc = args.protocol == "grpc"  # straight to Phoenix: the pass-through speaks HTTP only
                     ended = send_demo_traffic(
-                        tap.url, project, backend_compat=mode == "openinference", requests=args.requests
+                        f"http://127.0.0.1:{phoenix.grpc_port}" if grpc else tap.url,
+                        project,
+                        backend_compat=mode == "openinference",
+                        requests=args.requests,
+                        protocol=args.protocol,
                     )
                     last_spans, sessions = read_spans(phoenix, project, ended)
                     print(f"phoenix: {project}: {len(last_spans)} of {ended} spans stored", file=sys.stderr)
                     print(f"phoenix: {project}: LLM spans by provider: {_by_provider(last_spans)}", file=sys.stderr)
-                    results[mode] = check_spans(last_spans, sessions, tap.raw_keys)
+                    results[mode] = check_spans(last_spans, sessions, None if grpc else tap.raw_keys)
                     if args.dump:
                         args.dump.mkdir(parents=True, exist_ok=True)
                         (args.dump / f"{project}.json").write_text(json.dumps(last_spans, indent=1))
