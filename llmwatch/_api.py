@@ -8,7 +8,7 @@ import contextlib
 import datetime as _dt
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from llmwatch import _config, _health, _instrument
@@ -43,6 +43,7 @@ def configure(
     max_content_chars: int | None = None,
     max_span_content_chars: int | None = None,
     request_stream_usage: bool | None = None,
+    backend_compat: Iterable[str] | str | None = None,
 ) -> None:
     """Set llmwatch up (again). Validates everything first; a wrong value raises ``ConfigurationError``.
 
@@ -54,7 +55,9 @@ def configure(
     ``max_span_content_chars=131072`` (all captured content of one span),
     ``request_stream_usage=True`` (ask OpenAI chat streams for their usage chunk).
     ``providers={base_url or host: name}`` names the provider behind an endpoint the host does not
-    tell (``{"http://gpu-1:8000/v1": "vllm"}``). See docs/configuration.md for the full table.
+    tell (``{"http://gpu-1:8000/v1": "vllm"}``). ``backend_compat=["openinference"]`` adds the
+    OpenInference attributes Phoenix and other OpenInference readers show (docs/backends.md). See
+    docs/configuration.md for the full table.
 
     Calling it again flushes and shuts down what the previous call created (never a provider you
     passed or installed), then starts afresh. Providers: with ``tracer_provider=``/``meter_provider=``
@@ -83,6 +86,7 @@ def configure(
         "max_content_chars": max_content_chars,
         "max_span_content_chars": max_span_content_chars,
         "request_stream_usage": request_stream_usage,
+        "backend_compat": backend_compat,
     }
     settings = _config.resolve(arguments)
     with _lock:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from llmwatch import _config_parse as p
-from llmwatch._config_parse import Capture, CaptureMode, ContentDestination, Redactor
+from llmwatch._config_parse import CaptureMode, ContentDestination, Redactor
 from llmwatch._errors import ConfigurationError as ConfigurationError  # re-exported: its old home
 
 LLMWATCH: Final = "llmwatch"
@@ -90,6 +90,13 @@ PARAMS: tuple[Param, ...] = (
         "message content: false | true | redacted, or NO_CONTENT | SPAN_ONLY | EVENT_ONLY | SPAN_AND_EVENT",
     ),
     Param("content_destination", ("LLMWATCH_CONTENT_DESTINATION",), None, p.parse_destination, "span|event|both"),
+    Param(
+        "backend_compat",
+        ("LLMWATCH_BACKEND_COMPAT",),
+        frozenset(),
+        p.parse_backend_compat,
+        "extra attribute sets for backends: openinference",
+    ),
     Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
     Param("content_hook", (), None, p.parse_content_hook, "callable(record) run off-thread with each call's content"),
     Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
@@ -278,7 +285,7 @@ PARAMS: tuple[Param, ...] = (
         ("OTEL_SEMCONV_STABILITY_OPT_IN",),
         frozenset(),
         p.parse_names,
-        "gen_ai_latest_experimental/dup: also gen_ai.system",
+        "gen_ai_latest_experimental: newer GenAI names; /dup: both, and gen_ai.system",
     ),
     _env_only(
         "tiktoken_cache_dir",
@@ -317,6 +324,7 @@ class Settings:
     max_content_chars: int = 32768
     max_span_content_chars: int = 131072
     request_stream_usage: bool = True
+    backend_compat: frozenset[str] = frozenset()
 
 
 _UNSET: Any = object()
@@ -329,36 +337,9 @@ def resolve(arguments: Mapping[str, Any], environ: Mapping[str, str] | None = No
     values: dict[str, Any] = {}
     for param in ARGUMENTS:
         values[param.name] = _resolve_param(param, arguments.get(param.name, _UNSET), environ)
-    _split_capture(values)
-    _check_combinations(values)
+    p.split_capture(values)
+    p.check_combinations(values)
     return Settings(**values)
-
-
-def _split_capture(values: dict[str, Any]) -> None:
-    """``capture_content``: what (and, OTel's values, where); ``content_destination``: where, over it.
-    The winning capture value wins whole (``LLMWATCH_CAPTURE_CONTENT=true`` hides OTel's EVENT_ONLY)."""
-    capture = values["capture_content"]
-    if not isinstance(capture, Capture):  # the row's default
-        capture = Capture(capture, None)
-    values["capture_content"] = capture.mode
-    if values["content_destination"] is None:
-        values["content_destination"] = capture.destination or "span"
-
-
-def _check_combinations(values: Mapping[str, Any]) -> None:
-    if values["content_hook"] is not None and not values["capture_content"]:
-        raise ConfigurationError('content_hook= gets captured content: set capture_content (True, "redacted", ...).')
-    provider = values["tracer_provider"]
-    if (
-        provider is not None
-        and values["exporter"] is not None
-        and not callable(getattr(provider, "add_span_processor", None))
-    ):
-        raise ConfigurationError(
-            f"exporter= needs a tracer_provider llmwatch can add its span processor to; "
-            f"{type(provider).__qualname__} has no add_span_processor(). Use an SDK TracerProvider, "
-            "or leave exporter out and export from your provider yourself."
-        )
 
 
 def _resolve_param(param: Param, argument: Any, environ: Mapping[str, str]) -> Any:

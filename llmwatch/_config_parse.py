@@ -333,3 +333,53 @@ def parse_newrelic_region(name: str, value: Any) -> str:
     if region in ("us", "eu"):
         return region
     raise ConfigurationError(f"{name}={region!r} is not known: use 'us' (the default) or 'eu', or pass endpoint=.")
+
+
+BACKEND_COMPAT: Final = frozenset({"openinference"})
+
+
+def parse_backend_compat(name: str, value: Any) -> frozenset[str]:
+    """Names of extra attribute sets, as a list or a comma-separated string; each must be known."""
+    if isinstance(value, str):
+        names = parse_names(name, value)
+    elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        names = frozenset(v.strip() for v in value if v.strip())
+    else:
+        raise ConfigurationError(
+            f"{name} must be a list of names, e.g. backend_compat=['openinference']; got {value!r}."
+        )
+    names = frozenset(n.lower() for n in names)
+    unknown = sorted(names - BACKEND_COMPAT)
+    if unknown:
+        raise ConfigurationError(
+            f"{name}: unknown backend compatibility {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(BACKEND_COMPAT))} (e.g. backend_compat=['openinference'])."
+        )
+    return names
+
+
+def split_capture(values: dict[str, Any]) -> None:
+    """``capture_content``: what (and, OTel's values, where); ``content_destination``: where, over it.
+    The winning capture value wins whole (``LLMWATCH_CAPTURE_CONTENT=true`` hides OTel's EVENT_ONLY)."""
+    capture = values["capture_content"]
+    if not isinstance(capture, Capture):  # the row's default
+        capture = Capture(capture, None)
+    values["capture_content"] = capture.mode
+    if values["content_destination"] is None:
+        values["content_destination"] = capture.destination or "span"
+
+
+def check_combinations(values: Mapping[str, Any]) -> None:
+    if values["content_hook"] is not None and not values["capture_content"]:
+        raise ConfigurationError('content_hook= gets captured content: set capture_content (True, "redacted", ...).')
+    provider = values["tracer_provider"]
+    if (
+        provider is not None
+        and values["exporter"] is not None
+        and not callable(getattr(provider, "add_span_processor", None))
+    ):
+        raise ConfigurationError(
+            f"exporter= needs a tracer_provider llmwatch can add its span processor to; "
+            f"{type(provider).__qualname__} has no add_span_processor(). Use an SDK TracerProvider, "
+            "or leave exporter out and export from your provider yourself."
+        )

@@ -1,18 +1,25 @@
 """``llmwatch.score``: attach an evaluation or user feedback to a completion, even much later.
 
-A score is a short INTERNAL span ``evaluate {name}`` carrying the GenAI evaluation attributes and a
-``gen_ai.evaluation.result`` event, linked to the completion's span and, when that span's context is
-known, placed in its trace, so a backend can join score and completion. Completions are found by
-response id through a bounded in-memory map filled as LLM spans end (the most recent
-``MAX_REMEMBERED`` ids); an unknown id is reported (logged once, counted), never raised.
+The GenAI conventions' ``gen_ai.evaluation.result`` event "SHOULD be parented to the GenAI operation
+span being evaluated". A score is therefore, in the completion's trace:
+
+- the ``gen_ai.evaluation.result`` log event, emitted through the OTel Logs API in the completion
+  span's context (so it carries that span's trace and span ids), when a LoggerProvider is in use
+  (``configure(logger_provider=)``, a global one, or llmwatch's own for content events);
+- a short INTERNAL child span ``evaluate {name}`` of the completion span, carrying the same attributes
+  and the event as a span event, for backends that read spans only. When the score is given inside
+  another span (a feedback endpoint's request), the child span links to it.
+
+Completions are found by response id through a bounded in-memory map filled as LLM spans end (the
+most recent ``MAX_REMEMBERED`` ids); an unknown id is reported (logged once, counted), never raised.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind
 
@@ -90,12 +97,34 @@ def _emit(
         attrs[sc.GEN_AI_EVALUATION_EXPLANATION] = comment
     if response_id is not None:
         attrs[sc.GEN_AI_RESPONSE_ID] = response_id
-    parent = otel_context.get_current()
-    if not trace.get_current_span().get_span_context().is_valid:
-        parent = trace.set_span_in_context(NonRecordingSpan(context))  # join the completion's trace
-    span = _runtime.CURRENT.tracer.start_span(
-        f"evaluate {name}", context=parent, kind=SpanKind.INTERNAL, attributes=attrs, links=[Link(context)]
+    runtime = _runtime.CURRENT
+    current = trace.get_current_span().get_span_context()
+    links = [Link(current)] if current.is_valid and current != context else []
+    span = runtime.tracer.start_span(
+        f"evaluate {name}",
+        context=trace.set_span_in_context(NonRecordingSpan(context)),  # under the evaluated span
+        kind=SpanKind.INTERNAL,
+        attributes=attrs,
+        links=links,
     )
     span.add_event(sc.GEN_AI_EVALUATION_RESULT_EVENT, attributes=attrs)
     span.end()
+    _emit_log_event(runtime, context, attrs)
     return span.get_span_context()
+
+
+def _emit_log_event(runtime: _runtime.Runtime, context: SpanContext, attrs: dict[str, Any]) -> None:
+    event_logger = runtime.event_logger
+    if event_logger is None and not runtime.configured:
+        event_logger = _runtime.global_event_logger()
+    if event_logger is None:
+        return
+    from opentelemetry._logs import SeverityNumber
+
+    event_logger.emit(
+        timestamp=time.time_ns(),
+        context=trace.set_span_in_context(NonRecordingSpan(context)),
+        severity_number=SeverityNumber.INFO,
+        event_name=sc.GEN_AI_EVALUATION_RESULT_EVENT,
+        attributes=attrs,
+    )

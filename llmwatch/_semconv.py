@@ -4,14 +4,18 @@ Target: the OpenTelemetry GenAI semantic conventions v1.41.0. They are still exp
 being renamed, so no other module spells a name: a rename is one line here. Our own names live under
 ``llmwatch.*``.
 
-``OTEL_SEMCONV_STABILITY_OPT_IN`` is honoured the way OTel's instrumentations do for GenAI: by default
-(and with ``gen_ai_latest_experimental``) only the current names are emitted; with
-``gen_ai_latest_experimental/dup`` the deprecated ``gen_ai.system`` is emitted beside
+``OTEL_SEMCONV_STABILITY_OPT_IN`` is honoured the way OTel's instrumentations do for GenAI (see
+:class:`Naming`): by default the v1.41 names; with ``gen_ai_latest_experimental`` the newer names of
+the GenAI conventions repository (open-telemetry/semantic-conventions-genai: its
+``gen_ai.client.inference.*`` token metrics with ``gen_ai.token.modality`` in place of
+``gen_ai.client.token.usage``, and the proposed ``gen_ai.usage.cost.*`` span attributes); with
+``gen_ai_latest_experimental/dup`` both, and the deprecated ``gen_ai.system`` beside
 ``gen_ai.provider.name`` for backends that still read it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Final
 
 from llmwatch import _config
@@ -90,6 +94,15 @@ GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
 GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
 GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_TOKEN_MODALITY: Final = "gen_ai.token.modality"  # latest: text|image|audio|video|document|unknown
+TOKEN_MODALITY_UNKNOWN: Final = "unknown"  # the provider reported no modality breakdown
+TOKEN_MODALITIES: Final = frozenset({"text", "image", "audio", "video", "document", TOKEN_MODALITY_UNKNOWN})
+# Proposed in the GenAI conventions repo (PR 443); emitted under gen_ai_latest_experimental only.
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"  # provider | local
+COST_CURRENCY_USD: Final = "USD"
+COST_SOURCE_LOCAL: Final = "local"  # priced by llmwatch from a price table
 
 # --- General --------------------------------------------------------------------------------------
 SERVER_ADDRESS: Final = "server.address"
@@ -171,6 +184,42 @@ USAGE_SOURCE_PROVIDER: Final = "provider"
 USAGE_SOURCE_TIKTOKEN: Final = "tiktoken"
 USAGE_SOURCE_ESTIMATE: Final = "estimate"
 
+# --- OpenInference (configure(backend_compat=["openinference"]): what Phoenix and other
+# OpenInference readers show; Arize-ai/openinference spec/semantic_conventions.md) ------------------
+OI_SPAN_KIND: Final = "openinference.span.kind"  # LLM | EMBEDDING | CHAIN | AGENT | TOOL | ...
+OI_KIND_LLM: Final = "LLM"
+OI_KIND_EMBEDDING: Final = "EMBEDDING"
+OI_KIND_CHAIN: Final = "CHAIN"
+OI_INPUT_VALUE: Final = "input.value"
+OI_INPUT_MIME_TYPE: Final = "input.mime_type"
+OI_OUTPUT_VALUE: Final = "output.value"
+OI_OUTPUT_MIME_TYPE: Final = "output.mime_type"
+OI_MIME_JSON: Final = "application/json"
+OI_MIME_TEXT: Final = "text/plain"
+OI_LLM_MODEL_NAME: Final = "llm.model_name"
+OI_LLM_PROVIDER: Final = "llm.provider"  # openai | anthropic | google | aws | azure | ...
+OI_LLM_SYSTEM: Final = "llm.system"
+OI_LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+OI_LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+OI_LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
+OI_LLM_TOKEN_COUNT_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+OI_LLM_TOKEN_COUNT_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
+OI_LLM_TOKEN_COUNT_REASONING: Final = "llm.token_count.completion_details.reasoning"
+OI_LLM_COST_TOTAL: Final = "llm.cost.total"
+OI_LLM_COST_PROMPT: Final = "llm.cost.prompt"
+OI_LLM_COST_COMPLETION: Final = "llm.cost.completion"
+OI_LLM_INPUT_MESSAGES: Final = "llm.input_messages"  # + ".{i}.message.role" / ".content" / ".tool_calls..."
+OI_LLM_OUTPUT_MESSAGES: Final = "llm.output_messages"
+OI_MESSAGE_ROLE: Final = "message.role"
+OI_MESSAGE_CONTENT: Final = "message.content"
+OI_MESSAGE_TOOL_CALLS: Final = "message.tool_calls"  # + ".{j}.tool_call.function.name" / ".arguments"
+OI_TOOL_CALL_ID: Final = "tool_call.id"
+OI_TOOL_CALL_FUNCTION_NAME: Final = "tool_call.function.name"
+OI_TOOL_CALL_FUNCTION_ARGUMENTS: Final = "tool_call.function.arguments"
+OI_PROMPT_TEMPLATE_VERSION: Final = "llm.prompt_template.version"
+OI_EMBEDDING_MODEL_NAME: Final = "embedding.model_name"
+BACKEND_OPENINFERENCE: Final = "openinference"
+
 # --- Metrics (v1.41 names, units, bucket advice) --------------------------------------------------
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
@@ -181,11 +230,42 @@ METRIC_UNPRICED: Final = "llmwatch.calls.unpriced"
 METRIC_ERRORS: Final = "llmwatch.errors"
 METRIC_BUDGET_SPENT: Final = "llmwatch.budget.spent"
 METRIC_BUDGET_LIMIT: Final = "llmwatch.budget.limit"
+# The GenAI conventions repo's token metrics (gen_ai_latest_experimental): counters per modality
+# (for each call, failed ones too: 0 with modality ``unknown`` when no usage came back) and per-call
+# histograms.
+METRIC_INFERENCE_INPUT_TOKENS: Final = "gen_ai.client.inference.usage.input_tokens"
+METRIC_INFERENCE_OUTPUT_TOKENS: Final = "gen_ai.client.inference.usage.output_tokens"
+METRIC_INFERENCE_CACHE_READ_TOKENS: Final = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_INFERENCE_CACHE_WRITE_TOKENS: Final = "gen_ai.client.inference.usage.cache_write.input_tokens"
+METRIC_INFERENCE_REASONING_TOKENS: Final = "gen_ai.client.inference.usage.reasoning.output_tokens"
+METRIC_INFERENCE_OPERATION_INPUT_TOKENS: Final = "gen_ai.client.inference.operation.input_tokens"
+METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS: Final = "gen_ai.client.inference.operation.output_tokens"
 TOKEN_BUCKETS: Final = tuple(float(4**i) for i in range(14))  # 1 .. 67108864, powers of 4
 DURATION_BUCKETS: Final = tuple(0.01 * 2**i for i in range(14))  # 0.01 .. 81.92 s, doubling
 
 
-def emit_deprecated_system() -> bool:
-    """True when the user asked for the old ``gen_ai.system`` beside the new provider name."""
+OPT_IN_LATEST: Final = "gen_ai_latest_experimental"
+OPT_IN_LATEST_DUP: Final = "gen_ai_latest_experimental/dup"
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """Which generation of names to emit, read once per ``configure()``.
+
+    ``v141``: the v1.41 registry's (the default); ``latest``: the GenAI conventions repo's newer ones;
+    ``/dup`` turns both on (a migration window), and the deprecated ``gen_ai.system`` with them.
+    """
+
+    v141: bool = True
+    latest: bool = False
+    deprecated_system: bool = False
+
+
+def naming() -> Naming:
+    """The :class:`Naming` that ``OTEL_SEMCONV_STABILITY_OPT_IN`` asks for."""
     opt_in: frozenset[str] = _config.env("semconv_stability_opt_in")  # OTEL_SEMCONV_STABILITY_OPT_IN
-    return "gen_ai_latest_experimental/dup" in opt_in
+    if OPT_IN_LATEST_DUP in opt_in:
+        return Naming(v141=True, latest=True, deprecated_system=True)
+    if OPT_IN_LATEST in opt_in:
+        return Naming(v141=False, latest=True)
+    return Naming()

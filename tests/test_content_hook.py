@@ -30,10 +30,14 @@ class Uploader:
         self.records.append(record)
 
 
+TOOL = {"type": "function", "function": {"name": "lookup", "description": "find a fact", "parameters": {}}}
+
+
 def _chat(client: Any) -> None:
     client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "secret plan"}],
+        tools=[TOOL],
     )
 
 
@@ -47,11 +51,12 @@ def test_references_go_on_the_span_instead_of_the_content(openai_client: Any) ->
     assert attrs["gen_ai.input.messages_ref"] == f"s3://prompts/{ids}/in.json"
     assert attrs["gen_ai.output.messages_ref"] == f"s3://prompts/{ids}/out.json"
     assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
-    assert "gen_ai.system_instructions" in attrs  # no reference for it: it stays
+    assert "gen_ai.tool.definitions" in attrs  # no reference for it: it stays
     (record,) = hook.records
     assert hook.threads and threading.get_ident() not in hook.threads  # off the caller's thread
     assert record.span_context.span_id == span.context.span_id
-    assert record.input_messages[-1]["parts"][0]["content"] == "secret plan"  # structured, complete
+    system, user = record.input_messages  # structured, complete (OpenAI's system message in the history)
+    assert system["role"] == "system" and user["parts"][0]["content"] == "secret plan"
     assert record.output_messages[0]["role"] == "assistant"
     assert record.references == {k: v for k, v in attrs.items() if k.endswith("_ref")}
 
@@ -64,7 +69,7 @@ def test_references_replace_the_content_in_the_event_too(openai_client: Any) -> 
     event = dict(record.log_record.attributes or {})
     assert event["gen_ai.input.messages_ref"].endswith("/in.json")
     assert "gen_ai.input.messages" not in event and "gen_ai.output.messages" not in event
-    assert event["gen_ai.system_instructions"][0]["content"] == "be brief"
+    assert event["gen_ai.tool.definitions"][0]["name"] == "lookup"
 
 
 def test_a_plain_function_gets_a_copy_and_the_content_stays(openai_client: Any) -> None:

@@ -23,7 +23,11 @@ import llmwatch
 from llmwatch import testing
 
 EVENT = "gen_ai.client.inference.operation.details"
-CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+# OpenAI's system message is part of the chat history (gen_ai.input.messages); Anthropic's is separate.
+CONTENT_KEYS = {
+    "openai": ("gen_ai.input.messages", "gen_ai.output.messages"),
+    "anthropic": ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"),
+}
 MODES = {
     "NO_CONTENT": (False, False),
     "SPAN_ONLY": (True, False),
@@ -72,8 +76,9 @@ def test_each_mode_puts_content_where_it_says(
         call(client, stream)
     (span,) = captured.llm_spans()
     attrs = dict(span.attributes or {})
-    for key in CONTENT_KEYS:
+    for key in CONTENT_KEYS[provider]:
         assert (key in attrs) is on_span, (key, mode)
+    assert provider == "anthropic" or "gen_ai.system_instructions" not in attrs
     events = captured.events()
     assert len(events) == (1 if in_event else 0)
     if not in_event:
@@ -91,14 +96,15 @@ def test_each_mode_puts_content_where_it_says(
     for key in ("gen_ai.response.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
         assert event[key] == attrs[key], key
     # Structured values, not JSON text (the conventions: events carry them structured).
-    user = event["gen_ai.input.messages"][-1]  # (OpenAI's system message may also be among them)
+    *history, user = event["gen_ai.input.messages"]
     assert user["role"] == "user"
     assert user["parts"][0] == {"type": "text", "content": "hello there"}
-    assert event["gen_ai.system_instructions"][0]["content"] == "be brief"
+    system = event["gen_ai.system_instructions"][0] if provider == "anthropic" else history[0]["parts"][0]
+    assert system["content"] == "be brief"
     (output,) = event["gen_ai.output.messages"]
     assert output["role"] == "assistant" and output["parts"]
     if on_span:  # both: the same content in both places
-        for key in CONTENT_KEYS:
+        for key in CONTENT_KEYS[provider]:
             assert json.loads(attrs[key]) == _plain(event[key]), key
 
 
@@ -163,5 +169,36 @@ def test_configure_uses_the_logger_provider_given(openai_client: Any) -> None:
         assert record.log_record.event_name == EVENT
         (span,) = [s for s in spans.get_finished_spans() if "gen_ai.operation.name" in (s.attributes or {})]
         assert "gen_ai.input.messages" in (span.attributes or {})
+    finally:
+        llmwatch.shutdown()
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["logger_provider", "none"])
+def test_score_events_go_through_a_logger_provider_and_need_no_content_capture(openai_client: Any, given: bool) -> None:
+    """A score's ``gen_ai.evaluation.result`` log event uses the LoggerProvider given (content capture
+    off); without one, llmwatch creates no Logs export for it and the span form still carries it."""
+    logs, spans = InMemoryLogRecordExporter(), InMemorySpanExporter()
+    logger_provider = LoggerProvider(shutdown_on_exit=False)
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    llmwatch.configure(
+        tracer_provider=tracer_provider, logger_provider=logger_provider if given else None, instrument=False
+    )
+    try:
+        llmwatch.instrument(openai_client)
+        reply = openai_client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        llmwatch.score(reply, "helpfulness", 1.0)
+        (completion,) = [s for s in spans.get_finished_spans() if "gen_ai.operation.name" in (s.attributes or {})]
+        (score_span,) = [s for s in spans.get_finished_spans() if s.name == "evaluate helpfulness"]
+        assert [e.name for e in score_span.events] == ["gen_ai.evaluation.result"]
+        records = logs.get_finished_logs()
+        if given:
+            (record,) = records
+            assert record.log_record.event_name == "gen_ai.evaluation.result"
+            assert record.log_record.span_id == completion.context.span_id
+        else:
+            assert records == ()
+            assert llmwatch._core._runtime.CURRENT.logger_provider is None
     finally:
         llmwatch.shutdown()

@@ -232,10 +232,32 @@ async def test_score_by_response_object(client: Any, captured: Captured) -> None
     assert span.name == "evaluate helpfulness" and span.kind.name == "INTERNAL"
     assert dict(span.attributes) == expected
     assert [(e.name, dict(e.attributes)) for e in span.events] == [("gen_ai.evaluation.result", expected)]
-    assert [link.context for link in span.links] == [completion.context]
+    assert span.links == ()  # no other span was active
     assert span.context.trace_id == completion.context.trace_id
-    assert span.parent.span_id == completion.context.span_id
+    assert span.parent.span_id == completion.context.span_id  # under the evaluated span
     assert returned == span.context
+    # The conventions' form: a log event parented to the evaluated span.
+    (event,) = captured.events("gen_ai.evaluation.result")
+    assert dict(event.log_record.attributes) == expected
+    assert (event.log_record.trace_id, event.log_record.span_id) == (
+        completion.context.trace_id,
+        completion.context.span_id,
+    )
+
+
+async def test_score_given_inside_another_span_stays_under_the_completion_and_links_to_it(
+    openai_client: Any, captured: Captured
+) -> None:
+    response = await complete(openai_client)
+    (completion,) = captured.llm_spans()
+    with captured.tracer_provider.get_tracer("app").start_as_current_span("POST /feedback") as request:
+        llmwatch.score(response.id, "thumbs", False)
+    (span,) = score_spans(captured)
+    assert span.parent.span_id == completion.context.span_id
+    assert span.context.trace_id == completion.context.trace_id
+    assert [link.context.span_id for link in span.links] == [request.get_span_context().span_id]
+    (event,) = captured.events("gen_ai.evaluation.result")
+    assert event.log_record.span_id == completion.context.span_id
 
 
 async def test_score_by_response_id_and_by_span_context(openai_client: Any, captured: Captured) -> None:
@@ -251,7 +273,7 @@ async def test_score_by_response_id_and_by_span_context(openai_client: Any, capt
     }
     assert by_context.attributes["gen_ai.evaluation.score.value"] == 3.0
     for span in (by_id, by_context):
-        assert [link.context.span_id for link in span.links] == [completion.context.span_id]
+        assert span.parent.span_id == completion.context.span_id
         assert span.context.trace_id == completion.context.trace_id
 
 

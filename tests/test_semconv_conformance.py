@@ -35,11 +35,7 @@ from llmwatch._demo._server import FakeLLMServer
 HERE = Path(__file__).resolve().parent / "semconv"
 
 # Names outside the v1.41.0 registry that llmwatch emits on purpose (and llmwatch.* is its own).
-EXTRA_NAMES = {
-    # The GenAI repo's newer name for cache_creation (the Anthropic SDK's own spans use it): emitted
-    # beside the registry's name until backends settle (DESIGN.md).
-    "gen_ai.usage.cache_write.input_tokens": "int",
-}
+EXTRA_NAMES: dict[str, str] = {}
 
 # Registry attributes the inference span conventions do not list, emitted on purpose.
 EXTRA_ON_SPANS = {

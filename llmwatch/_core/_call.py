@@ -98,6 +98,7 @@ class LLMCall:
         "handler",
         "hide_usage_chunk",
         "input_tokens",
+        "modalities",
         "output_tokens",
         "provider",
         "reasoning_tokens",
@@ -178,6 +179,9 @@ class LLMCall:
         # Why a call that was billed cannot be priced (the reply did not say what it billed, e.g. a
         # transcription asked for as plain text): the span says unpriced, and the call is counted so.
         self.unpriced_reason: str | None = None
+        # The provider's token breakdown by modality, when it reports one (Gemini's
+        # ``prompt_tokens_details``): ((modality, count), ...) for input, then output.
+        self.modalities: tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] | None = None
 
     # --- accumulation (called by provider handlers) ------------------------------------------------
     def choice(self, index: int) -> Choice:

@@ -1,8 +1,9 @@
 """The steps that turn an ended call record into span attributes, metrics and budget totals.
 
-Fixed at ``configure()``: usage -> tokens -> cost -> stream timing -> budget -> content (only when
-capture is on); then the span ends and the metrics record. Each step is guarded on its own, so a
-failing step costs its own attributes (and is counted in ``llmwatch.stats()``), never the span.
+Fixed at ``configure()``: response -> usage -> cost -> budget (``_usage_cost.py``) -> stream timing
+-> fingerprint -> content (only when capture is on) -> backend compatibility (only when asked); then the
+span ends and the metrics record. Each step is guarded on its own, so a failing step costs its own
+attributes (and is counted in ``llmwatch.stats()``), never the span.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from opentelemetry.trace import Status, StatusCode
 from llmwatch import _semconv as sc
 from llmwatch._core._messages import content_attributes
 from llmwatch._health import HEALTH, record_internal_error
-from llmwatch._policy._budget import REASON_BUDGET, charge
-from llmwatch._policy._pricing import UNPRICED, Usage
+from llmwatch._policy._budget import REASON_BUDGET
 from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
 if TYPE_CHECKING:
@@ -25,9 +25,8 @@ if TYPE_CHECKING:
     from llmwatch._core._call import LLMCall
     from llmwatch._core._content_hook import ContentHook
     from llmwatch._core._messages import RequestContent
-    from llmwatch._export._metrics import Metrics
+    from llmwatch._export._metrics import Metrics, TokenDetails
     from llmwatch._policy._content import ContentPolicy
-    from llmwatch._policy._pricing import Price, PriceBook
 
 Step = Callable[["LLMCall", dict[str, Any]], None]
 
@@ -51,107 +50,6 @@ def response_step(call: LLMCall, attrs: dict[str, Any]) -> None:
     if call.response_attributes is not None:  # provider-specific ones (openai.response.service_tier)
         for key, value in call.response_attributes.items():
             attrs[key] = clean_value(value)
-
-
-def usage_step(call: LLMCall, attrs: dict[str, Any]) -> None:
-    """Provider usage when reported; else tiktoken, else an estimate (and say which)."""
-    if call.input_tokens is None and not call.choices and (call.error is not None or call.usage_unknown):
-        return  # a failed or empty call with no output: nothing was generated and nothing is known
-    if call.input_tokens is None:
-        call.input_tokens, call.usage_source = call.handler.count_input_tokens(call)
-    if call.output_tokens is None:
-        call.output_tokens, source = _count_output_tokens(call)
-        if call.usage_source == sc.USAGE_SOURCE_PROVIDER or source == sc.USAGE_SOURCE_ESTIMATE:
-            call.usage_source = source
-    attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = call.input_tokens
-    if call.handler.operation != sc.OP_EMBEDDINGS:  # the embeddings span convention has input tokens only
-        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = call.output_tokens
-    if call.cache_read_tokens:
-        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = call.cache_read_tokens
-    if call.cache_write_tokens:
-        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = call.cache_write_tokens
-        attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = call.cache_write_tokens
-    if call.reasoning_tokens:
-        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = call.reasoning_tokens
-    attrs[sc.LLMWATCH_USAGE_SOURCE] = call.usage_source
-
-
-def _count_output_tokens(call: LLMCall) -> tuple[int, str]:
-    from llmwatch._policy._tokens import count_tokens
-
-    text = "".join("".join(choice.text) for choice in call.choices.values())
-    tool_args = "".join(
-        str(tool.get("arguments") or "") for choice in call.choices.values() for tool in choice.tool_calls.values()
-    )
-    if call.handler.operation == sc.OP_EMBEDDINGS:
-        return 0, sc.USAGE_SOURCE_PROVIDER
-    return count_tokens(call.model, text + tool_args)
-
-
-class CostStep:
-    """Prices the call by the response model, falling back to the requested one, at the tier the
-    provider served it at. A cost the provider reported itself wins; a call nobody can price says so
-    on the span and is counted (``llmwatch.calls.unpriced``, ``stats()["prices"]``)."""
-
-    def __init__(self, prices: PriceBook) -> None:
-        self._prices = prices
-
-    def __call__(self, call: LLMCall, attrs: dict[str, Any]) -> None:
-        if call.unpriced_reason is not None:  # billed, but the reply did not say for what
-            attrs[sc.LLMWATCH_COST_UNKNOWN_MODEL] = True
-            attrs[sc.LLMWATCH_COST_UNPRICED_REASON] = call.unpriced_reason
-            UNPRICED.add(call.provider, call.model)
-            return
-        if call.input_tokens is None:
-            return
-        provider = call.provider
-        price = self._prices.lookup(provider, call.model, call.service_tier)
-        if price is None and call.response_model is not None:
-            price = self._prices.lookup(provider, call.request_model, call.service_tier)
-        if call.reported_cost_usd is not None:
-            self._reported(call.reported_cost_usd, price, call, attrs)
-            return
-        if price is None:
-            attrs[sc.LLMWATCH_COST_UNKNOWN_MODEL] = True
-            UNPRICED.add(provider, call.model)
-            return
-        cost = price.cost(_usage(call))
-        attrs[sc.LLMWATCH_COST_USD] = cost.total_usd
-        attrs[sc.LLMWATCH_COST_INPUT_USD] = cost.input_usd
-        attrs[sc.LLMWATCH_COST_OUTPUT_USD] = cost.output_usd
-        attrs[sc.LLMWATCH_COST_SOURCE] = price.source
-
-    @staticmethod
-    def _reported(total_usd: float, price: Price | None, call: LLMCall, attrs: dict[str, Any]) -> None:
-        attrs[sc.LLMWATCH_COST_USD] = total_usd
-        attrs[sc.LLMWATCH_COST_SOURCE] = sc.COST_SOURCE_PROVIDER
-        if price is None:
-            return
-        ours = price.cost(_usage(call))  # only to split the provider's total into input and output
-        if ours.total_usd > 0:
-            attrs[sc.LLMWATCH_COST_INPUT_USD] = total_usd * ours.input_usd / ours.total_usd
-            attrs[sc.LLMWATCH_COST_OUTPUT_USD] = total_usd * ours.output_usd / ours.total_usd
-
-
-def _usage(call: LLMCall) -> Usage:
-    return Usage(
-        input_tokens=call.input_tokens or 0,
-        cache_read_tokens=call.cache_read_tokens,
-        cache_write_tokens=call.cache_write_tokens,
-        cache_write_1h_tokens=call.cache_write_1h_tokens,
-        output_tokens=call.output_tokens or 0,
-        output_reasoning_tokens=call.reasoning_tokens,
-        extra=call.usage_extra,
-    )
-
-
-def budget_step(call: LLMCall, attrs: dict[str, Any]) -> None:
-    """Count the cost against the budgets the call was checked against (before it started)."""
-    if not call.budget_keys:
-        return
-    cost = attrs.get(sc.LLMWATCH_COST_USD)
-    if cost is not None and charge(call.budget_keys, cost):
-        attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True  # this call took its scope to the limit
 
 
 def stream_step(call: LLMCall, attrs: dict[str, Any]) -> None:
@@ -372,9 +270,17 @@ class Pipeline:
                 cost_usd=attrs.get(sc.LLMWATCH_COST_USD),
                 ttfc_s=ttfc,
                 unpriced=sc.LLMWATCH_COST_UNKNOWN_MODEL in attrs,
+                details=_token_details(call) if self.metrics.inference_tokens is not None else None,
             )
         except Exception as exc:
             record_internal_error("metrics", exc)
+
+
+def _token_details(call: LLMCall) -> TokenDetails:
+    from llmwatch._export._metrics import TokenDetails
+
+    inputs, outputs = call.modalities or ((), ())
+    return TokenDetails(call.cache_read_tokens, call.cache_write_tokens, call.reasoning_tokens, inputs, outputs)
 
 
 def error_type(error: BaseException) -> str:

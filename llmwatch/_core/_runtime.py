@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 
 from llmwatch import _semconv
 from llmwatch._config import Settings
-from llmwatch._core import _pipeline
+from llmwatch._core import _pipeline, _usage_cost
 from llmwatch._core._completions import remember_completion
 from llmwatch._export._metrics import Metrics
 from llmwatch._policy._budget import RULES
@@ -61,11 +62,13 @@ class Runtime:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.tracer: Tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, VERSION)
+        self.naming = _semconv.naming()  # OTEL_SEMCONV_STABILITY_OPT_IN: which names to emit
         self.metrics = (
             Metrics(
                 meter_provider.get_meter(INSTRUMENTATION_NAME, VERSION),
                 user_dimension=settings.metrics_user_dimension,
                 budget_state=RULES.state,
+                naming=self.naming,
             )
             if meter_provider is not None
             else None
@@ -81,14 +84,17 @@ class Runtime:
             else None
         )
         self.content_destination = settings.content_destination or _semconv.CONTENT_SPAN
-        # The content events' logger: only when content goes to events (else no Logs API at all).
-        self.logger_provider = logger_provider if wants_events(settings) else None
-        self.content_logger = (
-            self.logger_provider.get_logger(INSTRUMENTATION_NAME, VERSION) if self.logger_provider is not None else None
+        self.openinference = _semconv.BACKEND_OPENINFERENCE in settings.backend_compat
+        # The Logs API's provider for llmwatch's events (None: no Logs API at all). Content events use it
+        # only when content goes to events; score events whenever there is one.
+        self.logger_provider = logger_provider
+        self.event_logger = (
+            logger_provider.get_logger(INSTRUMENTATION_NAME, VERSION) if logger_provider is not None else None
         )
+        self.content_logger = self.event_logger if wants_events(settings) else None
         self.content_hook = _content_hook(settings) if self.content is not None else None
         self.prices = PriceBook(settings.prices)
-        self.emit_deprecated_system = _semconv.emit_deprecated_system()
+        self.emit_deprecated_system = self.naming.deprecated_system
         self.owned = owned or []
         if self.content_hook is not None:  # flushed and shut down with the rest of what is ours
             self.owned.append(self.content_hook)
@@ -98,9 +104,9 @@ class Runtime:
     def _steps(self) -> tuple[_pipeline.Step, ...]:
         steps: list[_pipeline.Step] = [
             _pipeline.response_step,
-            _pipeline.usage_step,
-            _pipeline.CostStep(self.prices),
-            _pipeline.budget_step,
+            _usage_cost.UsageStep(self.naming),
+            _usage_cost.CostStep(self.prices, cost_attributes=self.naming.latest),
+            _usage_cost.budget_step,
             _pipeline.stream_step,
             _pipeline.fingerprint_step,
         ]
@@ -108,6 +114,10 @@ class Runtime:
             steps.append(
                 _pipeline.ContentStep(self.content, self.content_destination, self.content_logger, self.content_hook)
             )
+        if self.openinference:  # after the content step: it reads the content on the span
+            from llmwatch._core._openinference import openinference_step
+
+            steps.append(openinference_step)
         return tuple(steps)
 
 
@@ -125,6 +135,12 @@ def wants_events(settings: Settings) -> bool:
         _semconv.CONTENT_EVENT,
         _semconv.CONTENT_SPAN_AND_EVENT,
     )
+
+
+def global_event_logger() -> Any:
+    """Before ``configure()``: a logger of the real global LoggerProvider, if the app set one."""
+    provider = _existing_logger_provider(Settings())
+    return provider.get_logger(INSTRUMENTATION_NAME, VERSION) if provider is not None else None
 
 
 def default_runtime() -> Runtime:
@@ -150,7 +166,9 @@ def build(settings: Settings) -> Runtime:
     plan = functools.cache(lambda: _export_plan(settings))
     tracer_provider = _tracer_provider(settings, plan, owned)
     meter_provider = _meter_provider(settings, plan, owned)
-    logger_provider = _logger_provider(settings, plan, owned) if wants_events(settings) else None
+    logger_provider = (
+        _logger_provider(settings, plan, owned) if wants_events(settings) else _existing_logger_provider(settings)
+    )
     return Runtime(settings, tracer_provider, meter_provider, owned, configured=True, logger_provider=logger_provider)
 
 
@@ -252,19 +270,30 @@ def _meter_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any
     return provider
 
 
+def _existing_logger_provider(settings: Settings) -> Any:
+    """The LoggerProvider passed to ``configure()``, else a real global one, else None.
+
+    What score events use when content events are off: llmwatch creates no Logs export of its own for
+    them (an endpoint that takes traces only would reject every log export)."""
+    if settings.logger_provider is not None:
+        return settings.logger_provider
+    if "opentelemetry._logs" not in sys.modules:  # nobody set a global one: the Logs API was never imported
+        return None
+    from opentelemetry import _logs
+    from opentelemetry._logs._internal import ProxyLoggerProvider
+
+    global_provider = _logs.get_logger_provider()
+    return global_provider if _is_real(global_provider, ProxyLoggerProvider) else None
+
+
 def _logger_provider(settings: Settings, plan: Callable[[], Any], owned: list[Any]) -> Any:
     """The content events' LoggerProvider: the one passed, else a real global one, else our own.
 
     Ours exports over OTLP logs with the traces' rules (``_export/_otlp.py``) and is not made global:
     it carries llmwatch's events only, and an app's own logging is not ours to reroute."""
-    from opentelemetry import _logs
-    from opentelemetry._logs._internal import ProxyLoggerProvider
-
-    if settings.logger_provider is not None:
-        return settings.logger_provider
-    global_provider = _logs.get_logger_provider()
-    if _is_real(global_provider, ProxyLoggerProvider):
-        return global_provider
+    existing = _existing_logger_provider(settings)
+    if existing is not None:
+        return existing
     from opentelemetry.sdk._logs import LoggerProvider as SdkLoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource

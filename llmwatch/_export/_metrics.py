@@ -14,7 +14,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -56,18 +56,32 @@ class UserCap:
         self._rotate_at = now + self._interval_s
 
 
+_DEFAULT_NAMING: Final = sc.Naming()
+
+
 class Metrics:
     """The instruments, created once per ``configure()`` from its MeterProvider."""
 
     def __init__(
-        self, meter: Meter, *, user_dimension: bool, budget_state: Callable[[], Mapping[str, Mapping[str, Any]]]
+        self,
+        meter: Meter,
+        *,
+        user_dimension: bool,
+        budget_state: Callable[[], Mapping[str, Mapping[str, Any]]],
+        naming: sc.Naming = _DEFAULT_NAMING,
     ) -> None:
-        self.token_usage = meter.create_histogram(
-            sc.METRIC_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+        self.token_usage = (
+            meter.create_histogram(
+                sc.METRIC_TOKEN_USAGE,
+                unit="{token}",
+                description="Number of input and output tokens used.",
+                explicit_bucket_boundaries_advisory=list(sc.TOKEN_BUCKETS),
+            )
+            if naming.v141
+            else None
         )
+        # The GenAI conventions repo's token metrics, under OTEL_SEMCONV_STABILITY_OPT_IN.
+        self.inference_tokens = InferenceTokenMetrics(meter) if naming.latest else None
         self.duration = meter.create_histogram(
             sc.METRIC_OPERATION_DURATION,
             unit="s",
@@ -132,6 +146,7 @@ class Metrics:
         cost_usd: float | None,
         ttfc_s: float | None,
         unpriced: bool = False,
+        details: TokenDetails | None = None,
     ) -> None:
         """Queue one call's measurements; they are recorded off the caller's thread (see ``drain``).
 
@@ -143,7 +158,9 @@ class Metrics:
         if len(_PENDING) >= _MAX_PENDING:  # the drainer cannot keep up: lose measurements, count them
             HEALTH.metrics_dropped.add()
             return
-        _PENDING.append((self, attributes, user, duration_s, input_tokens, output_tokens, cost_usd, ttfc_s, unpriced))
+        _PENDING.append(
+            (self, attributes, user, duration_s, input_tokens, output_tokens, cost_usd, ttfc_s, unpriced, details)
+        )
         if len(_PENDING) >= _DRAIN_AT and not _WAKE.is_set():
             _wake_drainer()
 
@@ -157,15 +174,19 @@ class Metrics:
         cost_usd: float | None,
         ttfc_s: float | None,
         unpriced: bool,
+        details: TokenDetails | None,
     ) -> None:
         if self.user_cap is not None and user is not None:
             attributes[sc.LLMWATCH_USER] = self.user_cap.label(user)
         if duration_s is not None:
             self.duration.record(duration_s, attributes)
-        if input_tokens is not None:
-            self.token_usage.record(input_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"})
-        if output_tokens is not None:
-            self.token_usage.record(output_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"})
+        if self.token_usage is not None:
+            if input_tokens is not None:
+                self.token_usage.record(input_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "input"})
+            if output_tokens is not None:
+                self.token_usage.record(output_tokens, {**attributes, sc.GEN_AI_TOKEN_TYPE: "output"})
+        if self.inference_tokens is not None:
+            self.inference_tokens.record(attributes, input_tokens, output_tokens, details or TokenDetails())
         if ttfc_s is not None:
             self.time_to_first_chunk.record(ttfc_s, attributes)
         if cost_usd is not None:
@@ -174,6 +195,71 @@ class Metrics:
             self.unpriced.add(1, attributes)
         if sc.ERROR_TYPE in attributes:
             self.errors.add(1, attributes)
+
+
+class TokenDetails(NamedTuple):
+    """The parts of a call's usage the newer token metrics split out (queued only when they are on).
+
+    ``input_modalities``/``output_modalities``: the provider's own breakdown by modality, when it
+    reports one (Gemini does); else the totals are recorded with modality ``unknown``."""
+
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    input_modalities: tuple[tuple[str, int], ...] = ()
+    output_modalities: tuple[tuple[str, int], ...] = ()
+
+
+class InferenceTokenMetrics:
+    """``gen_ai.client.inference.usage.*`` counters (by ``gen_ai.token.modality``) and
+    ``gen_ai.client.inference.operation.*`` histograms, per the GenAI conventions repo.
+
+    Recorded for every call, failed ones too: a call with no usage counts ``0`` tokens of modality
+    ``unknown``, so a rate of tokens per call stays honest."""
+
+    def __init__(self, meter: Meter) -> None:
+        def counter(name: str, description: str) -> Any:
+            return meter.create_counter(name, unit="{token}", description=description)
+
+        def histogram(name: str, description: str) -> Any:
+            buckets = list(sc.TOKEN_BUCKETS)
+            return meter.create_histogram(
+                name, unit="{token}", description=description, explicit_bucket_boundaries_advisory=buckets
+            )
+
+        self.input = counter(sc.METRIC_INFERENCE_INPUT_TOKENS, "Input tokens used, including cached tokens.")
+        self.output = counter(sc.METRIC_INFERENCE_OUTPUT_TOKENS, "Output tokens used, including reasoning tokens.")
+        self.cache_read = counter(sc.METRIC_INFERENCE_CACHE_READ_TOKENS, "Input tokens served from a provider cache.")
+        self.cache_write = counter(sc.METRIC_INFERENCE_CACHE_WRITE_TOKENS, "Input tokens written to a provider cache.")
+        self.reasoning = counter(sc.METRIC_INFERENCE_REASONING_TOKENS, "Output tokens used for reasoning.")
+        self.per_call_input = histogram(sc.METRIC_INFERENCE_OPERATION_INPUT_TOKENS, "Input tokens per operation.")
+        self.per_call_output = histogram(sc.METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS, "Output tokens per operation.")
+
+    def record(
+        self, attributes: dict[str, Any], input_tokens: int | None, output_tokens: int | None, details: TokenDetails
+    ) -> None:
+        unknown = {**attributes, sc.GEN_AI_TOKEN_MODALITY: sc.TOKEN_MODALITY_UNKNOWN}
+        _by_modality(self.input, attributes, unknown, input_tokens or 0, details.input_modalities)
+        _by_modality(self.output, attributes, unknown, output_tokens or 0, details.output_modalities)
+        self.cache_read.add(details.cache_read, unknown)
+        self.cache_write.add(details.cache_write, unknown)
+        self.reasoning.add(details.reasoning, unknown)
+        self.per_call_input.record(input_tokens or 0, attributes)
+        self.per_call_output.record(output_tokens or 0, attributes)
+
+
+def _by_modality(
+    counter: Any,
+    attributes: dict[str, Any],
+    unknown: dict[str, Any],
+    total: int,
+    modalities: tuple[tuple[str, int], ...],
+) -> None:
+    if not modalities:
+        counter.add(total, unknown)
+        return
+    for modality, count in modalities:
+        counter.add(count, {**attributes, sc.GEN_AI_TOKEN_MODALITY: modality})
 
 
 # One queue for every Metrics (every configure(), every provider): entries carry the Metrics whose

@@ -162,6 +162,34 @@ def record_usage(call: LLMCall, usage: Any) -> None:
     if thoughts is not None:
         call.reasoning_tokens = thoughts
     call.output_tokens = candidates + call.reasoning_tokens  # thoughts are billed as output
+    _record_modalities(call, counts)
+
+
+def _record_modalities(call: LLMCall, counts: Any) -> None:
+    """Gemini's own per-modality breakdown (``prompt_tokens_details``, ``candidates_tokens_details``:
+    ``[{modality: TEXT, token_count: 12}, ...]``), kept only where it adds up to the totals (thoughts
+    and tool-use prompts carry no modality of their own: then that side stays ``unknown``)."""
+    inputs = _modality_counts(counts.get("prompt_tokens_details")) + _modality_counts(
+        counts.get("tool_use_prompt_tokens_details")
+    )
+    outputs = _modality_counts(counts.get("candidates_tokens_details"))
+    inputs = inputs if sum(n for _, n in inputs) == call.input_tokens else ()
+    outputs = outputs if sum(n for _, n in outputs) == call.output_tokens else ()
+    if inputs or outputs:
+        call.modalities = (inputs, outputs)
+
+
+def _modality_counts(details: Any) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for entry in details or ():
+        modality = field(entry, "modality")
+        modality = getattr(modality, "value", modality)
+        count = field(entry, "token_count")
+        if not isinstance(modality, str) or type(count) is not int:
+            return ()  # a breakdown we cannot read whole is no breakdown
+        name = modality.lower()
+        pairs.append((name if name in sc.TOKEN_MODALITIES else sc.TOKEN_MODALITY_UNKNOWN, count))
+    return tuple(pairs)
 
 
 def record_candidates(call: LLMCall, response: Any) -> bool:

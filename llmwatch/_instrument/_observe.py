@@ -33,11 +33,12 @@ _IN_WORKFLOW: ContextVar[bool] = ContextVar("llmwatch_in_workflow", default=Fals
 
 
 class _ObserveState:
-    __slots__ = ("content", "ended", "span")
+    __slots__ = ("content", "ended", "openinference", "span")
 
-    def __init__(self, span: Span | None, content: ContentPolicy | None = None) -> None:
+    def __init__(self, span: Span | None, content: ContentPolicy | None = None, openinference: bool = False) -> None:
         self.span = span
         self.content = content  # the policy at start: what the return value is captured under
+        self.openinference = openinference  # backend_compat: the output as output.value too
         self.ended = False
 
 
@@ -60,9 +61,14 @@ class ObserveHooks:
             if self.capture_args and runtime.content is not None:
                 policy = runtime.content
                 attrs[sc.LLMWATCH_INPUT] = policy.json(policy.any_value({"args": list(args), "kwargs": kwargs}))
+            if runtime.openinference:  # Phoenix and other OpenInference readers: a CHAIN, its input
+                attrs[sc.OI_SPAN_KIND] = sc.OI_KIND_CHAIN
+                if sc.LLMWATCH_INPUT in attrs:
+                    attrs[sc.OI_INPUT_VALUE] = attrs[sc.LLMWATCH_INPUT]
+                    attrs[sc.OI_INPUT_MIME_TYPE] = sc.OI_MIME_JSON
             span = runtime.tracer.start_span(self.name, kind=SpanKind.INTERNAL, attributes=attrs)
             HEALTH.spans_started.add()
-            return _ObserveState(span, runtime.content if self.capture_args else None)
+            return _ObserveState(span, runtime.content if self.capture_args else None, runtime.openinference)
         except Exception as exc:
             record_internal_error("observe start", exc)
             return _ObserveState(None)
@@ -103,7 +109,10 @@ class ObserveHooks:
             elif self.capture_args and result is not None:
                 policy = state.content
                 if policy is not None:
-                    span.set_attribute(sc.LLMWATCH_OUTPUT, policy.json(policy.any_value(result)))
+                    output = policy.json(policy.any_value(result))
+                    span.set_attribute(sc.LLMWATCH_OUTPUT, output)
+                    if state.openinference:
+                        span.set_attributes({sc.OI_OUTPUT_VALUE: output, sc.OI_OUTPUT_MIME_TYPE: sc.OI_MIME_JSON})
         except Exception as exc:
             record_internal_error("observe finish", exc)
         finally:  # whatever failed above, the span still ends (and is exported)

@@ -150,12 +150,17 @@ FAULTS = [
     Fault("budget check", _break_budget_check),
     *[
         Fault(f"pipeline step {name}", _break_pipeline_step(name))
-        for name in ("response_step", "usage_step", "CostStep", "stream_step", "budget_step", "fingerprint_step")
+        for name in ("response_step", "UsageStep", "CostStep", "stream_step", "budget_step", "fingerprint_step")
     ],
     Fault(
         "pipeline step ContentStep",
         _break_pipeline_step("ContentStep"),
         settings={"capture_content": True},
+    ),
+    Fault(
+        "pipeline step openinference_step",
+        _break_pipeline_step("openinference_step"),
+        settings={"capture_content": True, "backend_compat": ["openinference"]},
     ),
     Fault("after-call hook", _break_after_end_hook),
     Fault(
