@@ -76,6 +76,7 @@ query Spans($project: String!) {
         id name spanKind statusCode parentId userId
         tokenCountPrompt tokenCountCompletion tokenCountTotal
         input { value } output { value }
+        costSummary { total { cost } }
         attributes
         context { traceId spanId }
         trace { session { sessionId } }
@@ -382,6 +383,7 @@ class Field:
     name: str
     reads: str
     sends: str | None = None
+    required: bool = True  # False: reported, never a failure (Phoenix's own prices, say)
     found: int = 0
     total: int = 0
     sent: int = 0
@@ -403,7 +405,9 @@ class Field:
     def status(self) -> str:
         if self.total == 0:
             return "n/a"
-        return "found" if self.found == self.total else "MISSING"
+        if self.found == self.total:
+            return "found"
+        return "MISSING" if self.required else "partly"
 
 
 def _sent(raw: frozenset[str], key: str) -> bool:
@@ -456,6 +460,9 @@ def check_spans(spans: list[dict[str, Any]], sessions: list[str], raw_keys: dict
         ),
         "llm.tokens.total": Field("LLM tokens total", "llm.token_count.total", "llm.token_count.total"),
         "llm.model": Field("LLM model", "llm.model_name", "llm.model_name"),
+        # Phoenix prices spans itself (its model table, from llm.model_name, llm.provider and the tokens);
+        # it does not read llm.cost.*. Reported beside llmwatch's cost, not required.
+        "llm.cost": Field("LLM cost (Phoenix's prices)", "its price table; not llm.cost.*", required=False),
         "llm.input_messages": Field("LLM input messages", "llm.input_messages.N.message.*", oi_in),
         "llm.output_messages": Field("LLM output messages", "llm.output_messages.N.message.*", oi_out),
         "llm.input": Field("LLM input (the prompt)", "input.value", "input.value"),
@@ -516,6 +523,9 @@ def _check_llm_span(
     fields["llm.tokens.total"].record(bool(total) and total == (prompt or 0) + (completion or 0), span, total, raw)
     model = _get(attrs, "llm.model_name")
     fields["llm.model"].record(bool(model), span, model, raw)
+    cost = ((span.get("costSummary") or {}).get("total") or {}).get("cost")
+    ours = _get(attrs, "llmwatch.cost.usd")
+    fields["llm.cost"].record(bool(cost), span, f"{model}: Phoenix {cost} USD, llmwatch {ours} USD", raw)
     asked = _message_text(attrs, "llm.input_messages")
     answered = _message_text(attrs, "llm.output_messages")
     fields["llm.input_messages"].record("request" in asked, span, asked, raw)
