@@ -90,13 +90,6 @@ PARAMS: tuple[Param, ...] = (
         "message content: false | true | redacted, or NO_CONTENT | SPAN_ONLY | EVENT_ONLY | SPAN_AND_EVENT",
     ),
     Param("content_destination", ("LLMWATCH_CONTENT_DESTINATION",), None, p.parse_destination, "span|event|both"),
-    Param(
-        "backend_compat",
-        ("LLMWATCH_BACKEND_COMPAT",),
-        frozenset(),
-        p.parse_backend_compat,
-        "extra attribute sets for backends: openinference",
-    ),
     Param("redact", (), None, p.parse_redact, "callable(str) -> str run on every captured text"),
     Param("content_hook", (), None, p.parse_content_hook, "callable(record) run off-thread with each call's content"),
     Param("prices", ("LLMWATCH_PRICES",), None, p.parse_prices, "price overrides: mapping or JSON path"),
@@ -139,6 +132,13 @@ PARAMS: tuple[Param, ...] = (
         True,
         p.parse_bool,
         "add stream_options.include_usage to OpenAI chat streams that do not set it",
+    ),
+    Param(
+        "backend_compat",
+        ("LLMWATCH_BACKEND_COMPAT",),
+        frozenset(),
+        p.parse_backend_compat,
+        "extra attribute sets for backends: openinference",
     ),
     # --- environment only: export (read at configure()) -------------------------------------------------
     _env_only(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import openai
 import pytest
 
 import llmwatch
@@ -150,3 +151,11 @@ def test_accepted_forms(monkeypatch: pytest.MonkeyPatch, openai_client: Any, val
 def test_unknown_values_fail_at_configure(value: Any) -> None:
     with pytest.raises(ConfigurationError, match="openinference"):
         llmwatch.configure(backend_compat=value, exporter="none", instrument=False)
+
+
+def test_a_failed_call_has_no_output_value(openai_client: Any) -> None:
+    with testing.capture(capture_content=True, **COMPAT) as captured, pytest.raises(openai.APIStatusError):
+        _chat(openai_client.with_options(max_retries=0), extra_headers={"x-fake-scenario": "error-500"})
+    attrs = _span_attrs(captured)
+    assert "input.value" in attrs
+    assert "output.value" not in attrs and "llm.output_messages.0.message.role" not in attrs

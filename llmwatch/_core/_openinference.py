@@ -1,11 +1,14 @@
 """``configure(backend_compat=["openinference"])``: the OpenInference attributes beside the GenAI ones.
 
-Why: Arize Phoenix (and other OpenInference readers) build their views from OpenInference's own
-attribute names, not the OTel GenAI conventions: without these a Phoenix trace shows an empty input,
-the response's ``{"id", "model"}`` as output, no token counts and no span kind. With them it shows
-the chat (``llm.input_messages`` / ``llm.output_messages``), ``input.value`` / ``output.value``, the
-model, provider, tokens and cost, and ``openinference.span.kind`` on LLM, embedding and workflow
-spans. Names follow Arize-ai/openinference ``spec/semantic_conventions.md``.
+Why: Arize Phoenix (and other OpenInference readers: MLflow, Langfuse) build their views from
+OpenInference's own attribute names. Phoenix (20.x) converts the GenAI ``gen_ai.*`` attributes of LLM
+spans itself, but not into ``input.value``/``output.value``: without these its input and output panes
+are empty (the output shows the response's ``{"id", "model"}``) and a workflow root's kind is
+``UNKNOWN``. With them (checked against a real Phoenix: ``benchmarks/phoenix_check.py``,
+docs/phoenix.md) it shows the chat (``llm.input_messages`` / ``llm.output_messages``),
+``input.value`` / ``output.value``, model, provider, tokens, and ``openinference.span.kind`` on LLM,
+embedding and workflow spans, as llmwatch sent them. Names follow Arize-ai/openinference
+``spec/semantic_conventions.md``.
 
 The content rules hold: messages and ``input.value``/``output.value`` are derived from the content
 already on the span (captured, redacted and size-fitted by the content step), so nothing appears here
@@ -96,6 +99,8 @@ def _content(attrs: dict[str, Any]) -> None:
         _flatten(attrs, sc.OI_LLM_INPUT_MESSAGES, history)
     if isinstance(outputs, str):
         messages = _loads(outputs)
+        if not messages:  # a failed call produced nothing: no "[]" as the output
+            return
         text = _only_text(messages)
         attrs[sc.OI_OUTPUT_VALUE] = text if text is not None else outputs
         attrs[sc.OI_OUTPUT_MIME_TYPE] = sc.OI_MIME_TEXT if text is not None else sc.OI_MIME_JSON
