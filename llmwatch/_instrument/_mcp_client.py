@@ -96,11 +96,12 @@ def _start(
         if method == sc.MCP_RESOURCES_READ and uri is not None:
             attrs[sc.MCP_RESOURCE_URI] = clean(str(uri))
         current = trace.get_current_span()
-        outer_tool = tool and _is_tool_span(current)
-        if outer_tool:  # the app's tool span already covers this call: add the MCP side to it
-            current.set_attributes({k: v for k, v in attrs.items() if k not in (sc.GEN_AI_TOOL_NAME,)})
-            observed, tokens = None, None
-            context = meta_io.with_attribution(otel_context.get_current(), _attribution.current())
+        base = meta_io.with_meta_baggage(otel_context.get_current(), bound.get(carrier) if carrier == "meta" else None)
+        if tool and _is_tool_span(current):  # the app's tool span already covers this call: add the MCP side
+            current.set_attributes({k: v for k, v in attrs.items() if k != sc.GEN_AI_TOOL_NAME})
+            here = _attribution.current()
+            observed = None
+            tokens = (otel_context.attach(meta_io.with_attribution(base, here)), _attribution.set_current(here))
         else:
             name = f"{method} {target}" if target else method
             observed = meta_io.open_span(
@@ -111,8 +112,8 @@ def _start(
                 attribution=_attribution.current(),
                 arguments=bound.get("arguments") if tool else None,
             )
-            tokens = meta_io.attach(observed)
-            context = otel_context.get_current()
+            tokens = meta_io.attach(observed, base)
+        context = otel_context.get_current()
     except Exception as exc:
         record_internal_error("mcp client start", exc)
         return None

@@ -42,20 +42,24 @@ def with_attribution(context: otel_context.Context, attribution: Attribution) ->
     return context
 
 
-def outgoing_meta(meta: Mapping[str, Any] | None, context: otel_context.Context) -> dict[str, Any]:
-    """A copy of the caller's ``meta`` with the trace context and baggage of ``context`` added.
+def with_meta_baggage(context: otel_context.Context, meta: Any) -> otel_context.Context:
+    """``context`` with the entries of a ``baggage`` the caller put in ``meta`` themselves, so whoever
+    injects from the context (us, mcp's dispatcher) keeps them beside ours."""
+    theirs = meta.get(_BAGGAGE_HEADER) if isinstance(meta, Mapping) else None
+    if not isinstance(theirs, str) or not theirs.strip():
+        return context
+    return _BAGGAGE.extract({_BAGGAGE_HEADER: theirs}, context=context)
 
-    The caller's own keys stay; a ``baggage`` of theirs is kept in front of ours."""
+
+def outgoing_meta(meta: Mapping[str, Any] | None, context: otel_context.Context) -> dict[str, Any]:
+    """A copy of the caller's ``meta`` with the trace context and baggage of ``context`` written in
+    (the caller's other keys stay; their baggage is in ``context`` already: ``with_meta_baggage``)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=context)
     if baggage.get_all(context):
         _BAGGAGE.inject(carrier, context=context)  # the entries travel whatever the app's propagators
     merged = dict(meta or {})
-    for key, value in carrier.items():
-        theirs = merged.get(key)
-        if key == _BAGGAGE_HEADER and isinstance(theirs, str) and theirs.strip():
-            value = f"{theirs},{value}"
-        merged[key] = value
+    merged.update(carrier)
     return merged
 
 

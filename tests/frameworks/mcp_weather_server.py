@@ -21,7 +21,7 @@ if os.environ.get("MCP_TEST_LLMWATCH") == "1":
     )
 
 import openai
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 app = MCPServer("weather")
 client = openai.AsyncOpenAI(api_key="sk-test-key-0123456789", base_url=os.environ["MCP_TEST_OPENAI_URL"], max_retries=0)
@@ -46,6 +46,13 @@ def echo(payload: dict[str, Any]) -> str:
 def broken(city: str) -> str:
     """Always fails (the SDK answers with a CallToolResult whose isError is true)."""
     raise ValueError(f"no station in {city}")
+
+
+@app.tool()
+def request_meta(ctx: Context) -> str:
+    """The request's ``params._meta`` as this server received it."""
+    meta = (ctx.request_context.params or {}).get("_meta") or {}
+    return json.dumps(dict(meta), sort_keys=True)
 
 
 @app.resource("weather://cities")

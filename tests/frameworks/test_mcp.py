@@ -7,6 +7,7 @@ The HTTP server runs in this process (uvicorn in a thread), its spans captured w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -51,6 +52,7 @@ def _params(server: FakeLLMServer, spans: Path, *, traced: bool) -> StdioServerP
         "MCP_TEST_LLMWATCH": "1" if traced else "0",
         "MCP_TEST_SPANS": str(spans),
         "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
     }
     return StdioServerParameters(command=sys.executable, args=[str(SCRIPT)], env=env)
 
@@ -61,13 +63,13 @@ async def _over_stdio(params: StdioServerParameters, work: Session) -> Any:
         return await work(session)
 
 
-def _server_spans(path: Path, expected: int = 1) -> list[dict[str, Any]]:
-    """The subprocess's spans (it flushes them when it exits, after the client hung up)."""
-    deadline = time.monotonic() + 10.0
+def _server_spans(path: Path, name: str, count: int = 1) -> list[dict[str, Any]]:
+    """The subprocess's spans, once ``count`` spans named ``name`` are in (exported every 50 ms)."""
+    deadline = time.monotonic() + 15.0
     while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if len(lines) >= expected or time.monotonic() > deadline:
-            return [json.loads(line) for line in lines]
+        spans = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        if len(_by_name(spans, name)) >= count or time.monotonic() > deadline:
+            return spans
         time.sleep(0.05)
 
 
@@ -105,7 +107,7 @@ async def test_stdio_call_tool_continues_trace_and_attribution(
     assert attrs["llmwatch.user"] == "u-42" and attrs["llmwatch.feature"] == "forecast"
     assert "gen_ai.tool.call.arguments" not in attrs and "gen_ai.tool.call.result" not in attrs  # content off
 
-    spans = _server_spans(spans_file, expected=2)
+    spans = _server_spans(spans_file, "tools/call get_weather")
     (served,) = _by_name(spans, "tools/call get_weather")
     llm = [s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"]
     # one trace; the server span's parent is the client span (mcp's own send span does not record
@@ -152,6 +154,24 @@ async def test_result_and_arguments_identical_with_and_without_llmwatch(
     assert sent == payload  # and the caller's dict was not touched
 
 
+async def test_meta_carries_trace_context_and_attribution_beside_the_callers_own(
+    tmp_path: Path, server: FakeLLMServer, captured: Captured, bridge: None
+) -> None:
+    async def work(session: Any) -> Any:
+        mine = {"baggage": "app=1", "x-app": "keep"}
+        result = await session.call_tool("request_meta", {}, meta=mine)
+        assert mine == {"baggage": "app=1", "x-app": "keep"}  # the caller's dict is not modified
+        return json.loads(result.content[0].text)
+
+    with llmwatch.attributes(user="u 5", feature="maps", session="s-1"):
+        meta = await _over_stdio(_params(server, tmp_path / "s.jsonl", traced=False), work)
+    (client,) = [s for s in captured.spans if s.name == "tools/call request_meta"]
+    assert meta["x-app"] == "keep"
+    assert meta["traceparent"].startswith(f"00-{client.context.trace_id:032x}-{client.context.span_id:016x}-")
+    entries = dict(item.split("=", 1) for item in meta["baggage"].split(","))
+    assert entries == {"app": "1", "llmwatch.user": "u+5", "llmwatch.feature": "maps", "llmwatch.session": "s-1"}
+
+
 async def test_uninstrumented_server_with_instrumented_client(
     tmp_path: Path, server: FakeLLMServer, captured: Captured, bridge: None
 ) -> None:
@@ -173,7 +193,7 @@ async def test_instrumented_server_with_uninstrumented_client(
         result = await _over_stdio(_params(server, spans_file, traced=True), _weather)
     assert result.is_error is False
     assert captured.spans == []
-    (served,) = _by_name(_server_spans(spans_file, expected=2), "tools/call get_weather")
+    (served,) = _by_name(_server_spans(spans_file, "tools/call get_weather"), "tools/call get_weather")
     assert served["parent_span_id"] is None  # a trace of its own
     assert "llmwatch.user" not in served["attributes"]
 
@@ -194,7 +214,7 @@ async def test_malformed_meta_is_ignored(tmp_path: Path, server: FakeLLMServer, 
     results = await _over_stdio(_params(server, spans_file, traced=True), work)
     for result in results:
         assert result.is_error is False and result.content[0].text.startswith("Paris: ")
-    served = _by_name(_server_spans(spans_file, expected=6), "tools/call get_weather")
+    served = _by_name(_server_spans(spans_file, "tools/call get_weather", 3), "tools/call get_weather")
     assert len(served) == len(MALFORMED)
     for span in served:
         assert span["parent_span_id"] is None
@@ -213,7 +233,7 @@ async def test_list_tools_read_resource_and_a_failing_tool(
         return tools, resource, failed
 
     tools, resource, failed = await _over_stdio(_params(server, spans_file, traced=True), work)
-    assert {t.name for t in tools.tools} == {"get_weather", "echo", "broken"}
+    assert {t.name for t in tools.tools} == {"get_weather", "echo", "broken", "request_meta"}
     assert resource.contents[0].text == "Paris,Oslo"
     assert failed.is_error is True
     client = {s.name: s for s in captured.spans}
@@ -223,7 +243,7 @@ async def test_list_tools_read_resource_and_a_failing_tool(
     assert client["resources/read"].attributes["mcp.resource.uri"] == "weather://cities"
     assert client["tools/call broken"].attributes["error.type"] == "tool_error"
     assert client["tools/call broken"].status.status_code.name == "ERROR"
-    served = {s["name"]: s for s in _server_spans(spans_file, expected=3)}
+    served = {s["name"]: s for s in _server_spans(spans_file, "tools/call broken")}
     for name, span in client.items():
         assert served[name]["parent_span_id"] == _hex(span.context.span_id)
     assert served["tools/call broken"]["attributes"]["error.type"] == "tool_error"
@@ -242,7 +262,7 @@ async def test_inside_an_observed_tool_span_no_second_span(
     (outer,) = [s for s in captured.spans if s.name != "tools/list"]
     assert outer.name == "execute_tool get_weather"  # and no tools/call span of ours
     assert outer.attributes["mcp.method.name"] == "tools/call"
-    (served,) = _by_name(_server_spans(spans_file, expected=2), "tools/call get_weather")
+    (served,) = _by_name(_server_spans(spans_file, "tools/call get_weather"), "tools/call get_weather")
     assert served["parent_span_id"] == _hex(outer.context.span_id)
 
 
@@ -282,13 +302,23 @@ async def test_client_fault_is_counted_and_the_call_unchanged(
 class _HttpServer:
     """``MCPServer`` over streamable HTTP on a free port, run by uvicorn in a thread."""
 
-    def __init__(self, llm: FakeLLMServer) -> None:
+    def __init__(self, llm: FakeLLMServer, middleware: Any = None) -> None:
         import openai
         import uvicorn
         from mcp.server.mcpserver import MCPServer
 
         app = MCPServer("weather-http")
+        if middleware is not None:
+            app.middleware.append(middleware)
         client = openai.AsyncOpenAI(api_key="sk-test-key-0123456789", base_url=llm.openai_base_url, max_retries=0)
+        sync_client = openai.OpenAI(api_key="sk-test-key-0123456789", base_url=llm.openai_base_url, max_retries=0)
+
+        @app.tool()
+        def get_weather_sync(city: str) -> str:  # a sync tool: the SDK runs it in a worker thread
+            reply = sync_client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"Weather in {city}?"}]
+            )
+            return f"{city}: {reply.choices[0].message.content}"
 
         @app.tool()
         async def get_weather(city: str) -> str:
@@ -354,6 +384,41 @@ async def test_streamable_http_client_and_server_share_the_trace(
     assert served.attributes["llmwatch.rollup.cost_usd"] == pytest.approx(llm.attributes["llmwatch.cost.usd"])
 
 
+async def test_streamable_http_sync_tool_is_attributed_too(
+    server: FakeLLMServer, captured: Captured, bridge: None
+) -> None:
+    async def work(session: Any) -> Any:
+        return await session.call_tool("get_weather_sync", {"city": "Oslo"})
+
+    with _HttpServer(server) as http, llmwatch.attributes(user="u-sync", feature="f-sync"):
+        result = await _over_http(http.url, work)
+    assert result.content[0].text.startswith("Oslo: ")
+    (served,) = [s for s in captured.spans if s.kind.name == "SERVER" and s.name == "tools/call get_weather_sync"]
+    (llm,) = captured.llm_spans()
+    assert llm.parent is not None and llm.parent.span_id == served.context.span_id
+    assert llm.attributes["llmwatch.user"] == "u-sync" and llm.attributes["llmwatch.feature"] == "f-sync"
+
+
+async def drop_caller_attribution(ctx: Any, call_next: Any) -> Any:
+    """docs/mcp.md's "Trust" example, verbatim."""
+    meta = (ctx.params or {}).get("_meta")
+    if isinstance(meta, dict) and "baggage" in meta:
+        params = {**ctx.params, "_meta": {k: v for k, v in meta.items() if k != "baggage"}}
+        ctx = dataclasses.replace(ctx, params=params)
+    return await call_next(ctx)
+
+
+async def test_a_middleware_can_drop_the_callers_attribution(
+    server: FakeLLMServer, captured: Captured, bridge: None
+) -> None:
+    with _HttpServer(server, middleware=drop_caller_attribution) as http, llmwatch.attributes(user="claimed"):
+        await _over_http(http.url, _weather)
+    (served,) = [s for s in captured.spans if s.kind.name == "SERVER" and s.name == "tools/call get_weather"]
+    (llm,) = captured.llm_spans()
+    assert "llmwatch.user" not in served.attributes and "llmwatch.user" not in llm.attributes
+    assert llm.context.trace_id == served.context.trace_id  # the trace context still came through
+
+
 async def test_streamable_http_server_fault_is_counted_and_the_call_unchanged(
     server: FakeLLMServer, captured: Captured, bridge: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,8 +447,9 @@ def test_meta_round_trip_and_garbage() -> None:
 
     span = NonRecordingSpan(SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(1)))
     context = _mcp_context.with_attribution(set_span_in_context(span), Attribution(user="ü ser,=", feature="f"))
-    meta = _mcp_context.outgoing_meta({"progressToken": 3, "baggage": "app=1"}, context)
-    assert meta["progressToken"] == 3 and meta["baggage"].startswith("app=1,")
+    mine = {"progressToken": 3, "baggage": "app=1"}
+    meta = _mcp_context.outgoing_meta(mine, _mcp_context.with_meta_baggage(context, mine))
+    assert meta["progressToken"] == 3 and "app=1" in meta["baggage"].split(",")
     carrier = _mcp_context.raw_meta({"_meta": meta})
     assert _mcp_context.caller_fields(carrier) == {"user": "ü ser,=", "feature": "f"}
     remote = _mcp_context.incoming_context(carrier)
