@@ -249,53 +249,6 @@ async def test_list_tools_read_resource_and_a_failing_tool(
     assert served["tools/call broken"]["attributes"]["error.type"] == "tool_error"
 
 
-async def test_inside_an_observed_tool_span_no_second_span(
-    tmp_path: Path, server: FakeLLMServer, captured: Captured, bridge: None
-) -> None:
-    spans_file = tmp_path / "server.jsonl"
-
-    @llmwatch.observe(kind="tool", name="get_weather")
-    async def tool(session: Any) -> Any:
-        return await _weather(session)
-
-    await _over_stdio(_params(server, spans_file, traced=True), tool)
-    (outer,) = [s for s in captured.spans if s.name != "tools/list"]
-    assert outer.name == "execute_tool get_weather"  # and no tools/call span of ours
-    assert outer.attributes["mcp.method.name"] == "tools/call"
-    (served,) = _by_name(_server_spans(spans_file, "tools/call get_weather"), "tools/call get_weather")
-    assert served["parent_span_id"] == _hex(outer.context.span_id)
-
-
-async def test_content_capture_records_arguments_and_result(
-    tmp_path: Path, server: FakeLLMServer, captured_content: Captured, bridge: None
-) -> None:
-    result = await _over_stdio(_params(server, tmp_path / "s.jsonl", traced=False), _weather)
-    (span,) = [s for s in captured_content.spans if s.name == "tools/call get_weather"]
-    assert json.loads(span.attributes["gen_ai.tool.call.arguments"]) == {"city": "Paris"}
-    assert json.loads(span.attributes["gen_ai.tool.call.result"])["content"][0]["text"] == result.content[0].text
-
-
-async def test_client_fault_is_counted_and_the_call_unchanged(
-    tmp_path: Path, server: FakeLLMServer, captured: Captured, bridge: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    expected = (await _over_stdio(_params(server, tmp_path / "a.jsonl", traced=False), _weather)).model_dump()
-    monkeypatch.setattr(_health, "raise_internal_errors", False)
-
-    def boom(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("injected")
-
-    monkeypatch.setattr(_mcp_context, "outgoing_meta", boom)
-    before = llmwatch.stats()["internal_errors"]
-    result = await _over_stdio(_params(server, tmp_path / "b.jsonl", traced=False), _weather)
-    assert result.model_dump() == expected
-    middle = llmwatch.stats()["internal_errors"]
-    assert middle > before  # the call, and the SDK's own tools/list inside it
-    monkeypatch.setattr(_mcp_client, "_arguments", boom)  # before the span: the call goes untraced
-    result = await _over_stdio(_params(server, tmp_path / "c.jsonl", traced=False), _weather)
-    assert result.model_dump() == expected
-    assert llmwatch.stats()["internal_errors"] > middle
-
-
 # --- streamable HTTP: the server in this process ------------------------------------------------
 
 
@@ -375,6 +328,7 @@ async def test_streamable_http_client_and_server_share_the_trace(
     assert served.parent is not None and served.parent.span_id == client.context.span_id
     assert llm.parent is not None and llm.parent.span_id == served.context.span_id
     assert served.attributes["network.transport"] == "tcp"
+    assert served.attributes["mcp.session.id"] and served.attributes["mcp.protocol.version"]
     assert served.attributes["gen_ai.operation.name"] == "execute_tool"
     assert served.attributes["jsonrpc.request.id"]
     for span in (served, llm):
@@ -417,6 +371,54 @@ async def test_a_middleware_can_drop_the_callers_attribution(
     (llm,) = captured.llm_spans()
     assert "llmwatch.user" not in served.attributes and "llmwatch.user" not in llm.attributes
     assert llm.context.trace_id == served.context.trace_id  # the trace context still came through
+
+
+async def test_inside_an_observed_tool_span_no_second_span(
+    server: FakeLLMServer, captured: Captured, bridge: None
+) -> None:
+    @llmwatch.observe(kind="tool", name="get_weather")
+    async def tool(session: Any) -> Any:
+        return await _weather(session)
+
+    with _HttpServer(server) as http:
+        await _over_http(http.url, tool)
+    client = [s for s in captured.spans if s.kind.name == "CLIENT" and s.name.startswith("tools/call")]
+    assert client == []  # no tools/call span of ours: the MCP attributes are on the app's tool span
+    (outer,) = [s for s in captured.spans if s.name == "execute_tool get_weather"]
+    assert outer.attributes["mcp.method.name"] == "tools/call"
+    (served,) = [s for s in captured.spans if s.kind.name == "SERVER" and s.name == "tools/call get_weather"]
+    assert served.parent is not None and served.parent.span_id == outer.context.span_id
+
+
+async def test_content_capture_records_arguments_and_result(
+    server: FakeLLMServer, captured_content: Captured, bridge: None
+) -> None:
+    with _HttpServer(server) as http:
+        result = await _over_http(http.url, _weather)
+    for kind in ("CLIENT", "SERVER"):
+        (span,) = [s for s in captured_content.spans if s.kind.name == kind and s.name == "tools/call get_weather"]
+        assert json.loads(span.attributes["gen_ai.tool.call.arguments"]) == {"city": "Paris"}
+        recorded = json.loads(span.attributes["gen_ai.tool.call.result"])
+        assert recorded["content"][0]["text"] == result.content[0].text
+
+
+async def test_client_fault_is_counted_and_the_call_unchanged(
+    server: FakeLLMServer, captured: Captured, bridge: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected")
+
+    with _HttpServer(server) as http:
+        expected = (await _over_http(http.url, _weather)).model_dump()
+        monkeypatch.setattr(_health, "raise_internal_errors", False)
+        monkeypatch.setattr(_mcp_context, "outgoing_meta", boom)  # after the span: traced, sent as written
+        before = llmwatch.stats()["internal_errors"]
+        assert (await _over_http(http.url, _weather)).model_dump() == expected
+        middle = llmwatch.stats()["internal_errors"]
+        assert middle > before  # the call, and the SDK's own tools/list inside it
+        monkeypatch.setattr(_mcp_client, "_arguments", boom)  # before the span: the call goes untraced
+        assert (await _over_http(http.url, _weather)).model_dump() == expected
+        assert llmwatch.stats()["internal_errors"] > middle
 
 
 async def test_streamable_http_server_fault_is_counted_and_the_call_unchanged(
