@@ -144,17 +144,21 @@ def _is_tool_span(span: Any) -> bool:
 
 def _inject(carrier: str, bound: dict[str, Any], kwargs: dict[str, Any], context: otel_context.Context) -> None:
     if carrier == "meta":
-        kwargs["meta"] = meta_io.outgoing_meta(bound.get("meta"), context)
+        kwargs["meta"] = meta_io.outgoing_meta(meta_io.as_mapping(bound.get("meta")), context)
         return
     params = bound.get("params")  # list_tools(params=PaginatedRequestParams(...)): _meta lives in it
     if params is None:
+        if bound.get("cursor") is not None:  # mcp 1.x's list_tools(cursor): params would conflict
+            return
         types = sys.modules.get("mcp.types")
         model = getattr(types, "PaginatedRequestParams", None)
         if model is None:
             return
         kwargs["params"] = model.model_validate({"_meta": meta_io.outgoing_meta(None, context)})
-    elif hasattr(params, "model_copy"):
-        kwargs["params"] = params.model_copy(update={"meta": meta_io.outgoing_meta(params.meta, context)})
+    elif hasattr(params, "model_dump"):
+        fields = params.model_dump(by_alias=True, exclude_unset=True)
+        fields["_meta"] = meta_io.outgoing_meta(meta_io.as_mapping(getattr(params, "meta", None)), context)
+        kwargs["params"] = type(params).model_validate(fields)
 
 
 def _finish(call: _Call, error: BaseException | None, result: Any) -> None:

@@ -63,6 +63,14 @@ def outgoing_meta(meta: Mapping[str, Any] | None, context: otel_context.Context)
     return merged
 
 
+def as_mapping(meta: Any) -> Mapping[str, Any] | None:
+    """A ``_meta`` as a mapping: mcp 2.x's is a dict, 1.x's a pydantic model with extra fields."""
+    if meta is None or isinstance(meta, Mapping):
+        return meta
+    dump = getattr(meta, "model_dump", None)
+    return dump(by_alias=True, exclude_none=True) if callable(dump) else None
+
+
 def raw_meta(params: Any) -> dict[str, str]:
     """The string entries of a request's raw ``params._meta`` ({} when absent or not a mapping)."""
     if not isinstance(params, Mapping):

@@ -79,8 +79,61 @@ async def serve(call_next: Callable[[Any], Any], ctx: Any) -> Any:
     return result
 
 
+def wrap_handle_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    """mcp 1.x: ``Server._handle_request(message, req, session, ...)``, which answers the request
+    itself (errors become error responses there, so this span records no error)."""
+
+    @functools.wraps(original)
+    async def handle(self: Any, message: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+        request = _start(_context_v1(message, req))
+        if request is None:
+            return await original(self, message, req, *args, **kwargs)
+        try:
+            result = await original(self, message, req, *args, **kwargs)
+        except BaseException as exc:
+            _finish(request, exc, None)
+            raise
+        _finish(request, None, None)
+        return result
+
+    handle.__llmwatch_original__ = original  # type: ignore[attr-defined]
+    return handle
+
+
+class _ContextV1:
+    """What ``_start`` reads off mcp 2.x's request context, from mcp 1.x's responder and request."""
+
+    __slots__ = ("method", "params", "protocol_version", "request", "request_id")
+
+    def __init__(self, message: Any, req: Any) -> None:
+        self.request_id = getattr(message, "request_id", None)
+        self.method = getattr(req, "method", None) or ""
+        self.protocol_version = None
+        self.request = getattr(getattr(message, "message_metadata", None), "request_context", None)
+        typed = getattr(req, "params", None)
+        params: dict[str, Any] = {}
+        for key in ("name", "arguments"):
+            if getattr(typed, key, None) is not None:
+                params[key] = getattr(typed, key)
+        uri = getattr(typed, "uri", None)
+        if uri is not None:
+            params["uri"] = str(uri)
+        meta = meta_io.as_mapping(getattr(typed, "meta", None))
+        if meta is not None:
+            params["_meta"] = meta
+        self.params = params
+
+
+def _context_v1(message: Any, req: Any) -> _ContextV1 | None:
+    try:
+        return _ContextV1(message, req)
+    except Exception as exc:
+        record_internal_error("mcp server start", exc)
+        return None
+
+
 def _attributes(ctx: Any, params: Any) -> tuple[str, dict[str, Any], bool]:
-    method = ctx.method
+    method = clean(str(ctx.method))
     attrs: dict[str, Any] = {sc.MCP_METHOD_NAME: method}
     version = getattr(ctx, "protocol_version", None)
     if isinstance(version, str):
@@ -111,7 +164,9 @@ def _attributes(ctx: Any, params: Any) -> tuple[str, dict[str, Any], bool]:
 
 def _start(ctx: Any) -> _Request | None:
     try:
-        if getattr(ctx, "request_id", None) is None:  # a notification: nothing to answer, nothing to trace
+        if (
+            ctx is None or getattr(ctx, "request_id", None) is None
+        ):  # a notification: nothing to answer, nothing to trace
             return None
         params = ctx.params
         carrier = meta_io.raw_meta(params)

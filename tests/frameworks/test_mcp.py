@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 mcp = pytest.importorskip("mcp")
+pytest.importorskip("mcp.server.mcpserver")  # mcp 2.x (1.x: test_mcp_v1.py)
 
 from mcp import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
