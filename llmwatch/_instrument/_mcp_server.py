@@ -193,11 +193,14 @@ def _start(ctx: Any) -> _Request | None:
 
 
 def _is_sdk_server_span(span: Any) -> bool:
+    """mcp's own span for this request, recorded by the provider llmwatch exports through."""
     scope = getattr(span, "instrumentation_scope", None)
+    ours = getattr(_runtime.CURRENT.tracer_provider, "_active_span_processor", None)
     return (
         span.is_recording()
         and getattr(scope, "name", None) == SDK_TRACER
         and getattr(span, "kind", None) is SpanKind.SERVER
+        and getattr(span, "_span_processor", None) is ours
     )
 
 
