@@ -130,7 +130,14 @@ def open_span(
     attrs.update(attributes)
     content = runtime.content if tool else None
     if content is not None and arguments is not None:
-        attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = content.json(content.any_value(arguments))
+        attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = text = content.json(content.any_value(arguments))
+        if runtime.openinference:
+            attrs[sc.OI_INPUT_VALUE] = text
+            attrs[sc.OI_INPUT_MIME_TYPE] = sc.OI_MIME_JSON
+    if runtime.openinference:
+        attrs[sc.OI_SPAN_KIND] = sc.OI_KIND_TOOL if tool else sc.OI_KIND_CHAIN
+        if tool and sc.GEN_AI_TOOL_NAME in attrs:
+            attrs[sc.OI_TOOL_NAME] = attrs[sc.GEN_AI_TOOL_NAME]
     span = runtime.tracer.start_span(name, context=parent, kind=span_kind, attributes=attrs)
     HEALTH.spans_started.add()
     rollup = Rollup(None if attribution.rollups else format(span.get_span_context().span_id, "016x"))

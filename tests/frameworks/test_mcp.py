@@ -28,6 +28,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
 import llmwatch  # noqa: E402
+import llmwatch.testing  # noqa: E402
 from llmwatch import _health  # noqa: E402
 from llmwatch import _instrument as instrument  # noqa: E402
 from llmwatch._demo._server import FakeLLMServer  # noqa: E402
@@ -401,6 +402,18 @@ async def test_content_capture_records_arguments_and_result(
         assert json.loads(span.attributes["gen_ai.tool.call.arguments"]) == {"city": "Paris"}
         recorded = json.loads(span.attributes["gen_ai.tool.call.result"])
         assert recorded["content"][0]["text"] == result.content[0].text
+
+
+async def test_openinference_kinds(server: FakeLLMServer, bridge: None) -> None:
+    with llmwatch.testing.capture(backend_compat=["openinference"], capture_content=True) as cap:
+        with _HttpServer(server) as http:
+            await _over_http(http.url, _weather)
+        spans = {(s.kind.name, s.name): s for s in cap.spans}
+    for kind in ("CLIENT", "SERVER"):
+        attrs = spans[(kind, "tools/call get_weather")].attributes
+        assert attrs["openinference.span.kind"] == "TOOL" and attrs["tool.name"] == "get_weather"
+        assert json.loads(attrs["input.value"]) == {"city": "Paris"} and "output.value" in attrs
+    assert spans[("CLIENT", "tools/list")].attributes["openinference.span.kind"] == "CHAIN"
 
 
 async def test_client_fault_is_counted_and_the_call_unchanged(
