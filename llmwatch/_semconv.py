@@ -137,6 +137,23 @@ GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
 TOOL_TYPE_FUNCTION: Final = "function"
 TOOL_TYPE_EXTENSION: Final = "extension"
 TOOL_TYPE_DATASTORE: Final = "datastore"
+
+# --- MCP (the GenAI conventions repo's model/mcp: spans "{mcp.method.name} {target}") -------------
+MCP_METHOD_NAME: Final = "mcp.method.name"
+MCP_SESSION_ID: Final = "mcp.session.id"
+MCP_PROTOCOL_VERSION: Final = "mcp.protocol.version"
+MCP_RESOURCE_URI: Final = "mcp.resource.uri"
+JSONRPC_REQUEST_ID: Final = "jsonrpc.request.id"
+RPC_RESPONSE_STATUS_CODE: Final = "rpc.response.status_code"
+NETWORK_TRANSPORT: Final = "network.transport"  # pipe (stdio) | tcp (streamable HTTP)
+MCP_TOOLS_CALL: Final = "tools/call"
+MCP_TOOLS_LIST: Final = "tools/list"
+MCP_RESOURCES_READ: Final = "resources/read"
+MCP_TOOL_ERROR: Final = "tool_error"  # error.type of a CallToolResult with isError
+# W3C baggage entries carrying the caller's attribution in params._meta (same names as the attributes)
+BAGGAGE_USER: Final = "llmwatch.user"
+BAGGAGE_FEATURE: Final = "llmwatch.feature"
+BAGGAGE_SESSION: Final = "llmwatch.session"
 OUTPUT_TEXT: Final = "text"
 PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
 OUTPUT_JSON: Final = "json"
