@@ -45,6 +45,7 @@ stop every processor, ours too (the model calls are still traced, without agent 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -198,8 +199,8 @@ def _open_for(data: Any, anchor: ObservedSpan | None) -> ObservedSpan | None:
         return ObservedSpan.open(sc.SPAN_KIND_TASK, f"guardrail {name}", attributes=attributes, parent=parent)
     if kind == "mcp_tools":
         return ObservedSpan.open(sc.SPAN_KIND_TASK, f"mcp list_tools {clean(str(data.server))}", parent=parent)
-    name = getattr(data, "name", None)
-    return ObservedSpan.open(sc.SPAN_KIND_TASK, clean(str(name or kind)), parent=parent)
+    custom = getattr(data, "name", None)  # a custom span (or one of a newer SDK): a task span by its name
+    return ObservedSpan.open(sc.SPAN_KIND_TASK, clean(str(custom or kind)), parent=parent)
 
 
 def _hosted_tools(data: Any, anchor: ObservedSpan) -> None:
@@ -211,7 +212,7 @@ def _hosted_tools(data: Any, anchor: ObservedSpan) -> None:
         return
     parent = otel_trace.set_span_in_context(anchor.span)
     for item in hosted:
-        item_type = item.type
+        item_type: str = item.type
         name = item_type.removesuffix("_call")
         if item_type == "mcp_call" and getattr(item, "name", None):
             name = clean(str(item.name))
@@ -231,10 +232,8 @@ def _attach(obs: ObservedSpan | None) -> Any:
 
 def _close(entry: _Live, error: BaseException | None, result: Any) -> None:
     if entry.tokens is not None:
-        try:
+        with contextlib.suppress(ValueError):  # a token of another context (module docstring): nothing to undo
             ObservedSpan.detach(entry.tokens)
-        except ValueError:  # a token of another context (see the module docstring): nothing to undo here
-            pass
     if entry.obs is not None:
         entry.obs.end(error, result)
 
