@@ -259,6 +259,8 @@ _PROCESSOR: Any = None  # registered once: the SDK has no way to remove a proces
 def install(module: Any) -> None:
     """Register llmwatch's processor with the SDK (once; ``uninstall`` only quiets it)."""
     global _PROCESSOR
+    if not hasattr(module, "add_trace_processor"):  # an app's own package named ``agents``: not the SDK
+        return
     if _PROCESSOR is None:
         base = module.TracingProcessor
         processor_class = type("LlmwatchTracingProcessor", (_Bridge, base), {"__module__": __name__})

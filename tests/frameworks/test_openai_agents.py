@@ -325,3 +325,36 @@ def test_the_sdks_own_exporter_on_beside_llmwatch(server: FakeLLMServer, capture
     assert_agent_run(captured, model_requests(server, before))
     posted = [r for r in server.requests[before:] if r.path.startswith("/v1/traces")]
     assert posted  # the keyed exporter did post (and was refused); the keyless one skipped
+
+
+def test_inside_the_apps_own_observe_span_the_run_is_the_apps(server: FakeLLMServer, captured: Captured) -> None:
+    @llmwatch.observe(kind="workflow", name="support")
+    def support() -> Any:
+        with agents.trace("weather desk"), agents.custom_span("lookup"):
+            return run_sync(weather_agent(server))
+
+    assert support().final_output
+    outer = by_name(captured, "invoke_workflow support")
+    desk = by_name(captured, "invoke_workflow weather desk")
+    lookup = by_name(captured, "lookup")
+    agent = by_name(captured, "invoke_agent weather")
+    assert desk.parent is not None and desk.parent.span_id == outer.context.span_id
+    assert lookup.parent is not None and lookup.parent.span_id == desk.context.span_id
+    assert agent.parent is not None and agent.parent.span_id == lookup.context.span_id  # the run joins the trace
+    assert lookup.attributes["llmwatch.span.kind"] == "task"
+    run_id = format(outer.context.span_id, "016x")
+    assert {s.attributes["llmwatch.run.id"] for s in captured.llm_spans()} == {run_id}
+    assert_rollups_are_sums(outer, captured.llm_spans())
+
+
+def test_with_the_sdks_tracing_disabled_only_the_model_calls_are_traced(
+    server: FakeLLMServer, captured: Captured
+) -> None:
+    agents.set_tracing_disabled(True)
+    try:
+        before = len(server.requests)
+        assert run_sync(weather_agent(server)).final_output
+    finally:
+        agents.set_tracing_disabled(False)
+    assert len(captured.llm_spans()) == model_requests(server, before) == 2
+    assert [s for s in captured.spans if s not in captured.llm_spans()] == []
