@@ -43,6 +43,7 @@ def _sdk_tracing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Only llmwatch's processor (no export to OpenAI's backend), no key for the SDK's exporter."""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_AGENTS_DISABLE_TRACING", raising=False)
+    _frameworks.uninstall_all()  # whatever an earlier test's configure() left installed
     agents.set_trace_processors([])
     _openai_agents._PROCESSOR = None  # registered afresh below, as configure() would in a new process
     _frameworks.install_all()
