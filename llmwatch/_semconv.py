@@ -231,6 +231,11 @@ LLMWATCH_ROLLUP_LLM_CALLS: Final = "llmwatch.rollup.llm_calls"
 LLMWATCH_ROLLUP_UNPRICED_CALLS: Final = "llmwatch.rollup.unpriced_calls"  # in llm_calls, not in cost_usd
 LLMWATCH_RUN_ID: Final = "llmwatch.run.id"  # the outermost observe span's span id: one agent run
 LLMWATCH_AGENT_NAME: Final = "llmwatch.agent.name"  # on LLM spans: the innermost agent they ran in
+# openai-agents handoff and guardrail spans (no GenAI convention for them)
+LLMWATCH_HANDOFF_FROM_AGENT: Final = "llmwatch.handoff.from_agent"
+LLMWATCH_HANDOFF_TO_AGENT: Final = "llmwatch.handoff.to_agent"
+LLMWATCH_GUARDRAIL_NAME: Final = "llmwatch.guardrail.name"
+LLMWATCH_GUARDRAIL_TRIGGERED: Final = "llmwatch.guardrail.triggered"
 
 USAGE_SOURCE_PROVIDER: Final = "provider"
 USAGE_SOURCE_TIKTOKEN: Final = "tiktoken"
