@@ -55,6 +55,8 @@ def _params(server: FakeLLMServer, spans: Path, *, traced: bool) -> StdioServerP
         "MCP_TEST_SPANS": str(spans),
         "TIKTOKEN_CACHE_DIR": os.environ["TIKTOKEN_CACHE_DIR"],
         "OTEL_BSP_SCHEDULE_DELAY": "50",
+        # The llmwatch under test, not whichever one the interpreter would find (an editable install elsewhere).
+        "PYTHONPATH": str(Path(llmwatch.__file__).resolve().parents[1]),
     }
     return StdioServerParameters(command=sys.executable, args=[str(SCRIPT)], env=env)
 
