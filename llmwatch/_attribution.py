@@ -83,14 +83,18 @@ class Rollup:
                 self.provider = ""
 
     def span_attributes(self) -> dict[str, AttributeValue]:
+        """The four totals, always; the unpriced count only when there is one (each attribute costs the
+        span a validation: an observe span without unpriced calls does not pay for a zero)."""
         with self._lock:
-            return {
+            attrs: dict[str, AttributeValue] = {
                 sc.LLMWATCH_ROLLUP_COST_USD: self.cost_pico / PICO,
                 sc.LLMWATCH_ROLLUP_INPUT_TOKENS: self.input_tokens,
                 sc.LLMWATCH_ROLLUP_OUTPUT_TOKENS: self.output_tokens,
                 sc.LLMWATCH_ROLLUP_LLM_CALLS: self.llm_calls,
-                sc.LLMWATCH_ROLLUP_UNPRICED_CALLS: self.unpriced_calls,
             }
+            if self.unpriced_calls:
+                attrs[sc.LLMWATCH_ROLLUP_UNPRICED_CALLS] = self.unpriced_calls
+            return attrs
 
 
 PICO: Final = 1_000_000_000_000  # picodollars per dollar
