@@ -19,7 +19,7 @@ from llmwatch._health import record_internal_error
 from llmwatch._instrument import _import_hooks
 
 # Bridge modules, imported lazily by name (their own imports are light; the framework's are not).
-BRIDGES: tuple[str, ...] = ("_pydantic_ai", "_litellm", "_mcp", "_openai_agents")
+BRIDGES: tuple[str, ...] = ("_pydantic_ai", "_litellm", "_mcp", "_openai_agents", "_langchain")
 _installed: set[str] = set()
 
 
