@@ -208,16 +208,20 @@ def _prepared(route: Route, attrs: dict[str, Any]) -> None:
         attrs.pop(sc.OPENAI_API_TYPE, None)  # not OpenAI's API on the wire
 
 
-class LiteLLMChat(ChatCompletions):
-    """``litellm.completion`` / ``acompletion``: a chat call to whatever provider LiteLLM routes to."""
+class _Routed:
+    """``prepare`` for both LiteLLM handlers: the OpenAI handler's, given LiteLLM's route as the client."""
 
     def prepare(
         self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
-    ) -> tuple[LiteLLMChat, dict[str, Any], dict[str, Any], bool, bool]:
+    ) -> tuple[Any, dict[str, Any], dict[str, Any], bool, bool]:
         route = route_of(kwargs, settings)
-        _handler, attrs, send_kwargs, stream, hide_usage = super().prepare(route, kwargs, settings)
+        _handler, attrs, send_kwargs, stream, hide_usage = super().prepare(route, kwargs, settings)  # type: ignore[misc]
         _prepared(route, attrs)
         return self, attrs, send_kwargs, stream, hide_usage
+
+
+class LiteLLMChat(_Routed, ChatCompletions):
+    """``litellm.completion`` / ``acompletion``: a chat call to whatever provider LiteLLM routes to."""
 
     def on_response(self, call: LLMCall, response: Any) -> None:
         super().on_response(call, response)
@@ -233,16 +237,8 @@ class LiteLLMChat(ChatCompletions):
         return hide
 
 
-class LiteLLMEmbeddings(Embeddings):
+class LiteLLMEmbeddings(_Routed, Embeddings):
     """``litellm.embedding`` / ``aembedding``."""
-
-    def prepare(
-        self, instance: Any, kwargs: Mapping[str, Any], settings: Settings
-    ) -> tuple[LiteLLMEmbeddings, dict[str, Any], dict[str, Any], bool, bool]:
-        route = route_of(kwargs, settings)
-        _handler, attrs, send_kwargs, stream, hide_usage = super().prepare(route, kwargs, settings)
-        _prepared(route, attrs)
-        return self, attrs, send_kwargs, stream, hide_usage
 
     def on_response(self, call: LLMCall, response: Any) -> None:
         super().on_response(call, response)
