@@ -35,6 +35,9 @@ class PromptInfo:
         self.variables = MappingProxyType(dict(variables or {}))
 
 
+_ROLLUP_LOCK: Final = threading.Lock()  # every rollup's counters: held for a few additions
+
+
 class Rollup:
     """What the LLM calls beneath one observe span used and cost, in this process.
 
@@ -42,11 +45,11 @@ class Rollup:
     the attribution it started under (its ancestors, once each). The context carries them across
     ``await``, asyncio tasks and threads started with a copied context, so a call on another thread
     still counts once. Cost is kept in integer picodollars: concurrent sums are exact in any order.
-    The lock is the counter's own: taken for a few additions after a call, never before one.
+    The lock is the counters' own, one for all rollups (a span does not pay to allocate one): taken
+    for a few additions after a call, never before one.
     """
 
     __slots__ = (
-        "_lock",
         "cost_pico",
         "input_tokens",
         "llm_calls",
@@ -66,10 +69,9 @@ class Rollup:
         # The provider of the calls beneath, while they all share one ("" once they do not): an agent
         # span names it (gen_ai.provider.name is required on invoke_agent spans).
         self.provider: str | None = None
-        self._lock = threading.Lock()
 
     def add(self, cost_pico: int | None, input_tokens: int, output_tokens: int, provider: str) -> None:
-        with self._lock:
+        with _ROLLUP_LOCK:
             self.llm_calls += 1
             self.input_tokens += input_tokens
             self.output_tokens += output_tokens
@@ -83,9 +85,12 @@ class Rollup:
                 self.provider = ""
 
     def span_attributes(self) -> dict[str, AttributeValue]:
-        """The four totals, always; the unpriced count only when there is one (each attribute costs the
-        span a validation: an observe span without unpriced calls does not pay for a zero)."""
-        with self._lock:
+        """The four totals when a call was counted, the unpriced count only when there is one; with no
+        call beneath, ``llm_calls=0`` alone (the other totals are zero by definition). Each attribute
+        costs the span a validation at its end, on the hot path of every observe span."""
+        with _ROLLUP_LOCK:
+            if not self.llm_calls:
+                return {sc.LLMWATCH_ROLLUP_LLM_CALLS: 0}
             attrs: dict[str, AttributeValue] = {
                 sc.LLMWATCH_ROLLUP_COST_USD: self.cost_pico / PICO,
                 sc.LLMWATCH_ROLLUP_INPUT_TOKENS: self.input_tokens,
@@ -179,6 +184,9 @@ class Attribution:
         value.user, value.feature, value.session = self.user, self.feature, self.session
         value.tags, value.prompt = self.tags, self.prompt
         value.rollups, value.agent = rollups, agent
+        if agent == self.agent and self.rollups and rollups[0] is self.rollups[0]:
+            value.span_attributes = self.span_attributes  # same run, same agent: nothing to add
+            return value
         attrs = dict(self.span_attributes)
         run = rollups[0] if rollups else None
         if run is not None and run.run_id is not None:

@@ -42,8 +42,10 @@ def by_name(captured: Captured, name: str) -> Any:
 
 
 def rollup(span: Any) -> dict[str, Any]:
+    """The span's rollups; with no call beneath, only ``llm_calls=0`` is on the span (the rest are 0)."""
     attrs = dict(span.attributes or {})
-    return {key: attrs[f"llmwatch.rollup.{key}"] for key in ROLLUP_KEYS}
+    assert "llmwatch.rollup.llm_calls" in attrs
+    return {key: attrs.get(f"llmwatch.rollup.{key}", 0) for key in ROLLUP_KEYS}
 
 
 def sums(llm_spans: list[Any]) -> dict[str, Any]:
@@ -125,6 +127,9 @@ def test_workflow_and_task_kinds(captured: Captured) -> None:
     task = by_name(captured, "step")
     assert task.attributes["llmwatch.span.kind"] == "task" and "gen_ai.operation.name" not in task.attributes
     assert captured.llm_spans() == []  # agent/tool/workflow spans are not LLM calls
+    for span in (workflow, task):  # no call beneath: llm_calls=0 says it, the zero totals are left off
+        rollups = {k: v for k, v in span.attributes.items() if k.startswith("llmwatch.rollup.")}
+        assert rollups == {"llmwatch.rollup.llm_calls": 0}
 
 
 def test_an_unknown_kind_is_refused_at_decoration() -> None:

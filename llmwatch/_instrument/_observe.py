@@ -204,8 +204,11 @@ class ObserveHooks:
     def enter(self, state: ObservedSpan | None) -> Any:
         if state is None:
             return None
-        try:
-            return state.attach()
+        try:  # ObservedSpan.attach, inlined: one call fewer on every observe span
+            return (
+                otel_context.attach(trace.set_span_in_context(state.span)),
+                _attribution.set_current(state.attribution),
+            )
         except Exception as exc:
             record_internal_error("observe enter", exc)
             return None
@@ -213,8 +216,10 @@ class ObserveHooks:
     def leave(self, state: ObservedSpan | None, tokens: Any) -> None:
         if tokens is None:
             return
-        try:
-            ObservedSpan.detach(tokens)
+        try:  # ObservedSpan.detach, inlined
+            context_token, attribution_token = tokens
+            attribution_token.var.reset(attribution_token)
+            otel_context.detach(context_token)
         except Exception as exc:
             record_internal_error("observe leave", exc)
 
