@@ -259,7 +259,8 @@ def platform_client(name: str, server: FakeLLMServer, models: dict[str, str] | N
     if class_name.removeprefix("Async") == "AnthropicBedrock":
         # Bedrock frames stream events as an AWS event stream (decoded with botocore); the server sends
         # them as SSE. llmwatch sees the decoded events either way.
-        client._make_sse_decoder = SSEDecoder
+        # (anthropic >= 2.16 passes the request options; older versions pass nothing.)
+        client._make_sse_decoder = lambda *_: SSEDecoder()
     return llmwatch.instrument(client), model, is_async
 
 
