@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
+from random import getrandbits as _getrandbits  # reseeded in forked children
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, TypeVar, cast
 
@@ -85,12 +86,12 @@ class Rollup:
                 self.provider = ""
 
     def span_attributes(self) -> dict[str, AttributeValue]:
-        """The four totals when a call was counted, the unpriced count only when there is one; with no
-        call beneath, ``llm_calls=0`` alone (the other totals are zero by definition). Each attribute
-        costs the span a validation at its end, on the hot path of every observe span."""
+        """The totals to set at the span's end: the four when a call was counted (the unpriced count
+        only when there is one), none without a call (the span started with ``llm_calls=0``, see
+        :func:`open_rollup`: a span with no call beneath pays nothing at its end)."""
         with _ROLLUP_LOCK:
             if not self.llm_calls:
-                return {sc.LLMWATCH_ROLLUP_LLM_CALLS: 0}
+                return {}
             attrs: dict[str, AttributeValue] = {
                 sc.LLMWATCH_ROLLUP_COST_USD: self.cost_pico / PICO,
                 sc.LLMWATCH_ROLLUP_INPUT_TOKENS: self.input_tokens,
@@ -100,6 +101,20 @@ class Rollup:
             if self.unpriced_calls:
                 attrs[sc.LLMWATCH_ROLLUP_UNPRICED_CALLS] = self.unpriced_calls
             return attrs
+
+
+def open_rollup(outer: Attribution, start_attributes: dict[str, Any]) -> Rollup:
+    """The rollup of an observe span opening under ``outer``, and its start attributes (written into
+    ``start_attributes``): ``llmwatch.rollup.llm_calls=0``, replaced at the end when a call ran
+    beneath, and, on the outermost span, the new run's id (``llmwatch.run.id``).
+
+    The run id is a random 64-bit id of our own, known before the span starts, so it is set with the
+    span's other start attributes instead of costing every run a second attribute write at its end."""
+    start_attributes[sc.LLMWATCH_ROLLUP_LLM_CALLS] = 0
+    if outer.rollups:
+        return Rollup()
+    start_attributes[sc.LLMWATCH_RUN_ID] = run_id = f"{_getrandbits(64):016x}"
+    return Rollup(run_id)
 
 
 PICO: Final = 1_000_000_000_000  # picodollars per dollar
@@ -205,13 +220,9 @@ EMPTY = Attribution()
 _CURRENT: ContextVar[Attribution] = ContextVar("llmwatch_attribution", default=EMPTY)
 
 
-def current() -> Attribution:
-    """The attribution in force here (the hot path's one read)."""
-    return _CURRENT.get()
-
-
-def set_current(value: Attribution) -> Token[Attribution]:
-    return _CURRENT.set(value)
+# The hot path's one read and one write: the ContextVar's own methods (no Python frame of ours).
+current: Final[Callable[[], Attribution]] = _CURRENT.get
+set_current: Final[Callable[[Attribution], Token[Attribution]]] = _CURRENT.set
 
 
 class _ScopedAttribution:

@@ -229,7 +229,7 @@ LLMWATCH_ROLLUP_INPUT_TOKENS: Final = "llmwatch.rollup.input_tokens"
 LLMWATCH_ROLLUP_OUTPUT_TOKENS: Final = "llmwatch.rollup.output_tokens"
 LLMWATCH_ROLLUP_LLM_CALLS: Final = "llmwatch.rollup.llm_calls"
 LLMWATCH_ROLLUP_UNPRICED_CALLS: Final = "llmwatch.rollup.unpriced_calls"  # in llm_calls, not in cost_usd
-LLMWATCH_RUN_ID: Final = "llmwatch.run.id"  # the outermost observe span's span id: one agent run
+LLMWATCH_RUN_ID: Final = "llmwatch.run.id"  # one agent run: a random 64-bit id, set from its outermost span
 LLMWATCH_AGENT_NAME: Final = "llmwatch.agent.name"  # on LLM spans: the innermost agent they ran in
 # openai-agents handoff and guardrail spans (no GenAI convention for them)
 LLMWATCH_HANDOFF_FROM_AGENT: Final = "llmwatch.handoff.from_agent"

@@ -62,13 +62,19 @@ def test_the_run_side_events_show(demo_spans: list[dict[str, Any]]) -> None:
 
 
 def test_the_agent_runs_show_with_tools_rollups_and_a_run_budget(all_spans: list[dict[str, Any]]) -> None:
-    runs = [s for s in all_spans if s["attributes"].get("llmwatch.run.id") == s["span_id"]]
+    ids = {s["span_id"]: s for s in all_spans}
+
+    def starts_its_run(span: dict[str, Any]) -> bool:
+        run, parent = span["attributes"].get("llmwatch.run.id"), ids.get(span["parent_span_id"])
+        return run is not None and (parent is None or parent["attributes"].get("llmwatch.run.id") != run)
+
+    runs = [s for s in all_spans if starts_its_run(s)]
     names = Counter(s["name"] for s in runs)
     assert names == {"invoke_agent trip-planner": 3, "invoke_agent researcher": 2}
     tools = {s["attributes"]["gen_ai.tool.name"] for s in all_spans if s["name"].startswith("execute_tool ")}
     assert tools == {"get_weather"}  # the agent scenario calls the first tool offered
     for run in runs:
-        mine = [s for s in all_spans if s["attributes"].get("llmwatch.run.id") == run["span_id"]]
+        mine = [s for s in all_spans if s["attributes"].get("llmwatch.run.id") == run["attributes"]["llmwatch.run.id"]]
         llm = [s for s in mine if s["attributes"].get("gen_ai.operation.name") == "chat"]
         sent = [s for s in llm if s["attributes"].get("error.type") != "BudgetExceeded"]
         assert run["attributes"]["llmwatch.rollup.llm_calls"] == len(sent)  # a refused call was never made

@@ -677,3 +677,25 @@ def _png_pixels(data: bytes) -> bytes:
             idat += data[offset + 8 : offset + 8 + length]
         offset += 12 + length
     return zlib.decompress(idat)
+
+
+# --- runs -----------------------------------------------------------------------------------------
+def observe_span(name: str, span_id: str, parent: str | None, start_ms: float, run: str) -> dict[str, Any]:
+    """An observe span of run ``run`` in the exporter's shape (no gen_ai.operation.name: a workflow)."""
+    record = span(start_ms=start_ms)
+    record.update(name=name, kind="INTERNAL", span_id=span_id, parent_span_id=parent)
+    record["attributes"] = {"llmwatch.span.kind": "task", "llmwatch.run.id": run, "llmwatch.rollup.llm_calls": 0}
+    return record
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_a_run_is_named_after_its_root_whatever_the_order_spans_were_written(tmp_path: Path, tie: bool) -> None:
+    # Children end, so are written, before their parent; a coarse clock can give parent and child one start.
+    root = observe_span("trip", "a" * 16, "f" * 16, 0.0, run="1234abcd1234abcd")  # parented by a server span
+    child = observe_span("lookup", "b" * 16, "a" * 16, 0.0 if tie else 1.0, run="1234abcd1234abcd")
+    grandchild = observe_span("fetch", "c" * 16, "b" * 16, 0.0 if tie else 2.0, run="1234abcd1234abcd")
+    other = observe_span("other", "d" * 16, None, 5.0, run="99999999aaaaaaaa")
+    for order in ([grandchild, child, root, other], [root, other, child, grandchild], [child, root, grandchild]):
+        loaded = load_spans([write_spans(tmp_path / "s.jsonl", order)])
+        assert loaded.run_names["1234abcd1234abcd"] == "trip"
+        assert loaded.run_names.get("99999999aaaaaaaa", "other") == "other"

@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span, 
 
 from llmwatch import _attribution
 from llmwatch import _semconv as sc
-from llmwatch._attribution import Attribution, Rollup
+from llmwatch._attribution import Attribution, open_rollup
 from llmwatch._core import _runtime
 from llmwatch._health import HEALTH
 from llmwatch._instrument._observe import ObservedSpan
@@ -138,9 +138,9 @@ def open_span(
         attrs[sc.OI_SPAN_KIND] = sc.OI_KIND_TOOL if tool else sc.OI_KIND_CHAIN
         if tool and sc.GEN_AI_TOOL_NAME in attrs:
             attrs[sc.OI_TOOL_NAME] = attrs[sc.GEN_AI_TOOL_NAME]
+    rollup = open_rollup(attribution, attrs)
     span = runtime.tracer.start_span(name, context=parent, kind=span_kind, attributes=attrs)
     HEALTH.spans_started.add()
-    rollup = Rollup(None if attribution.rollups else format(span.get_span_context().span_id, "016x"))
     inner = attribution.within((*attribution.rollups, rollup), attribution.agent)
     return ObservedSpan(span, inner, rollup, sc.SPAN_KIND_TOOL if tool else sc.SPAN_KIND_TASK, content)
 

@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_contex
 
 from llmwatch import _attribution
 from llmwatch import _semconv as sc
-from llmwatch._attribution import Attribution, Rollup
+from llmwatch._attribution import Attribution, Rollup, open_rollup
 from llmwatch._core import _runtime
 from llmwatch._health import record_internal_error
 from llmwatch._instrument import _mcp_context as meta_io
@@ -220,8 +220,8 @@ def _enrich(
     request = _Request(None, span, None, None, tool)
     if request.content is not None and arguments is not None:
         extra[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = request.content.json(request.content.any_value(arguments))
+    request.rollup = rollup = open_rollup(attribution, extra)
     span.set_attributes(extra)
-    request.rollup = rollup = Rollup(None if attribution.rollups else format(span.get_span_context().span_id, "016x"))
     inner = attribution.within((*attribution.rollups, rollup), attribution.agent)
     context = meta_io.with_attribution(set_span_in_context(span, remote), inner)
     request.tokens = (otel_context.attach(context), _attribution.set_current(inner))
@@ -252,10 +252,9 @@ def _finish(request: _Request, error: BaseException | None, result: Any) -> None
 def _finish_sdk_span(request: _Request, error: BaseException | None, result: Any) -> None:
     """The SDK ends its own span (and records its errors): we add the rollups, and the result."""
     rollup = request.rollup
-    attrs: dict[str, Any] = dict(rollup.span_attributes()) if rollup is not None else {}
-    if rollup is not None and rollup.run_id is not None:
-        attrs[sc.LLMWATCH_RUN_ID] = rollup.run_id
+    attrs: dict[str, Any] = rollup.span_attributes() if rollup is not None else {}
     policy = request.content
     if error is None and policy is not None and request.tool and result is not None:
         attrs[sc.GEN_AI_TOOL_CALL_RESULT] = policy.json(policy.any_value(result))
-    request.sdk_span.set_attributes(attrs)
+    if attrs:
+        request.sdk_span.set_attributes(attrs)

@@ -29,7 +29,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from llmwatch import _attribution
 from llmwatch import _semconv as sc
-from llmwatch._attribution import Attribution, Rollup
+from llmwatch._attribution import Attribution, Rollup, open_rollup
 from llmwatch._core import _runtime
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._policy._content import ContentPolicy
@@ -117,10 +117,9 @@ class ObservedSpan:
                 attrs[sc.OI_SPAN_KIND] = oi_kind
                 if resolved == sc.SPAN_KIND_TOOL:
                     attrs[sc.OI_TOOL_NAME] = name
+            rollup = open_rollup(outer, attrs)
             span = runtime.tracer.start_span(span_name, context=parent, kind=SpanKind.INTERNAL, attributes=attrs)
             HEALTH.spans_started.add()
-            run_id = None if outer.rollups else format(span.get_span_context().span_id, "016x")
-            rollup = Rollup(run_id)
             agent = name if resolved == sc.SPAN_KIND_AGENT else outer.agent
             inner = outer.within((*outer.rollups, rollup), agent)
             opened = cls(span, inner, rollup, resolved, content)
@@ -150,11 +149,11 @@ class ObservedSpan:
         self.ended = True
         span = self.span
         try:
-            attrs = self.rollup.span_attributes()
-            if self.rollup.run_id is not None:
-                attrs[sc.LLMWATCH_RUN_ID] = self.rollup.run_id
-            if self.names_provider and self.rollup.provider:  # every call beneath went to one provider
-                attrs[sc.GEN_AI_PROVIDER_NAME] = self.rollup.provider
+            rollup = self.rollup
+            # (No call beneath: the span keeps the llm_calls=0 it started with; nothing to set.)
+            attrs = rollup.span_attributes() if rollup.llm_calls else {}
+            if self.names_provider and rollup.provider:  # every call beneath went to one provider
+                attrs[sc.GEN_AI_PROVIDER_NAME] = rollup.provider
             if error is not None:
                 attrs[sc.ERROR_TYPE] = type(error).__name__
                 span.set_status(Status(StatusCode.ERROR, error_description(error)))
@@ -165,7 +164,8 @@ class ObservedSpan:
                 if self.openinference:
                     attrs[sc.OI_OUTPUT_VALUE] = output
                     attrs[sc.OI_OUTPUT_MIME_TYPE] = sc.OI_MIME_JSON
-            span.set_attributes(attrs)
+            if attrs:
+                span.set_attributes(attrs)
         except Exception as exc:
             record_internal_error("observe finish", exc)
         finally:  # whatever failed above, the span still ends (and is exported)

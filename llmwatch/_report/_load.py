@@ -72,6 +72,8 @@ class LoadResult:
     other_spans: int  # valid spans that are not LLM calls (@observe workflows, score spans)
     files: list[str]
     run_names: dict[str, str] = dataclasses.field(default_factory=dict)  # run id -> its root span's name
+    # run id -> (start, parent span id) of the span named in run_names: the run's earliest span so far
+    run_roots: dict[str, tuple[int, object]] = dataclasses.field(default_factory=dict, repr=False)
 
 
 def load_spans(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
@@ -104,14 +106,30 @@ def _load_line(line: bytes, result: LoadResult) -> None:
     if attrs.get(sc.GEN_AI_OPERATION_NAME, sc.OP_INVOKE_AGENT) in sc.AGENT_OPERATIONS:  # no operation, or an agent's
         result.other_spans += 1
         run = _text(attrs.get(sc.LLMWATCH_RUN_ID))
-        if run is not None and record.get("span_id") == run:  # the run's own root span
-            result.run_names[run] = _text(record.get("name")) or run
+        if run is not None:
+            _note_run_span(record, run, result)
         return
     call = call_from_record(record)
     if call is None:
         result.skipped_lines += 1
     else:
         result.spans.append(call)
+
+
+def _note_run_span(record: Mapping[str, Any], run: str, result: LoadResult) -> None:
+    """Name the run after its root span: the first of its spans to start (every span of a run starts
+    inside the root's lifetime); on a tie, the parent of the one kept so far."""
+    start = _timestamp(record.get("start_time_unix_nano"))
+    if start is None:
+        return
+    span_id = record.get("span_id")
+    kept = result.run_roots.get(run)
+    if kept is not None:
+        kept_start, kept_parent = kept
+        if start > kept_start or (start == kept_start and kept_parent != span_id):
+            return
+    result.run_roots[run] = (start, record.get("parent_span_id"))
+    result.run_names[run] = _text(record.get("name")) or run
 
 
 def call_from_record(record: Mapping[str, Any]) -> CallSpan | None:

@@ -138,10 +138,10 @@ def assert_agent_run(captured: Captured, requests: int, llm_calls: int = 2) -> N
     for span in llm:  # each model call under the agent's model node, attributed to the run and the agent
         assert ancestors(span, spans) == ["agent", agent.name]
         assert attr(span, sc.LLMWATCH_AGENT_NAME) == "weather_agent"
-        assert attr(span, sc.LLMWATCH_RUN_ID) == format(agent.context.span_id, "016x")
+        assert attr(span, sc.LLMWATCH_RUN_ID) == attr(agent, sc.LLMWATCH_RUN_ID)
         assert_rollup(parent_of(span, spans), [span])  # type: ignore[arg-type]
     assert_rollup(agent, llm)
-    assert attr(agent, sc.LLMWATCH_RUN_ID) == format(agent.context.span_id, "016x")
+    assert len(str(attr(agent, sc.LLMWATCH_RUN_ID))) == 16  # the run: the graph is the outermost span
     assert {s.trace_id for s in (s.context for s in spans)} == {agent.context.trace_id}
     assert all(s.end_time is not None for s in spans)
 
@@ -319,7 +319,7 @@ def test_agent_inside_an_observe_span_is_part_of_that_run(
     (agent,) = [s for s in spans if s.name == "invoke_agent weather_agent"]
     assert parent_of(agent, spans) is outer
     assert_rollup(outer, captured.llm_spans())
-    assert {attr(s, sc.LLMWATCH_RUN_ID) for s in captured.llm_spans()} == {format(outer.context.span_id, "016x")}
+    assert {attr(s, sc.LLMWATCH_RUN_ID) for s in captured.llm_spans()} == {attr(outer, sc.LLMWATCH_RUN_ID)}
 
 
 async def test_sub_agent_called_inside_a_node(server: FakeLLMServer, captured: Captured, bridge: None) -> None:

@@ -127,7 +127,7 @@ def assert_agent_run(captured: Captured, requests: int) -> None:
     assert_rollups_are_sums(workflow, llm)
     assert tool.attributes["llmwatch.rollup.llm_calls"] == 0
     run_id = workflow.attributes["llmwatch.run.id"]
-    assert run_id == format(workflow.context.span_id, "016x")
+    assert len(run_id) == 16 and agent.attributes["llmwatch.run.id"] == tool.attributes["llmwatch.run.id"] == run_id
     assert {s.attributes["llmwatch.run.id"] for s in llm} == {run_id}
     assert {s.attributes["llmwatch.agent.name"] for s in llm} == {"weather"}
 
@@ -343,7 +343,7 @@ def test_inside_the_apps_own_observe_span_the_run_is_the_apps(server: FakeLLMSer
     assert lookup.parent is not None and lookup.parent.span_id == desk.context.span_id
     assert agent.parent is not None and agent.parent.span_id == lookup.context.span_id  # the run joins the trace
     assert lookup.attributes["llmwatch.span.kind"] == "task"
-    run_id = format(outer.context.span_id, "016x")
+    run_id = outer.attributes["llmwatch.run.id"]
     assert {s.attributes["llmwatch.run.id"] for s in captured.llm_spans()} == {run_id}
     assert_rollups_are_sums(outer, captured.llm_spans())
 

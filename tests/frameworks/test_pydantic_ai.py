@@ -164,7 +164,7 @@ def check_run_spans(captured: Captured, server: FakeLLMServer) -> None:
     assert tool.attributes[sc.GEN_AI_TOOL_DESCRIPTION] == "The weather in a city."
     assert sc.GEN_AI_TOOL_CALL_ARGUMENTS not in tool.attributes  # content capture is off
     assert tool.parent.span_id == agent.context.span_id
-    run_id = format(agent.context.span_id, "016x")
+    run_id = agent.attributes["llmwatch.run.id"]
     for span in llm:
         assert span.parent.span_id == agent.context.span_id
         assert span.context.trace_id == agent.context.trace_id
