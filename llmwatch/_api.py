@@ -15,7 +15,7 @@ from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, ConfigurationError
 from llmwatch._instrument import _openai_batch_results
-from llmwatch._policy import _budget, _pricing, _run_budget, _tokens
+from llmwatch._policy import _budget, _pricing, _run_budget, _shared, _tokens
 
 ClientT = TypeVar("ClientT")
 _lock = threading.Lock()
@@ -44,6 +44,9 @@ def configure(
     max_span_content_chars: int | None = None,
     request_stream_usage: bool | None = None,
     backend_compat: Iterable[str] | str | None = None,
+    store: str | None = None,
+    lease_usd: float | None = None,
+    store_failure: str | None = None,
 ) -> None:
     """Set llmwatch up (again). Validates everything first; a wrong value raises ``ConfigurationError``.
 
@@ -56,8 +59,10 @@ def configure(
     ``request_stream_usage=True`` (ask OpenAI chat streams for their usage chunk).
     ``providers={base_url or host: name}`` names the provider behind an endpoint the host does not
     tell (``{"http://gpu-1:8000/v1": "vllm"}``). ``backend_compat=["openinference"]`` adds the
-    OpenInference attributes Phoenix and other OpenInference readers show (docs/backends.md). See
-    docs/configuration.md for the full table.
+    OpenInference attributes Phoenix and other OpenInference readers show (docs/backends.md).
+    ``store="redis://host:6379/0"`` shares budgets and kill switches with every process of the same
+    ``service_name`` (extra ``llmwatch[redis]``; ``lease_usd``, default 1 % of each limit, and
+    ``store_failure="open"|"closed"``: docs/fleet.md). See docs/configuration.md for the full table.
 
     Calling it again flushes and shuts down what the previous call created (never a provider you
     passed or installed), then starts afresh. Providers: with ``tracer_provider=``/``meter_provider=``
@@ -87,12 +92,18 @@ def configure(
         "max_span_content_chars": max_span_content_chars,
         "request_stream_usage": request_stream_usage,
         "backend_compat": backend_compat,
+        "store": store,
+        "lease_usd": lease_usd,
+        "store_failure": store_failure,
     }
     settings = _config.resolve(arguments)
     with _lock:
+        fleet = _shared.prepare(settings)  # may raise ConfigurationError (no redis-py): nothing swapped yet
         runtime = _runtime.build(settings)  # may raise ConfigurationError: nothing swapped yet
+        _shared.stop(timeout_s=2.0)
         previous = _runtime.swap(runtime)
         _runtime.shutdown_owned(previous, timeout_s=5.0)
+        _shared.start(fleet)
     _budget.RULES.reload_env()
     _register_exit_shutdown()
     _pricing.start_background_import()
@@ -148,6 +159,7 @@ def shutdown(timeout_s: float = 30.0) -> None:
     """Flush and stop what llmwatch created; returns within ``timeout_s``. ``configure()`` works after."""
     _openai_batch_results.wait_idle(timeout_s / 2)  # batch results being read go out with the rest
     with _lock:
+        _shared.stop(min(timeout_s / 4, 2.0))  # unused leases go back to the store
         previous = _runtime.swap(_runtime.default_runtime())
         _runtime.shutdown_owned(previous, timeout_s)
         _runtime.release_globals(previous)
@@ -163,6 +175,9 @@ def stats() -> dict[str, Any]:
         result["prices"] = _prices_stats()
         result["budgets"] = _budget_stats()
         result["kill_switches"] = _budget.RULES.switches.names()
+        store = _shared.state()
+        if store is not None:
+            result["store"] = store
         result["batch_results"] = _openai_batch_results.STATS.snapshot()
         return result
     except Exception as exc:  # stats() is what you call when things look wrong: it must not fail too
@@ -226,4 +241,4 @@ def kill_switch(feature: str | None = None, model: str | None = None, enabled: b
         raise ConfigurationError(
             f"llmwatch.kill_switch(): enabled must be True (refuse calls) or False (allow them again), got {enabled!r}"
         )
-    _budget.RULES.switch(feature, model, enabled)
+    _shared.switch(feature, model, enabled)

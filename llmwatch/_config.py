@@ -26,6 +26,7 @@ from typing import Any, Final
 from llmwatch import _config_parse as p
 from llmwatch._config_parse import CaptureMode, ContentDestination, Redactor
 from llmwatch._errors import ConfigurationError as ConfigurationError  # re-exported: its old home
+from llmwatch._fleet._url import StoreURL, parse_lease_usd, parse_store, parse_store_failure
 
 LLMWATCH: Final = "llmwatch"
 OTEL: Final = "OpenTelemetry"
@@ -140,6 +141,9 @@ PARAMS: tuple[Param, ...] = (
         p.parse_backend_compat,
         "extra attribute sets for backends: openinference",
     ),
+    Param("store", ("LLMWATCH_STORE",), None, parse_store, "redis://, rediss:// or unix:// URL: fleet-wide budgets"),
+    Param("lease_usd", ("LLMWATCH_LEASE_USD",), None, parse_lease_usd, "USD per lease of a shared budget"),
+    Param("store_failure", ("LLMWATCH_STORE_FAILURE",), "open", parse_store_failure, "open | closed"),
     # --- environment only: export (read at configure()) -------------------------------------------------
     _env_only(
         "traces_exporter",
@@ -325,6 +329,9 @@ class Settings:
     max_span_content_chars: int = 131072
     request_stream_usage: bool = True
     backend_compat: frozenset[str] = frozenset()
+    store: StoreURL | None = None
+    lease_usd: float | None = None
+    store_failure: str = "open"
 
 
 _UNSET: Any = object()

@@ -24,6 +24,7 @@ from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._instrument import _anthropic, _endpoints, _frameworks, _openai_batch, _openai_batch_results
 from llmwatch._instrument._base import REGISTRY
+from llmwatch._policy import _shared
 from llmwatch._policy._budget import RULES
 from llmwatch._policy._pricing import UNPRICED
 
@@ -33,6 +34,7 @@ def reset_for_tests() -> None:
 
     The tiktoken loader keeps what it loaded (loading again costs seconds and changes nothing)."""
     _openai_batch_results.wait_idle(5.0)  # a file still being read would record into the next test
+    _shared.stop(1.0)
     RULES.reset()
     _instrument.uninstall_all()
     _frameworks.uninstall_all()  # a bridge installed by one test's instrument_all() must not trace the next

@@ -37,17 +37,20 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 if TYPE_CHECKING:
     from llmwatch._attribution import Attribution
+    from llmwatch._fleet._shares import Share
+    from llmwatch._fleet._worker import Fleet
 
 from llmwatch import _config
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled
+from llmwatch._policy._switches import EACH as EACH
+from llmwatch._policy._switches import Switches
 
 logger = logging.getLogger("llmwatch")
 
 Window = Literal["hour", "day", "month", "run"]
 OnExceed = Literal["raise", "warn"] | Callable[["BudgetExceeded"], Any]
 
-EACH: Final = "*"
 REASON_BUDGET: Final = "budget"
 REASON_KILL_SWITCH: Final = "kill_switch"
 _PICO: Final = 1_000_000_000_000  # spent totals are int picodollars: exact, order-free sums
@@ -69,14 +72,19 @@ def window_end(per: str, now: float) -> float:
 
 
 class _Window:
-    """One scope's spending in the current window."""
+    """One scope's spending in the current window; ``share``: its slice of the fleet's, with a store."""
 
-    __slots__ = ("resets_at", "spent_pico", "warned")
+    __slots__ = ("resets_at", "share", "spent_pico", "warned")
 
     def __init__(self, resets_at: float) -> None:
         self.resets_at = resets_at
         self.spent_pico = 0
         self.warned = False
+        self.share: Share | None = None
+
+
+# The fleet when a store is configured (set by configure(), None otherwise): shared windows get a share.
+FLEET: Fleet | None = None
 
 
 # --- budgets ----------------------------------------------------------------------------------------
@@ -109,6 +117,19 @@ class Budget:
         self.limit_usd = float(limit_usd)
         self._limit_pico = round(self.limit_usd * _PICO)
         self.on_exceed = on_exceed
+        with self._lock:
+            windows = list(self._windows.values())
+        for window in windows:
+            if window.share is not None and FLEET is not None:
+                window.share.update_limit(self._limit_pico, FLEET.lease_for(self._limit_pico))
+                FLEET.dirty.add(window.share)
+
+    def share_fleet(self, now: float) -> None:
+        """With a store: open this budget's share now, so its first lease is taken before a call
+        needs it (per-value budgets open theirs as values show up)."""
+        if FLEET is not None and not self._per_value and self.per in _WINDOWS:
+            with self._lock:
+                self._current_window(self.scope, now)
 
     @property
     def rule(self) -> tuple[str, str]:
@@ -137,7 +158,14 @@ class Budget:
         return window.spent_pico
 
     def over(self, key: str, now: float, attribution: Attribution) -> bool:
-        return self.spent_pico(key, now) >= self._limit_pico
+        window = self._windows.get(key)
+        fleet = FLEET
+        if window is None or now >= window.resets_at:  # nothing spent yet in this window
+            return self._limit_pico <= 0 or (fleet is not None and fleet.down and fleet.fail_closed)
+        share = window.share
+        if share is not None and fleet is not None:
+            return share.refuses(window.spent_pico, fleet.down, fleet.fail_closed)
+        return window.spent_pico >= self._limit_pico
 
     def add(self, key: str, cost_usd: float, now: float, attribution: Attribution) -> bool:
         """Add a finished call's cost; True when this call took the scope to or over its limit."""
@@ -146,6 +174,8 @@ class Budget:
             window = self._current_window(key, now)
             before = window.spent_pico
             window.spent_pico = before + amount
+            if window.share is not None and FLEET is not None:
+                FLEET.spent(window.share, window.spent_pico)  # reported, and the lease refilled if low
             return before < self._limit_pico <= window.spent_pico
 
     def first_warning(self, key: str, now: float, attribution: Attribution) -> bool:
@@ -163,6 +193,8 @@ class Budget:
             if window is None and len(self._windows) >= _MAX_KEYS_PER_BUDGET:
                 self._forget_least_spent(now)
             window = self._windows[key] = _Window(window_end(self.per, now))
+            if FLEET is not None and self.per in _WINDOWS:
+                window.share = FLEET.share(f"{key}/{self.per}", window, window.resets_at, self._limit_pico)
         return window
 
     def _forget_least_spent(self, now: float) -> None:
@@ -214,36 +246,6 @@ def scope_name(*, user: str | None, feature: str | None, model: str | None) -> s
     return ",".join(parts) or "global"
 
 
-# --- kill switches ----------------------------------------------------------------------------------
-class _Switches:
-    """Engaged kill switches: exact names plus ``prefix*`` patterns. Immutable; replaced whole."""
-
-    __slots__ = ("feature_prefixes", "features", "model_prefixes", "models")
-
-    def __init__(self, features: Iterable[str] = (), models: Iterable[str] = ()) -> None:
-        self.features = frozenset(f for f in features if not f.endswith(EACH))
-        self.feature_prefixes = tuple(sorted(f[:-1] for f in features if f.endswith(EACH)))
-        self.models = frozenset(m for m in models if not m.endswith(EACH))
-        self.model_prefixes = tuple(sorted(m[:-1] for m in models if m.endswith(EACH)))
-
-    def __bool__(self) -> bool:
-        return bool(self.features or self.feature_prefixes or self.models or self.model_prefixes)
-
-    def refusal_scope(self, feature: str | None, model: str) -> str | None:
-        # str.startswith(()) is False: no prefix patterns, no match.
-        if feature is not None and (feature in self.features or feature.startswith(self.feature_prefixes)):
-            return f"feature={feature}"
-        if model in self.models or model.startswith(self.model_prefixes):
-            return f"model={model}"
-        return None
-
-    def names(self) -> dict[str, list[str]]:
-        return {
-            "features": sorted([*self.features, *(p + EACH for p in self.feature_prefixes)]),
-            "models": sorted([*self.models, *(p + EACH for p in self.model_prefixes)]),
-        }
-
-
 # --- the rules the hot path reads --------------------------------------------------------------------
 class Refusal:
     """Why a call may not go ahead as asked, and what the caller's policy says to do."""
@@ -276,12 +278,15 @@ class Rules:
 
     def __init__(self) -> None:
         self.budgets: tuple[Budget, ...] = ()
-        self.switches = _Switches()
+        self.switches = Switches()
         self.active = False  # the hot path's one read when nothing is set
         self._code_features: set[str] = set()
         self._code_models: set[str] = set()
         self._lifted_features: set[str] = set()
         self._lifted_models: set[str] = set()
+        # Engaged fleet-wide (the store's switch hash, with a store): replaced whole by the fleet worker.
+        self._fleet_features: frozenset[str] = frozenset()
+        self._fleet_models: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
     # --- writers -------------------------------------------------------------------------------------
@@ -300,6 +305,7 @@ class Rules:
                     return existing
             self.budgets = (*self.budgets, budget)
             self._publish()
+        budget.share_fleet(time.time())
         return budget
 
     def remove_budget(self, budget: Budget) -> None:
@@ -308,8 +314,14 @@ class Rules:
             self.budgets = tuple(b for b in self.budgets if b.rule != budget.rule)
             self._publish()
 
-    def switch(self, feature: str | None, model: str | None, enabled: bool) -> None:
+    def switch(self, feature: str | None, model: str | None, enabled: bool, shared: bool = False) -> None:
+        """Engage or lift a switch set in code. ``shared`` (a store is configured): the store holds it
+        for the fleet, so it is applied here at once as a fleet switch the worker then writes, and a
+        ``switch clear`` from anywhere lifts it here too."""
         with self._lock:
+            if shared:
+                self._fleet_features = _toggled(self._fleet_features, feature, enabled)
+                self._fleet_models = _toggled(self._fleet_models, model, enabled)
             for value, engaged, lifted in (
                 (feature, self._code_features, self._lifted_features),
                 (model, self._code_models, self._lifted_models),
@@ -317,11 +329,18 @@ class Rules:
                 if value is None:
                     continue
                 if enabled:
-                    engaged.add(value)
+                    if not shared:  # shared: the fleet set holds it (and a clear from anywhere lifts it)
+                        engaged.add(value)
                     lifted.discard(value)
                 else:
                     engaged.discard(value)
                     lifted.add(value)  # also lifts the same name set by the environment
+            self._reload_locked(None)
+
+    def set_fleet_switches(self, features: frozenset[str], models: frozenset[str]) -> None:
+        """The fleet's switches as the store has them now (the fleet worker)."""
+        with self._lock:
+            self._fleet_features, self._fleet_models = features, models
             self._reload_locked(None)
 
     def reload_env(self, environ: Mapping[str, str] | None = None) -> None:
@@ -332,7 +351,8 @@ class Rules:
         # LLMWATCH_DISABLED_FEATURES / _MODELS (None: os.environ)
         features = (_config.env("disabled_features", environ) - self._lifted_features) | self._code_features
         models = (_config.env("disabled_models", environ) - self._lifted_models) | self._code_models
-        self.switches = _Switches(features, models)
+        features, models = features | self._fleet_features, models | self._fleet_models
+        self.switches = Switches(features, models)
         self._publish()
 
     def _publish(self) -> None:
@@ -346,7 +366,8 @@ class Rules:
             self._code_models.clear()
             self._lifted_features.clear()
             self._lifted_models.clear()
-            self.switches = _Switches()
+            self._fleet_features = self._fleet_models = frozenset()
+            self.switches = Switches()
             self._publish()
 
     # --- readers (hot path) --------------------------------------------------------------------------
@@ -407,6 +428,12 @@ def charge(budget_keys: Iterable[tuple[Budget, str]], cost_usd: float, attributi
     for budget, key in budget_keys:
         crossed = budget.add(key, cost_usd, now, attribution) or crossed
     return crossed
+
+
+def _toggled(names: frozenset[str], name: str | None, engaged: bool) -> frozenset[str]:
+    if name is None:
+        return names
+    return names | {name} if engaged else names - {name}
 
 
 def _warn_once(budget: Budget, key: str, now: float, attribution: Attribution) -> None:

@@ -1,0 +1,174 @@
+"""The store's wire: Redis keys, the lease script, the kill-switch hash and its channel.
+
+Keys are namespaced by service (``llmwatch:{service}:...``), so services sharing one Redis keep their
+own budgets and switches:
+
+- ``llmwatch:{service}:budget:{scope}/{per}:{window end}``: a hash of ``allocated`` and ``spent``,
+  integers of picodollars changed only by ``HINCRBY`` (exact), expiring a day after the window ends;
+- ``llmwatch:{service}:switches``: a hash ``feature:{name}`` / ``model:{name}`` -> when it was set;
+  every change is published on the channel of the same name.
+
+One lease sync is one ``EVALSHA`` of :data:`LEASE_SCRIPT` per share, pipelined: it reports spend,
+covers an overdraft, takes up to a lease of what is left, and answers with the fleet's totals, atomically
+(one key per script call, so Redis Cluster places each on its key's node). redis-py is imported here
+only, when a store is configured (extra ``llmwatch[redis]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from llmwatch._errors import ConfigurationError
+from llmwatch._fleet._shares import SyncRequest
+from llmwatch._fleet._url import StoreURL
+
+if TYPE_CHECKING:
+    import redis
+
+# KEYS[1]: the window's hash. ARGV: limit, want, cover, report, give_back, ttl seconds (integers).
+# Lua numbers are doubles: exact to 2^53 picodollars ($9,007), which only the "what is left" comparison
+# uses; every stored change goes through HINCRBY with the integers as sent, so totals stay exact.
+LEASE_SCRIPT: Final = """
+local key = KEYS[1]
+if ARGV[5] ~= '0' then redis.call('HINCRBY', key, 'allocated', '-' .. ARGV[5]) end
+if ARGV[4] ~= '0' then redis.call('HINCRBY', key, 'spent', ARGV[4]) end
+if ARGV[3] ~= '0' then redis.call('HINCRBY', key, 'allocated', ARGV[3]) end
+local allocated = tonumber(redis.call('HGET', key, 'allocated') or '0')
+local limit = tonumber(ARGV[1])
+local grant = 0
+if ARGV[2] ~= '0' and allocated < limit then
+  grant = math.floor(math.min(tonumber(ARGV[2]), limit - allocated))
+  if grant > 0 then
+    allocated = redis.call('HINCRBY', key, 'allocated', string.format('%.0f', grant))
+  end
+end
+redis.call('EXPIRE', key, ARGV[6])
+return {string.format('%.0f', grant), tostring(redis.call('HGET', key, 'allocated') or '0'),
+        tostring(redis.call('HGET', key, 'spent') or '0')}
+"""
+_KEEP_AFTER_WINDOW_S: Final = 86_400  # a window's totals stay readable a day after it ends
+FEATURE: Final = "feature"
+MODEL: Final = "model"
+
+
+def _named(fields: Iterable[str], kind: str) -> frozenset[str]:
+    prefix = kind + ":"
+    return frozenset(field[len(prefix) :] for field in fields if field.startswith(prefix))
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError:
+        raise ConfigurationError(
+            "store= needs redis-py: pip install 'llmwatch[redis]' (or pip install redis)."
+        ) from None
+    return redis
+
+
+class RedisStore:
+    """One service's keys in one Redis. Every method may raise (redis-py's errors): the caller
+    (the worker, the CLI) handles them; nothing here is ever called on a user's request."""
+
+    def __init__(self, url: StoreURL, service: str, timeout_s: float = 0.5) -> None:
+        self.url = url
+        self.prefix = f"llmwatch:{service}:"
+        self.switches_key = self.prefix + "switches"
+        self._timeout_s = timeout_s
+        self._redis_module = _import_redis()
+        self._client: redis.Redis | None = None
+        self._lease_sha: str | None = None
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = self._redis_module.Redis.from_url(
+                self.url.url,
+                socket_timeout=self._timeout_s,
+                socket_connect_timeout=self._timeout_s,
+                health_check_interval=0,
+                retry_on_timeout=False,
+                decode_responses=True,
+            )
+        return self._client
+
+    def close(self) -> None:
+        client, self._client, self._lease_sha = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail: it is gone anyway
+                client.close()
+
+    def forget_connection(self) -> None:
+        """In a forked child: drop the parent's sockets without touching them (they are the parent's)."""
+        self._client, self._lease_sha = None, None
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    # --- leases -------------------------------------------------------------------------------------
+    def window_key(self, name: str, resets_at: float) -> str:
+        return f"{self.prefix}budget:{name}:{int(resets_at)}"
+
+    def sync(
+        self, requests: Sequence[SyncRequest], give_back: Sequence[int] | None = None
+    ) -> list[tuple[int, int, int]]:
+        """Run the lease script for each request (one pipelined round trip): (grant, allocated, spent)."""
+        if not requests:
+            return []
+        client = self.client
+        if self._lease_sha is None:
+            self._lease_sha = str(client.script_load(LEASE_SCRIPT))
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        for index, request in enumerate(requests):
+            share = request.share
+            ttl = max(int(share.resets_at - now), 0) + _KEEP_AFTER_WINDOW_S
+            returned = give_back[index] if give_back is not None else 0
+            pipe.evalsha(
+                self._lease_sha,
+                1,
+                self.window_key(share.name, share.resets_at),
+                str(share.limit_pico),
+                str(request.want),
+                str(request.cover),
+                str(request.report),
+                str(returned),
+                str(ttl),
+            )
+        try:
+            answers = pipe.execute()
+        except self._redis_module.exceptions.NoScriptError:  # a restarted Redis forgot the script
+            self._lease_sha = None
+            raise
+        return [(int(grant), int(allocated), int(spent)) for grant, allocated, spent in answers]
+
+    def window_totals(self, name: str, resets_at: float) -> tuple[int, int]:
+        """(allocated, spent) of a window, for the CLI and tests."""
+        values = self.client.hmget(self.window_key(name, resets_at), ["allocated", "spent"])
+        return int(values[0] or 0), int(values[1] or 0)
+
+    # --- kill switches ------------------------------------------------------------------------------
+    def switches(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(features, models) switched off fleet-wide."""
+        fields = [str(field) for field in self.client.hkeys(self.switches_key)]
+        return _named(fields, FEATURE), _named(fields, MODEL)
+
+    def set_switch(self, kind: str, name: str, engaged: bool) -> None:
+        """Engage or clear one switch, and tell every subscribed process."""
+        field = f"{kind}:{name}"
+        pipe = self.client.pipeline(transaction=True)
+        if engaged:
+            pipe.hset(self.switches_key, field, str(time.time()))
+        else:
+            pipe.hdel(self.switches_key, field)
+        pipe.publish(self.switches_key, field)
+        pipe.execute()
+
+    def subscribe(self) -> Any:
+        """A pub/sub on the switches channel (its own connection), or raise."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.switches_key)
+        return pubsub

@@ -1,0 +1,59 @@
+"""The fleet wired into the rules: started by ``configure(store=...)``, stopped by ``shutdown()``.
+
+Budgets read ``_budget.FLEET`` (their windows get shares of the fleet's budget); the fleet worker
+hands the store's kill switches to ``RULES``; ``kill_switch()`` in code goes to the store through
+the worker. See ``_fleet`` and docs/fleet.md.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmwatch._config import Settings
+from llmwatch._fleet._redis import RedisStore
+from llmwatch._fleet._worker import Fleet
+from llmwatch._policy import _budget
+
+
+def prepare(settings: Settings) -> Fleet | None:
+    """The fleet for ``settings``, not started: raises ``ConfigurationError`` (redis-py missing)
+    before anything is swapped. None without a store."""
+    if settings.store is None:
+        return None
+    store = RedisStore(settings.store, settings.service_name)
+    return Fleet(store, settings.lease_usd, settings.store_failure == "closed", _budget.RULES.set_fleet_switches)
+
+
+def start(fleet: Fleet | None) -> None:
+    """Make ``fleet`` the one budgets share through (None: budgets per process again)."""
+    _budget.FLEET = fleet
+    if fleet is None:
+        _budget.RULES.set_fleet_switches(frozenset(), frozenset())
+        return
+    now = time.time()
+    for budget in _budget.RULES.budgets:
+        budget.share_fleet(now)
+    fleet.start()
+
+
+def stop(timeout_s: float) -> None:
+    """Stop the fleet worker, returning unused leases; budgets are per process afterwards."""
+    fleet, _budget.FLEET = _budget.FLEET, None
+    if fleet is not None:
+        fleet.shutdown(timeout_s)
+        _budget.RULES.set_fleet_switches(frozenset(), frozenset())
+
+
+def switch(feature: str | None, model: str | None, enabled: bool) -> None:
+    """``kill_switch()``: fleet-wide with a store (applied here at once, written by the worker)."""
+    fleet = _budget.FLEET
+    _budget.RULES.switch(feature, model, enabled, shared=fleet is not None)
+    if fleet is not None:
+        fleet.switch(feature, model, enabled)
+
+
+def state() -> dict[str, Any] | None:
+    """``stats()["store"]``: None without a store."""
+    fleet = _budget.FLEET
+    return fleet.state() if fleet is not None else None

@@ -1,0 +1,49 @@
+"""One fleet process for the tests: spend on a shared budget until refused, then report.
+
+``python -m tests.fleet.spender STORE LIMIT SPANS_FILE [CALL_S]``: STORE "" for no store. Each call is
+``llmwatch.llm_call`` for gpt-4o-mini with 1,000 input and 500 output tokens ($0.00045), taking
+CALL_S seconds as a provider would. Stops after the first refusal that lasts 1 s (a refill on its way
+is not the budget being spent), then prints one JSON line: calls made, refusals, stats()["store"].
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import llmwatch
+
+
+def main() -> None:
+    store, limit, spans = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    call_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.002
+    llmwatch.configure(
+        service_name="fleet-test", exporter="file", file_path=spans, store=store or None, instrument=False
+    )
+    llmwatch.budget(limit, per="day", feature="search")
+    time.sleep(0.3)  # the first lease
+    made = refused = 0
+    refused_since: float | None = None
+    with llmwatch.attributes(feature="search"):
+        while True:
+            try:
+                with llmwatch.llm_call(provider="openai", model="gpt-4o-mini") as call:
+                    time.sleep(call_s)
+                    call.set_output("ok", input_tokens=1000, output_tokens=500)
+                made += 1
+                refused_since = None
+            except llmwatch.BudgetExceeded:
+                refused += 1
+                now = time.monotonic()
+                refused_since = refused_since or now
+                if now - refused_since >= 1.0:
+                    break
+                time.sleep(0.01)
+    stats = llmwatch.stats()
+    llmwatch.shutdown()
+    print(json.dumps({"made": made, "refused": refused, "store": stats.get("store")}))
+
+
+if __name__ == "__main__":
+    main()
