@@ -1,4 +1,4 @@
-"""The ``llmwatch`` command: ``llmwatch report [FILE ...]``, ``llmwatch demo``, ``llmwatch serve-fake``.
+"""The ``llmwatch`` command: ``report [FILE ...]``, ``demo``, ``serve-fake``, ``switch set|clear|list``.
 
 ``main`` returns the exit code instead of exiting (the console script and ``python -m llmwatch``
 pass it to ``sys.exit``), so tests call it directly. Exit codes: 0 done (an empty file included),
@@ -19,6 +19,7 @@ from typing import IO
 
 from llmwatch import _config
 from llmwatch._export._file import SPAN_FILE_DEFAULT
+from llmwatch._fleet import _cli as _fleet_cli
 from llmwatch._report import (
     MissingExtraError,
     Report,
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "serve-fake":
             return _serve_fake(args)
+        if args.command == "switch":
+            return _fleet_cli.run(args)
         return run_report(args.files or [default_span_file()], top=args.top, as_json=args.json, html_out=args.html)
     except BrokenPipeError:
         # `llmwatch report --json | head`: the reader left. Point stdout at devnull so the interpreter's
@@ -72,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmwatch", description="Observe LLM calls: local report, demo, and a fake provider for local trials."
     )
-    commands = parser.add_subparsers(dest="command", metavar="{report,demo,serve-fake}")
+    commands = parser.add_subparsers(dest="command", metavar="{report,demo,serve-fake,switch}")
     report = commands.add_parser(
         "report",
         help="cost, tokens, latency and errors by feature, user and model, from a JSON Lines span file",
@@ -116,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--latency", type=_seconds, default=0.0, metavar="S", help="delay of JSON answers, seconds")
     serve.add_argument("--ttft", type=_seconds, default=0.0, metavar="S", help="delay to a stream's first token")
     serve.add_argument("--chunk-delay", type=_seconds, default=0.0, metavar="S", help="delay between stream chunks")
+    _fleet_cli.add_parser(commands)
     return parser
 
 

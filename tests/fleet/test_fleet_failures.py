@@ -1,0 +1,104 @@
+"""The store down, restarted or paused: the app never sees it; budgets follow store_failure."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+import llmwatch
+from tests.fleet.redis_server import RedisServer
+from tests.fleet.test_fleet_budget import totals, wait_for
+
+
+def call() -> float:
+    """One budgeted call; returns how long llmwatch's part took the caller (seconds)."""
+    started = time.perf_counter()
+    with llmwatch.attributes(feature="search"), llmwatch.llm_call(provider="openai", model="gpt-4o-mini") as c:
+        c.set_output("ok", input_tokens=1000, output_tokens=500)
+    return time.perf_counter() - started
+
+
+def store() -> dict[str, Any]:
+    return llmwatch.stats()["store"]  # type: ignore[no-any-return]
+
+
+def configure(server: RedisServer, **settings: Any) -> None:
+    llmwatch.configure(service_name="fleet-test", exporter="none", store=server.url, instrument=False, **settings)
+    llmwatch.budget(10.0, per="day", feature="search")
+    wait_for(lambda: store()["state"] == "connected" and store()["leases"]["feature=search/day"]["held_usd"])
+
+
+def test_redis_killed_mid_run_the_app_goes_on_and_sharing_resumes_after_restart(redis_server: RedisServer) -> None:
+    configure(redis_server)
+    for _ in range(20):
+        call()
+    redis_server.kill()
+    down_until = time.monotonic() + 1.5
+    while time.monotonic() < down_until:  # open: calls go on from the last known state, no exception
+        call()
+        time.sleep(0.005)
+    assert store()["state"] == "down" and store()["errors"] > 0
+    assert "connection" in (store()["last_error"] or "").lower()
+    redis_server.start()  # same port, empty: persistence is off
+    restarted = time.monotonic()
+    wait_for(lambda: store()["state"] == "connected", timeout_s=10)
+    assert time.monotonic() - restarted < 10
+    call()
+    wait_for(lambda: totals(redis_server, "feature=search/day")[1] > 0, timeout_s=5)  # spend made while down, too
+    wait_for(lambda: store()["leases"]["feature=search/day"]["unreported_usd"] < 1e-12, timeout_s=5)
+
+
+def test_closed_refuses_budgeted_calls_while_the_store_is_down(redis_server: RedisServer) -> None:
+    configure(redis_server, store_failure="closed")
+    call()
+    redis_server.kill()
+    wait_for(lambda: store()["state"] == "down", timeout_s=5)
+    with pytest.raises(llmwatch.BudgetExceeded):
+        call()
+    with llmwatch.llm_call(provider="openai", model="gpt-4o-mini") as c:  # not under the budget: goes ahead
+        c.set_output("ok", input_tokens=1, output_tokens=1)
+    redis_server.start()
+    wait_for(lambda: store()["state"] == "connected", timeout_s=10)
+    call()
+
+
+def test_a_paused_store_never_slows_the_caller(redis_server: RedisServer) -> None:
+    configure(redis_server)
+    healthy = sorted(call() for _ in range(300))
+    redis_server.pause()  # accepts nothing, answers nothing: the worker's requests time out
+    try:
+        paused = sorted(call() for _ in range(300))
+        wait_for(lambda: store()["state"] == "down", timeout_s=5)
+        paused += [call() for _ in range(100)]
+    finally:
+        redis_server.resume()
+    # A call that waited on the store would take its 0.5 s timeout; the benchmark measures the 1 ms bound.
+    assert max(paused) < 0.1 and sorted(paused)[int(len(paused) * 0.99)] < healthy[int(len(healthy) * 0.99)] + 0.005
+
+
+def test_the_store_url_is_checked_at_configure_and_its_password_never_shown(tmp_path: Any) -> None:
+    with pytest.raises(llmwatch.ConfigurationError, match="redis://"):
+        llmwatch.configure(exporter="none", store="http://localhost:6379", instrument=False)
+    with pytest.raises(llmwatch.ConfigurationError, match="closed"):
+        llmwatch.configure(exporter="none", store="redis://localhost:6379/0", store_failure="maybe", instrument=False)
+    with pytest.raises(llmwatch.ConfigurationError, match="lease_usd"):
+        llmwatch.configure(exporter="none", store="redis://localhost:6379/0", lease_usd=-1, instrument=False)
+
+
+def test_a_password_in_the_url_reaches_no_span_log_or_stats(caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer(password="s3cret-pw")
+    server.start()
+    try:
+        llmwatch.configure(service_name="fleet-test", exporter="none", store=server.url, instrument=False)
+        llmwatch.budget(1.0, per="day", feature="search")
+        wait_for(lambda: store()["state"] == "connected")
+        assert "s3cret-pw" not in repr(llmwatch.stats()) and "***" in store()["url"]
+        server.kill()
+        wait_for(lambda: store()["state"] == "down", timeout_s=5)
+        call()
+        assert "s3cret-pw" not in repr(llmwatch.stats())
+        assert "s3cret-pw" not in caplog.text and "***" in caplog.text  # the once-a-minute warning
+    finally:
+        server.kill()
