@@ -34,6 +34,10 @@ def start_switchers(url: str, count: int) -> list[subprocess.Popen[str]]:
     return workers
 
 
+def cli(*args: str, server: RedisServer) -> int:
+    return _cli.main(["switch", *args, "--store", server.url, "--service", "fleet-test"])
+
+
 def results(workers: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
     out = []
     for worker in workers:
@@ -47,16 +51,16 @@ def test_a_switch_set_from_the_cli_stops_every_process_within_2_s(
 ) -> None:
     workers = start_switchers(redis_server.url, 3)
     engaged_at = time.time()
-    assert _cli.main(["switch", "set", "--feature", "search", "--store", redis_server.url, "--service", "fleet-test"]) == 0
+    assert cli("set", "--feature", "search", server=redis_server) == 0
     for result in results(workers):
         assert result["refused_at"] is not None and result["refused_at"] - engaged_at < PROPAGATION_S, result
         assert result["last_ok"] < engaged_at + PROPAGATION_S  # no call started after that
     capsys.readouterr()
-    assert _cli.main(["switch", "list", "--json", "--store", redis_server.url, "--service", "fleet-test"]) == 0
+    assert cli("list", "--json", server=redis_server) == 0
     assert list(json.loads(capsys.readouterr().out)["switches"]) == ["feature:search"]
-    assert _cli.main(["switch", "clear", "--feature", "search", "--store", redis_server.url, "--service", "fleet-test"]) == 0
+    assert cli("clear", "--feature", "search", server=redis_server) == 0
     capsys.readouterr()
-    assert _cli.main(["switch", "list", "--store", redis_server.url, "--service", "fleet-test"]) == 0
+    assert cli("list", server=redis_server) == 0
     assert "no switches engaged" in capsys.readouterr().out
 
 
@@ -67,12 +71,15 @@ def test_kill_switch_in_one_process_reaches_the_others_and_clearing_it_anywhere_
     workers = start_switchers(redis_server.url, 2)
     engaged_at = time.time()
     llmwatch.kill_switch(feature="search")
-    with pytest.raises(llmwatch.FeatureDisabled), llmwatch.attributes(feature="search"):  # here at once
-        with llmwatch.llm_call(provider="openai", model="gpt-4o-mini"):
-            pass
+    with (  # refused here at once
+        pytest.raises(llmwatch.FeatureDisabled),
+        llmwatch.attributes(feature="search"),
+        llmwatch.llm_call(provider="openai", model="gpt-4o-mini"),
+    ):
+        pass
     for result in results(workers):
         assert result["refused_at"] is not None and result["refused_at"] - engaged_at < PROPAGATION_S, result
-    assert _cli.main(["switch", "clear", "--feature", "search", "--store", redis_server.url, "--service", "fleet-test"]) == 0
+    assert cli("clear", "--feature", "search", server=redis_server) == 0
     deadline = time.monotonic() + PROPAGATION_S
     while llmwatch.stats()["kill_switches"]["features"]:
         assert time.monotonic() < deadline, "the clear did not reach this process"
