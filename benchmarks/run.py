@@ -32,7 +32,17 @@ from typing import Any
 from benchmarks import _stats
 from benchmarks._report import Result
 
-SCENARIOS = ("overhead", "streaming", "observe", "load", "exporters", "memory", "import_time", "configure_time")
+SCENARIOS = (
+    "overhead",
+    "streaming",
+    "observe",
+    "fleet",
+    "load",
+    "exporters",
+    "memory",
+    "import_time",
+    "configure_time",
+)
 PACKAGES = (
     "llmwatch",
     "openai",

@@ -118,7 +118,9 @@ LAYERS = (
     ("llmwatch._instrument",),
     ("llmwatch._core",),
     ("llmwatch._policy", "llmwatch._export"),
+    ("llmwatch._fleet",),  # the store's wire and the lease accounting: budgets (policy) read them
     (
+        "llmwatch._fleet._url",  # read by the settings table
         "llmwatch._config",
         "llmwatch._config_parse",
         "llmwatch._errors",

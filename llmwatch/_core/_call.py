@@ -13,7 +13,7 @@ the user's result never pass through it (see the wrappers in ``_instrument``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.trace import Span, SpanKind, Tracer
@@ -150,7 +150,7 @@ class LLMCall:
         self.error: BaseException | None = None
         self.hide_usage_chunk = False
         self.budget_exceeded = False
-        self.budget_keys: tuple[tuple[Budget, str], ...] = ()
+        self.budget_keys: Sequence[tuple[Budget, str]] = ()
         self.refusal: Refusal | None = None
         self.refused = False
         self.stream_completed: bool | None = None

@@ -1,6 +1,6 @@
 """The fleet wired into the rules: started by ``configure(store=...)``, stopped by ``shutdown()``.
 
-Budgets read ``_budget.FLEET`` (their windows get shares of the fleet's budget); the fleet worker
+Budgets read ``_windows.FLEET`` (their windows get shares of the fleet's budget); the fleet worker
 hands the store's kill switches to ``RULES``; ``kill_switch()`` in code goes to the store through
 the worker. See ``_fleet`` and docs/fleet.md.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from llmwatch._config import Settings
 from llmwatch._fleet._redis import RedisStore
 from llmwatch._fleet._worker import Fleet
-from llmwatch._policy import _budget
+from llmwatch._policy import _budget, _windows
 
 
 def prepare(settings: Settings) -> Fleet | None:
@@ -27,7 +27,7 @@ def prepare(settings: Settings) -> Fleet | None:
 
 def start(fleet: Fleet | None) -> None:
     """Make ``fleet`` the one budgets share through (None: budgets per process again)."""
-    _budget.FLEET = fleet
+    _windows.FLEET = fleet
     if fleet is None:
         _budget.RULES.set_fleet_switches(frozenset(), frozenset())
         return
@@ -39,7 +39,7 @@ def start(fleet: Fleet | None) -> None:
 
 def stop(timeout_s: float) -> None:
     """Stop the fleet worker, returning unused leases; budgets are per process afterwards."""
-    fleet, _budget.FLEET = _budget.FLEET, None
+    fleet, _windows.FLEET = _windows.FLEET, None
     if fleet is not None:
         fleet.shutdown(timeout_s)
         _budget.RULES.set_fleet_switches(frozenset(), frozenset())
@@ -47,7 +47,7 @@ def stop(timeout_s: float) -> None:
 
 def switch(feature: str | None, model: str | None, enabled: bool) -> None:
     """``kill_switch()``: fleet-wide with a store (applied here at once, written by the worker)."""
-    fleet = _budget.FLEET
+    fleet = _windows.FLEET
     _budget.RULES.switch(feature, model, enabled, shared=fleet is not None)
     if fleet is not None:
         fleet.switch(feature, model, enabled)
@@ -55,5 +55,5 @@ def switch(feature: str | None, model: str | None, enabled: bool) -> None:
 
 def state() -> dict[str, Any] | None:
     """``stats()["store"]``: None without a store."""
-    fleet = _budget.FLEET
+    fleet = _windows.FLEET
     return fleet.state() if fleet is not None else None

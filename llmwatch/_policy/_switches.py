@@ -11,13 +11,15 @@ EACH: Final = "*"
 class Switches:
     """Engaged kill switches: exact names plus ``prefix*`` patterns. Immutable; replaced whole."""
 
-    __slots__ = ("feature_prefixes", "features", "model_prefixes", "models")
+    __slots__ = ("engaged", "feature_prefixes", "features", "model_prefixes", "models")
 
     def __init__(self, features: Iterable[str] = (), models: Iterable[str] = ()) -> None:
         self.features = frozenset(f for f in features if not f.endswith(EACH))
         self.feature_prefixes = tuple(sorted(f[:-1] for f in features if f.endswith(EACH)))
         self.models = frozenset(m for m in models if not m.endswith(EACH))
         self.model_prefixes = tuple(sorted(m[:-1] for m in models if m.endswith(EACH)))
+        # Read before every call: an attribute, not a __bool__ call.
+        self.engaged = bool(self.features or self.feature_prefixes or self.models or self.model_prefixes)
 
     def __bool__(self) -> bool:
         return bool(self.features or self.feature_prefixes or self.models or self.model_prefixes)

@@ -94,3 +94,37 @@ def test_in_process_budget_takes_a_lease_and_reports_spend(redis_server: RedisSe
     llmwatch.shutdown()
     allocated, spent = totals(redis_server, "feature=search/day")
     assert allocated == spent == round(CALL_USD * 1e12)  # the unused lease went back
+
+
+def _child_spends(conn: Any) -> None:
+    try:
+        stats_before = llmwatch.stats()["store"]["leases"]["feature=search/day"]
+        for _ in range(3):
+            with llmwatch.attributes(feature="search"), llmwatch.llm_call(provider="openai", model="gpt-4o-mini") as c:
+                c.set_output("ok", input_tokens=1000, output_tokens=500)
+        wait_for(lambda: llmwatch.stats()["store"]["leases"]["feature=search/day"]["unreported_usd"] < 1e-12)
+        conn.send({"held_at_fork": stats_before["held_usd"], "after": llmwatch.stats()["store"]})
+        llmwatch.shutdown()
+    except BaseException as exc:  # the parent asserts on it
+        conn.send({"error": repr(exc)})
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_worker_opens_its_own_connection_and_takes_its_own_lease(redis_server: RedisServer) -> None:
+    import multiprocessing
+
+    llmwatch.configure(service_name="fleet-test", exporter="none", store=redis_server.url, instrument=False)
+    llmwatch.budget(1.0, per="day", feature="search")
+    wait_for(lambda: llmwatch.stats()["store"]["leases"]["feature=search/day"]["held_usd"])
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=_child_spends, args=(child_end,))
+    child.start()
+    result = parent_end.recv()
+    child.join(10)
+    assert "error" not in result, result
+    assert result["held_at_fork"] == 0  # the parent's lease stayed the parent's
+    assert result["after"]["state"] == "connected" and result["after"]["errors"] == 0
+    llmwatch.shutdown()  # the parent returns its untouched lease
+    allocated, spent = totals(redis_server, "feature=search/day")
+    assert spent == allocated == 3 * round(CALL_USD * 1e12)  # the child's three calls, counted once
