@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"span file to write, replaced on each run (default ./{DEMO_SPAN_FILE})",
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the workload (default 7)")
+    demo.add_argument("--store", metavar="URL", help="share the budget through this Redis (docs/fleet.md)")
     demo.add_argument("--json", action="store_true", help="print the report as one JSON document")
     demo.add_argument("--top", type=_non_negative_int, default=10, metavar="N", help="users listed (default 10)")
     demo.add_argument(
@@ -224,7 +225,9 @@ def _demo(args: argparse.Namespace) -> int:
     # Imported here: the workload pulls in the openai and anthropic SDKs, which the report does not need.
     from llmwatch._demo import run_demo
 
-    path = run_demo(requests=args.requests, concurrency=args.concurrency, file_path=args.file, seed=args.seed)
+    path = run_demo(
+        requests=args.requests, concurrency=args.concurrency, file_path=args.file, seed=args.seed, store=args.store
+    )
     html_out = args.html or None
     if html_out is not None and importlib.util.find_spec("plotly") is None:
         print("llmwatch demo: no HTML page (plotly is not installed: pip install 'llmwatch[html]')", file=sys.stderr)

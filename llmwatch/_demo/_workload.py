@@ -35,6 +35,7 @@ USER_WEIGHTS = (8, 5, 3, 2, 1)  # a few heavy users, a long tail: what "top user
 BUDGETED_FEATURE = "summarize"
 # Low enough that the summarize feature runs into it during a default run.
 BUDGET_USD = 0.004
+DEMO_SERVICE = "llmwatch-demo"
 # Loopback latencies that look like a fast hosted model.
 SERVER_LATENCY_S = 0.04
 SERVER_TTFT_S = 0.12
@@ -66,6 +67,7 @@ class DemoOutcome:
     refused: int = 0
     retried: int = 0
     agent_calls: int = 0  # model calls the capped research agent made before its run budget stopped it
+    store: dict[str, Any] | None = None  # stats()["store"] after the calls, with --store
 
 
 # feature -> (provider, model, operation, prompt words, output words)
@@ -119,26 +121,49 @@ def run_demo(
     file_path: str | os.PathLike[str] = "llmwatch-demo.jsonl",
     seed: int = 7,
     progress: bool = True,
+    store: str | None = None,
 ) -> Path:
-    """Run the workload and return the span file it wrote (replaced if it existed)."""
+    """Run the workload and return the span file it wrote (replaced if it existed).
+
+    ``store``: share the demo's budget and switches through that Redis (docs/fleet.md); the demo's own
+    budget windows there are cleared first, so each run starts its day afresh."""
     if requests < 1 or concurrency < 1:
         raise ValueError("llmwatch demo: --requests and --concurrency must be at least 1")
     path = Path(file_path)
     _fresh_file(path)
     _seed_tokenizer()
     calls = plan_workload(requests, seed)
+    if store:
+        _clear_demo_budgets(store)
     with FakeLLMServer(latency_s=SERVER_LATENCY_S, ttft_s=SERVER_TTFT_S, chunk_delay_s=SERVER_CHUNK_DELAY_S) as server:
-        llmwatch.configure(service_name="llmwatch-demo", exporter="file", file_path=str(path), instrument=True)
+        llmwatch.configure(
+            service_name=DEMO_SERVICE, exporter="file", file_path=str(path), instrument=True, store=store or None
+        )
         try:
             budget = llmwatch.budget(BUDGET_USD, per="day", feature=BUDGETED_FEATURE, on_exceed="raise")
             clients = _clients(server)
             outcome = _run_calls(calls, clients, concurrency, progress)
+            outcome.store = llmwatch.stats().get("store")
             budget.remove()
             outcome.agent_calls = run_agents(clients["openai"])
         finally:
             llmwatch.shutdown(timeout_s=10.0)
     _print_outcome(outcome, len(calls), path, progress)
     return path
+
+
+def _clear_demo_budgets(url: str) -> None:
+    from llmwatch._fleet._redis import RedisStore
+    from llmwatch._fleet._url import parse_store
+
+    parsed = parse_store("--store", url)
+    assert parsed is not None
+    store = RedisStore(parsed, DEMO_SERVICE, timeout_s=5.0)
+    try:
+        for key in store.client.scan_iter(match=store.prefix + "budget:*"):
+            store.client.delete(key)
+    finally:
+        store.close()
 
 
 def _fresh_file(path: Path) -> None:
@@ -294,3 +319,10 @@ def _print_outcome(outcome: DemoOutcome, planned: int, path: Path, enabled: bool
         f"${RUNAWAY_BUDGET_USD} per-run budget. Spans: {path}",
         file=sys.stderr,
     )
+    if outcome.store is not None:
+        lease = outcome.store["leases"].get(f"feature={BUDGETED_FEATURE}/day", {})
+        print(
+            f"llmwatch demo: the budget was shared through {outcome.store['url']} ({outcome.store['state']}): "
+            f"fleet spend ${lease.get('fleet_spent_usd', 0.0):.6f} reported, {outcome.store['errors']} store errors",
+            file=sys.stderr,
+        )
