@@ -118,6 +118,15 @@ class RedisStore:
         """Run the lease script for each request (one pipelined round trip): (grant, allocated, spent)."""
         if not requests:
             return []
+        try:
+            return self._run_lease_scripts(requests, give_back)
+        except self._redis_module.exceptions.NoScriptError:  # a restarted Redis forgot it: none ran
+            self._lease_sha = None
+            return self._run_lease_scripts(requests, give_back)
+
+    def _run_lease_scripts(
+        self, requests: Sequence[SyncRequest], give_back: Sequence[int] | None
+    ) -> list[tuple[int, int, int]]:
         client = self.client
         if self._lease_sha is None:
             self._lease_sha = str(client.script_load(LEASE_SCRIPT))
@@ -138,11 +147,7 @@ class RedisStore:
                 str(returned),
                 str(ttl),
             )
-        try:
-            answers = pipe.execute()
-        except self._redis_module.exceptions.NoScriptError:  # a restarted Redis forgot the script
-            self._lease_sha = None
-            raise
+        answers = pipe.execute()
         return [(int(grant), int(allocated), int(spent)) for grant, allocated, spent in answers]
 
     def window_totals(self, name: str, resets_at: float) -> tuple[int, int]:

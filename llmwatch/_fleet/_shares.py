@@ -22,6 +22,7 @@ here does I/O or takes a lock: the worker (``_worker``) does the syncing.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final, Protocol
 
 from llmwatch._health import Counter
@@ -94,7 +95,7 @@ class Share:
         held = self.granted - spent
         cover = max(-held, 0)
         want = 0
-        if held < self.lease_pico * REFILL_BELOW:
+        if held < self.lease_pico * REFILL_BELOW and time.time() < self.resets_at:  # an ended window: report only
             want = self.lease_pico - max(held, 0)
         report = spent - self.reported
         if not (want or cover or report):

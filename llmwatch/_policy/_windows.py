@@ -99,10 +99,17 @@ class Budget:
                 FLEET.dirty.add(window.share)
 
     def share_fleet(self, now: float) -> None:
-        """With a store: open this budget's share now, so its first lease is taken before a call
-        needs it (per-value budgets open theirs as values show up)."""
-        if FLEET is not None and not self._per_value and self.per in _WINDOWS:
-            with self._lock:
+        """With a store: give every current window a share of the new fleet (a reconfigured store
+        replaces the old one's), and open this budget's own window now, so its first lease is taken
+        before a call needs it (per-value budgets open theirs as values show up)."""
+        fleet = FLEET
+        if fleet is None or self.per not in _WINDOWS:
+            return
+        with self._lock:
+            for key, window in self._windows.items():
+                if now < window.resets_at:
+                    window.share = fleet.share(f"{key}/{self.per}", window, window.resets_at, self._limit_pico)
+            if not self._per_value:
                 self._current_window(self.scope, now)
 
     @property

@@ -102,3 +102,25 @@ def test_a_password_in_the_url_reaches_no_span_log_or_stats(caplog: pytest.LogCa
         assert "s3cret-pw" not in caplog.text and "***" in caplog.text  # the once-a-minute warning
     finally:
         server.kill()
+
+
+def test_a_store_that_forgot_the_lease_script_costs_no_error(redis_server: RedisServer) -> None:
+    configure(redis_server)
+    call()
+    wait_for(lambda: totals(redis_server, "feature=search/day")[1])
+    client: Any = redis_server.client()
+    client.script_flush()  # what a restarted or failed-over Redis looks like to the worker
+    call()
+    wait_for(lambda: totals(redis_server, "feature=search/day")[1] >= 2 * 450_000_000)
+    assert store()["errors"] == 0 and store()["state"] == "connected"
+
+
+def test_configuring_again_hands_the_budgets_windows_to_the_new_store_connection(redis_server: RedisServer) -> None:
+    configure(redis_server)
+    call()
+    llmwatch.configure(service_name="fleet-test", exporter="none", store=redis_server.url, instrument=False)
+    wait_for(lambda: store()["state"] == "connected" and store()["leases"]["feature=search/day"]["held_usd"])
+    for _ in range(5):
+        call()
+    wait_for(lambda: store()["leases"]["feature=search/day"]["unreported_usd"] < 1e-12)
+    assert totals(redis_server, "feature=search/day")[1] == 6 * 450_000_000  # every call, counted once
