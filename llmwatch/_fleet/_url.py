@@ -46,17 +46,22 @@ def redact(url: str) -> str:
     except ValueError:
         return "<unparseable store URL>"
     netloc = parts.netloc
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    hidden_query = any(key.lower() == "password" for key, _ in query)
+    if "@" not in netloc and not hidden_query:
+        return url  # nothing secret in it: shown exactly as given
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        netloc = f"{user}:{_HIDDEN}@{host}" if userinfo else f"@{host}"
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(key.lower() == "password" for key, _ in query):
+        # user:password, or a bare word, which older clients read as the password: hide it too
+        netloc = f"{userinfo.split(':', 1)[0]}:{_HIDDEN}@{host}" if ":" in userinfo else f"{_HIDDEN}@{host}"
+    query_text = parts.query
+    if hidden_query:
         hidden = [(key, _HIDDEN if key.lower() == "password" else value) for key, value in query]
         query_text = urllib.parse.urlencode(hidden, safe="*")
-    else:
-        query_text = parts.query
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query_text, parts.fragment))
+    shown = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query_text, parts.fragment))
+    if not netloc and url.startswith(f"{parts.scheme}://"):  # unix:///path: urlunsplit drops the //
+        shown = f"{parts.scheme}://{shown[len(parts.scheme) + 1 :]}"
+    return shown
 
 
 def parse_store(name: str, value: Any) -> StoreURL | None:
