@@ -4,7 +4,16 @@ from collections.abc import Iterator
 
 import pytest
 
+import llmwatch
 from tests.fleet.redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def _shut_down() -> Iterator[None]:
+    """These tests configure llmwatch for real: shut it down after each, so no global provider of
+    ours outlives the test (later tests would see a recording global TracerProvider)."""
+    yield
+    llmwatch.shutdown(timeout_s=2.0)
 
 
 @pytest.fixture
@@ -14,5 +23,6 @@ def redis_server() -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.resume() if server.process is not None else None
+        if server.process is not None:
+            server.resume()
         server.kill()

@@ -20,7 +20,7 @@ import pytest
 def redis_server_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
-        if os.environ.get("LLMWATCH_TESTS_NEED_REDIS"):  # set by .ci/run
+        if os.environ.get("TESTS_NEED_REDIS_SERVER"):  # set by .ci/run
             pytest.fail("redis-server is not installed: .ci/run installs Debian's redis-server package")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     return binary
