@@ -147,10 +147,12 @@ class Fleet:
         sweep = now - self._last_sweep >= FULL_SWEEP_S or self._failures > 0
         if self._drain_channel() or sweep:
             self._refresh_switches()
-        shares = list(self._shares.values()) if sweep else self._pop_dirty()
-        if sweep:
+        if sweep:  # every share (the marks cleared first: a share made meanwhile is marked again)
             self._last_sweep = now
             self.dirty.clear()
+            shares = list(self._shares.values())
+        else:
+            shares = self._pop_dirty()
         requests = [request for request in (share.request() for share in shares) if request is not None]
         self._apply(requests, self.store.sync(requests))
         if sweep:

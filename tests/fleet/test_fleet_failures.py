@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +15,8 @@ import pytest
 import llmwatch
 from tests.fleet.redis_server import RedisServer
 from tests.fleet.test_fleet_budget import totals, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def call() -> float:
@@ -124,3 +131,37 @@ def test_configuring_again_hands_the_budgets_windows_to_the_new_store_connection
         call()
     wait_for(lambda: store()["leases"]["feature=search/day"]["unreported_usd"] < 1e-12)
     assert totals(redis_server, "feature=search/day")[1] == 6 * 450_000_000  # every call, counted once
+
+
+def test_processes_ride_out_redis_killed_and_restarted_mid_run(redis_server: RedisServer, tmp_path: Any) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.fleet.spender",
+                redis_server.url,
+                "100",
+                str(tmp_path / f"s{i}.jsonl"),
+                "0.005",
+                "6",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        for i in range(3)
+    ]
+    time.sleep(2.0)
+    redis_server.kill()
+    time.sleep(1.5)
+    redis_server.start()
+    for worker in workers:
+        out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err.decode()[-2000:]  # no exception reached the app
+        report = json.loads(out.decode().strip().splitlines()[-1])
+        assert report["made"] > 0 and report["refused"] == 0  # open: calls went on while it was down
+        assert report["store"]["state"] == "connected" and report["store"]["errors"] > 0
+    assert totals(redis_server, "feature=search/day")[1] > 0  # what they spent after the restart was shared
