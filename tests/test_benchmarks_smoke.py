@@ -15,12 +15,18 @@ from typing import Any
 
 import pytest
 
+from tests.fleet.redis_server import redis_server_binary
+
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("overhead", "streaming", "observe", "load", "exporters", "memory", "import_time", "configure_time")
+SCENARIOS = (
+    *("overhead", "streaming", "observe", "fleet", "load"),
+    *("exporters", "memory", "import_time", "configure_time"),
+)
 HEADLINES = {  # scenario -> path to one figure that must always be a number
     "overhead": ("openai", "llmwatch", "median_us"),
     "streaming": ("openai", "overhead_us_per_chunk", "median"),
     "observe": ("observe_over_bare_us", "median"),
+    "fleet": ("store", "healthy", "check_us"),
     "load": ("threads", "llmwatch", "calls_per_s", "median"),
     "exporters": ("stalled", "p99_us", "median"),
     "memory": ("rss", "rss_growth_mb"),
@@ -78,6 +84,8 @@ def test_json_has_environment_and_every_scenario(quick_run: Run) -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_has_numeric_figures(quick_run: Run, name: str) -> None:
+    if name == "fleet":
+        redis_server_binary()  # skips without redis-server (fails where .ci/run requires it)
     scenario = quick_run.document["scenarios"][name]
     figures = scenario["figures"]
     assert "error" not in figures, figures.get("error")
