@@ -194,11 +194,15 @@ class Budget:
     def exceeded(self, key: str, now: float, attribution: Attribution | None = None) -> BudgetExceeded:
         window = self._windows.get(key)
         resets_at = window.resets_at if window is not None else window_end(self.per, now)
+        spent = self.spent_pico(key, now)
+        share = window.share if window is not None and now < window.resets_at else None
+        if share is not None:  # the fleet's spend as last synced, plus this process's since
+            spent = share.fleet_spent + max(window.spent_pico - share.reported, 0)  # type: ignore[union-attr]
         return BudgetExceeded(
             scope=key,
             window=self.per,
             limit_usd=self.limit_usd,
-            spent_usd=self.spent_pico(key, now) / _PICO,
+            spent_usd=spent / _PICO,
             resets_at=dt.datetime.fromtimestamp(resets_at, tz=dt.UTC),
         )
 

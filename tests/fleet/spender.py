@@ -27,6 +27,7 @@ def main() -> None:
     llmwatch.budget(limit, per="day", feature="search")
     time.sleep(0.3)  # the first lease
     made = refused = 0
+    refusal_spent = 0.0
     refused_since: float | None = None
     with llmwatch.attributes(feature="search"):
         while run_until is None or time.monotonic() < run_until:
@@ -36,8 +37,9 @@ def main() -> None:
                     call.set_output("ok", input_tokens=1000, output_tokens=500)
                 made += 1
                 refused_since = None
-            except llmwatch.BudgetExceeded:
+            except llmwatch.BudgetExceeded as exc:
                 refused += 1
+                refusal_spent = exc.spent_usd
                 now = time.monotonic()
                 refused_since = refused_since or now
                 if now - refused_since >= 1.0:
@@ -50,7 +52,8 @@ def main() -> None:
         time.sleep(0.05)
     stats = llmwatch.stats()
     llmwatch.shutdown()
-    print(json.dumps({"made": made, "refused": refused, "store": stats.get("store")}))
+    report = {"made": made, "refused": refused, "refusal_spent_usd": refusal_spent, "store": stats.get("store")}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def test_four_processes_share_one_budget_and_without_a_store_spend_four_times_it
     shared, reports = run_fleet(redis_server.url, limit, 4, tmp_path / "shared")
     assert limit <= shared <= limit + 4 * lease + 4 * CALL_USD, reports
     assert all(report["refused"] > 0 and report["made"] > 0 for report in reports)  # every process refused
+    # a refusal says what the fleet spent (as last synced), more than any one process spent
+    assert all(report["refusal_spent_usd"] > report["made"] * CALL_USD for report in reports)
     allocated, spent = totals(redis_server, "feature=search/day")
     assert spent == round(shared * 1e12, -3) or abs(spent / 1e12 - shared) < 1e-9  # exact in picodollars
     assert allocated == spent  # every unused lease went back at shutdown
