@@ -135,7 +135,7 @@ def test_demo_runs_the_workload_then_reports(
     out = tmp_path / "demo.html"
     argv = ["demo", "--requests", "7", "--concurrency", "2", "--file", str(tmp_path / "d.jsonl"), "--seed", "3"]
     assert main([*argv, "--html", str(out)]) == 0
-    assert seen == {"requests": 7, "concurrency": 2, "file_path": str(tmp_path / "d.jsonl"), "seed": 3}
+    assert seen == {"requests": 7, "concurrency": 2, "file_path": str(tmp_path / "d.jsonl"), "seed": 3, "store": None}
     text = capsys.readouterr().out
     assert "2 calls" in text and "By model" in text and f"wrote {out}" in text
     assert out.exists()
@@ -151,7 +151,7 @@ def test_demo_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llmwatch._demo, "run_demo", fake_run_demo)
     monkeypatch.chdir(tmp_path)
     assert main(["demo"]) == 0
-    assert seen == {"requests": 60, "concurrency": 4, "file_path": "./llmwatch-demo.jsonl", "seed": 7}
+    assert seen == {"requests": 60, "concurrency": 4, "file_path": "./llmwatch-demo.jsonl", "seed": 7, "store": None}
     assert (tmp_path / "llmwatch-demo.html").stat().st_size > 100_000  # the page, by default
 
 
