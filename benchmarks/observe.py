@@ -9,8 +9,11 @@ Variants, each in its own process, interleaved round by round:
   pushes for the calls inside);
 - ``agent``: ``@llmwatch.observe(kind="agent")`` (the invoke_agent shape);
 - ``llm``: one ``llm_call`` with reported usage, outside any observe span;
-- ``llm_in_run``: the same ``llm_call`` inside one long-lived observe span: the difference to ``llm``
-  is what a call pays to count in its run's rollups.
+- ``llm_in_span``: the same ``llm_call`` inside one long-lived plain OTel span (llmwatch's tracer, no
+  observe): a child span, as in a run, without a run;
+- ``llm_in_run``: the same ``llm_call`` inside one long-lived observe span: the difference to
+  ``llm_in_span`` is what a call pays to count in its run's rollups (and carry the run's id). The
+  difference to ``llm`` (a root span) is mostly what any child span costs over a root one here.
 
 Per-call figures are the median over rounds of (time of N calls / N). Compare ``observe`` with the
 same scenario run on an older tree (``PYTHONPATH=<tree> python -m benchmarks --only observe``): the
@@ -30,7 +33,7 @@ from benchmarks._report import Result, table
 
 NAME = "observe"
 TITLE = "@observe spans and rollups: per-call cost"
-KINDS = ("bare", "floor", "observe", "agent", "llm", "llm_in_run")
+KINDS = ("bare", "floor", "observe", "agent", "llm", "llm_in_span", "llm_in_run")
 FLOOR_ATTRIBUTES = {"llmwatch.span.kind": "workflow"}
 ROLLUP_TARGET_US = 2.0  # what counting in the run's rollups may add to an LLM call
 
@@ -83,6 +86,13 @@ def setup(variant: str, params: dict[str, Any]) -> tuple[Callable[[dict[str, Any
 
     def handle(command: dict[str, Any]) -> dict[str, Any]:
         n = int(command["calls"])
+        if variant == "llm_in_span":
+            from opentelemetry import trace
+
+            from llmwatch._core import _runtime
+
+            with trace.use_span(_runtime.CURRENT.tracer.start_span("parent"), end_on_exit=True):
+                return {"us_per_call": timed(n)}
         if variant != "llm_in_run":
             return {"us_per_call": timed(n)}
         import llmwatch
@@ -116,7 +126,8 @@ def run(quick: bool) -> Result:
         "observe_over_bare_us": paired("observe", "bare"),
         "agent_over_bare_us": paired("agent", "bare"),
         "floor_over_bare_us": paired("floor", "bare"),
-        "rollup_on_llm_call_us": paired("llm_in_run", "llm"),
+        "rollup_on_llm_call_us": paired("llm_in_run", "llm_in_span"),
+        "child_over_root_llm_call_us": paired("llm_in_span", "llm"),
         "calls_per_round": calls,
         "rounds": rounds,
         "not_measured": workers.failed,
@@ -141,7 +152,9 @@ def run(quick: bool) -> Result:
         f"observe - bare: {_stats.fmt(observe, 2)} us; floor - bare: {_stats.fmt(floor, 2)} us; "
         f"observe / floor: {_stats.fmt(figures['observe_x_floor'], 2)}",
         f"agent - bare: {_stats.fmt(figures['agent_over_bare_us'].get('median'), 2)} us; a call's rollup "
-        f"accounting (llm_in_run - llm): {_stats.fmt(figures['rollup_on_llm_call_us'].get('median'), 2)} us",
+        f"accounting (llm_in_run - llm_in_span): {_stats.fmt(figures['rollup_on_llm_call_us'].get('median'), 2)} us; "
+        f"a child LLM span over a root one (llm_in_span - llm): "
+        f"{_stats.fmt(figures['child_over_root_llm_call_us'].get('median'), 2)} us",
         *(f"{name}: NOT MEASURED: {reason.splitlines()[-1]}" for name, reason in workers.failed.items()),
     ]
     return Result(NAME, TITLE, figures, table(["variant", "us/call", "min..max"], rows), targets, notes)
