@@ -15,7 +15,8 @@ where they are used; this module is their list and their one reset:
 - background workers, each started on first need: the tiktoken loader and the price import
   (``_policy``), the metrics drainer and the batch results reader (renewed in a forked child through
   ``_forking``), the span export worker and the JSON Lines file (``_export``, with their own
-  per-instance fork hooks).
+  per-instance fork hooks), and with a store the fleet worker (``_policy/_shared``, ``_fleet``; its
+  own fork hook, and stopped here, its leases returned).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Cost ceilings and the kill switch: in-process rules checked before a call spends anything.
+"""Cost ceilings and the kill switch: the rules checked before a call spends anything.
+
+Here: the rules (``Rules``, ``RULES``) and what a check returns; one budget and its windows are
+``_windows.Budget``, the switch sets ``_switches``; with a store, both are shared by the fleet
+(``_shared``, ``_fleet``), the check still reading memory only.
 
 Budgets
 -------
