@@ -105,9 +105,6 @@ class RedisStore:
         """In a forked child: drop the parent's sockets without touching them (they are the parent's)."""
         self._client, self._lease_sha = None, None
 
-    def ping(self) -> bool:
-        return bool(self.client.ping())
-
     # --- leases -------------------------------------------------------------------------------------
     def window_key(self, name: str, resets_at: float) -> str:
         return f"{self.prefix}budget:{name}:{int(resets_at)}"
@@ -149,11 +146,6 @@ class RedisStore:
             )
         answers = pipe.execute()
         return [(int(grant), int(allocated), int(spent)) for grant, allocated, spent in answers]
-
-    def window_totals(self, name: str, resets_at: float) -> tuple[int, int]:
-        """(allocated, spent) of a window, for the CLI and tests."""
-        values = self.client.hmget(self.window_key(name, resets_at), ["allocated", "spent"])
-        return int(values[0] or 0), int(values[1] or 0)
 
     # --- kill switches ------------------------------------------------------------------------------
     def switches(self) -> tuple[frozenset[str], frozenset[str]]:

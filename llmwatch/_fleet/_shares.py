@@ -100,7 +100,7 @@ class Share:
         report = spent - self.reported
         if not (want or cover or report):
             return None
-        return SyncRequest(self, spent, report, cover, want)
+        return SyncRequest(self, report, cover, want)
 
     def settled(self, request: SyncRequest, grant: int, allocated: int, fleet_spent: int) -> None:
         """Apply the store's answer to ``request``."""
@@ -142,11 +142,10 @@ class Share:
 class SyncRequest:
     """One share's part of a sync: ``report`` spend, ``cover`` an overdraft, take up to ``want``."""
 
-    __slots__ = ("cover", "report", "share", "spent", "want")
+    __slots__ = ("cover", "report", "share", "want")
 
-    def __init__(self, share: Share, spent: int, report: int, cover: int, want: int) -> None:
+    def __init__(self, share: Share, report: int, cover: int, want: int) -> None:
         self.share = share
-        self.spent = spent
         self.report = report
         self.cover = cover
         self.want = want
@@ -154,8 +153,7 @@ class SyncRequest:
     @classmethod
     def report_only(cls, share: Share) -> SyncRequest:
         """Report the spend and take nothing (shutdown)."""
-        spent = share.window.spent_pico
-        return cls(share, spent, spent - share.reported, 0, 0)
+        return cls(share, share.window.spent_pico - share.reported, 0, 0)
 
 
 def lease_for(limit_pico: int, lease_usd: float | None) -> int:

@@ -19,11 +19,10 @@ _HIDDEN: Final = "***"
 class StoreURL:
     """A validated store URL. ``str()`` and ``repr()`` are the redacted form."""
 
-    __slots__ = ("redacted", "scheme", "url")
+    __slots__ = ("redacted", "url")
 
     def __init__(self, url: str) -> None:
         self.url = url  # with its password: handed to redis-py only
-        self.scheme = urllib.parse.urlsplit(url).scheme
         self.redacted = redact(url)
 
     def __str__(self) -> str:

@@ -232,19 +232,13 @@ class Fleet:
             self._push_switches()
             shares = list(self._shares.values())
             returned = [share.give_back() for share in shares]
-            requests = [
-                SyncRequest(share, share.window.spent_pico, share.window.spent_pico - share.reported, 0, 0)
-                for share in shares
-            ]
+            requests = [SyncRequest.report_only(share) for share in shares]
             self._apply(requests, self.store.sync(requests, returned))
         except Exception as exc:
             self.errors.add()
             logger.warning("llmwatch: could not return leases to the store %s at shutdown: %s", self.store.url, exc)
         finally:
             self._drop_connection()
-
-    def force_flush(self, timeout_s: float = 2.0) -> bool:
-        return True
 
     def state(self) -> dict[str, Any]:
         """``stats()["store"]``."""
