@@ -13,21 +13,33 @@ latency, time to first token and the user/feature it is attributed to::
 Only this package root is API; every submodule is private.
 """
 
-from llmwatch._api import budget, configure, force_flush, instrument, kill_switch, shutdown, stats, uninstrument
+from llmwatch._api import (
+    budget,
+    circuit_breaker,
+    configure,
+    force_flush,
+    instrument,
+    kill_switch,
+    shutdown,
+    stats,
+    uninstrument,
+)
 from llmwatch._attribution import attributes, prompt
 from llmwatch._core._runtime import VERSION as __version__
-from llmwatch._errors import BudgetExceeded, ConfigurationError, FeatureDisabled
+from llmwatch._errors import BudgetExceeded, CircuitOpen, ConfigurationError, FeatureDisabled
 from llmwatch._instrument._manual import llm_call
 from llmwatch._instrument._observe import observe
 from llmwatch._scores import score
 
 __all__ = [
     "BudgetExceeded",
+    "CircuitOpen",
     "ConfigurationError",
     "FeatureDisabled",
     "__version__",
     "attributes",
     "budget",
+    "circuit_breaker",
     "configure",
     "force_flush",
     "instrument",

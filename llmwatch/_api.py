@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
-from llmwatch._errors import BudgetExceeded, ConfigurationError
+from llmwatch._errors import BudgetExceeded, CircuitOpen, ConfigurationError
 from llmwatch._instrument import _openai_batch_results
-from llmwatch._policy import _budget, _pricing, _run_budget, _shared, _tokens
+from llmwatch._policy import _breakers, _budget, _pricing, _run_budget, _shared, _tokens
 
 ClientT = TypeVar("ClientT")
 _lock = threading.Lock()
@@ -175,6 +175,7 @@ def stats() -> dict[str, Any]:
         result["prices"] = _prices_stats()
         result["budgets"] = _budget_stats()
         result["kill_switches"] = _budget.RULES.switches.names()
+        result["circuits"] = _budget.RULES.circuits_state()
         store = _shared.state()
         if store is not None:
             result["store"] = store
@@ -224,6 +225,39 @@ def budget(
     raise. Returns the budget; ``.remove()`` lifts it. See docs/budgets.md.
     """
     return _budget.RULES.set_budget(_run_budget.budget_from_args(limit_usd, per, user, feature, model, on_exceed))
+
+
+def circuit_breaker(
+    provider: str | None = None,
+    model: str | None = None,
+    feature: str | None = None,
+    failure_rate: float = 0.5,
+    min_calls: int = 20,
+    window_s: float = 60,
+    open_s: float = 30,
+    fallback: Callable[[CircuitOpen], Any] | None = None,
+    *,
+    half_open_probes: int = 1,
+) -> _breakers.CircuitBreaker:
+    """Stop sending calls to a provider, model or feature that keeps failing, and answer them another way.
+
+    Scope: ``provider`` (``gen_ai.provider.name``: ``"openai"``, ``"anthropic"``, ``"aws.bedrock"``...),
+    ``model`` (the request model) and ``feature`` narrow it (``None`` = any; ``"*"`` = a circuit per
+    value, e.g. ``model="*"``). Provider failures count (5xx, 429, timeouts, connection errors, cut
+    streams); caller errors (400, 401, 404, 422...) do not. Once the last ``window_s`` seconds hold at
+    least ``min_calls`` calls of which ``failure_rate`` or more failed, the circuit opens: calls are
+    refused before any I/O with ``CircuitOpen`` or, with ``fallback``, answered by ``fallback(exc)``
+    (sync or async; ``exc.request`` holds the call's keyword arguments: ``lambda exc:
+    client.chat.completions.create(**{**exc.request, "model": "gpt-4o-mini"})``; returning None lets the
+    call go ahead after all). After ``open_s`` seconds it is half-open: one call at a time goes through
+    as a probe; ``half_open_probes`` successes in a row close it, a failure opens it again. With
+    ``configure(store=...)`` the circuits are shared by the fleet. Setting the same scope again updates
+    it and returns the same handle; ``.remove()`` lifts it. See docs/recovery.md.
+    """
+    breaker = _breakers.breaker_from_args(
+        provider, model, feature, failure_rate, min_calls, window_s, open_s, fallback, half_open_probes
+    )
+    return _budget.RULES.set_breaker(breaker)
 
 
 def kill_switch(feature: str | None = None, model: str | None = None, enabled: bool = True) -> None:

@@ -217,6 +217,19 @@ LLMWATCH_BUDGET_SCOPE: Final = "llmwatch.budget.scope"
 LLMWATCH_BUDGET_WINDOW: Final = "llmwatch.budget.window"
 LLMWATCH_REFUSAL_REASON: Final = "llmwatch.refusal.reason"
 LLMWATCH_REFUSED_EVENT: Final = "llmwatch.call.refused"
+# Circuit breakers (``circuit_breaker()``): the state a call was checked under, on its span and gauge.
+LLMWATCH_CIRCUIT_STATE: Final = "llmwatch.circuit.state"  # span: closed | half_open | open
+LLMWATCH_CIRCUIT_SCOPE: Final = "llmwatch.circuit.scope"  # provider=openai/model=*/feature=*
+LLMWATCH_CIRCUIT_FROM: Final = "llmwatch.circuit.from"  # a transition's old state
+LLMWATCH_CIRCUIT_TO: Final = "llmwatch.circuit.to"  # a transition's new state
+LLMWATCH_CIRCUIT_FALLBACK: Final = "llmwatch.circuit.fallback"  # answered by the breaker's fallback
+CIRCUIT_CLOSED: Final = "closed"
+CIRCUIT_HALF_OPEN: Final = "half_open"
+CIRCUIT_OPEN: Final = "open"
+CIRCUIT_GAUGE_VALUES: Final = {CIRCUIT_CLOSED: 0, CIRCUIT_HALF_OPEN: 1, CIRCUIT_OPEN: 2}
+# Synthetic telemetry from ``llmwatch drill``: every span and metric point carries it.
+LLMWATCH_DRILL: Final = "llmwatch.drill"
+LLMWATCH_DRILL_SCENARIO: Final = "llmwatch.drill.scenario"
 
 SPAN_KIND_WORKFLOW: Final = "workflow"
 SPAN_KIND_TASK: Final = "task"
@@ -290,6 +303,8 @@ METRIC_UNPRICED: Final = "llmwatch.calls.unpriced"
 METRIC_ERRORS: Final = "llmwatch.errors"
 METRIC_BUDGET_SPENT: Final = "llmwatch.budget.spent"
 METRIC_BUDGET_LIMIT: Final = "llmwatch.budget.limit"
+METRIC_CIRCUIT_STATE: Final = "llmwatch.circuit.state"  # gauge: 0 closed, 1 half-open, 2 open
+METRIC_CIRCUIT_TRANSITIONS: Final = "llmwatch.circuit.transitions"
 # The GenAI conventions repo's token metrics (gen_ai_latest_experimental): counters per modality
 # (for each call, failed ones too: 0 with modality ``unknown`` when no usage came back) and per-call
 # histograms.

@@ -25,6 +25,7 @@ from llmwatch._text import clean
 
 if TYPE_CHECKING:
     from llmwatch._core._messages import RequestContent
+    from llmwatch._policy._breakers import Admission
     from llmwatch._policy._budget import Budget, Refusal
     from llmwatch._policy._content import ContentPolicy
 
@@ -83,6 +84,7 @@ class LLMCall:
     """State of one LLM call between request and end. Slots: this object is made per call."""
 
     __slots__ = (
+        "admission",
         "attribution",
         "budget_exceeded",
         "budget_keys",
@@ -152,6 +154,7 @@ class LLMCall:
         self.budget_exceeded = False
         self.budget_keys: Sequence[tuple[Budget, str]] = ()
         self.refusal: Refusal | None = None
+        self.admission: Admission | None = None  # the circuits it went through (circuit breakers)
         self.refused = False
         self.stream_completed: bool | None = None
         self.response_id: str | None = None

@@ -30,7 +30,7 @@ from opentelemetry import trace
 from llmwatch._core import _post_response
 from llmwatch._core._call import LLMCall
 from llmwatch._health import record_internal_error
-from llmwatch._policy._budget import RULES
+from llmwatch._policy._budget import REASON_BUDGET, RULES
 
 PROCEED: Final = object()  # the refused call goes ahead after all (``on_exceed`` returned None)
 _RAW_RESPONSE_TYPES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
@@ -46,7 +46,8 @@ Follow = Callable[[LLMCall, Any], None]
 
 # --- 1. the verdict ------------------------------------------------------------------------------------
 def check(call: LLMCall) -> None:
-    """Budgets and kill switches; a failure in the check itself lets the call go ahead (counted)."""
+    """Kill switches, budgets and circuit breakers; a failure in the check itself lets the call go ahead
+    (counted)."""
     try:
         verdict = RULES.check(call.attribution, call.provider, call.request_model, call.request)
     except Exception as exc:
@@ -56,6 +57,7 @@ def check(call: LLMCall) -> None:
         call.refusal = verdict.refusal
         call.budget_keys = verdict.budget_keys
         call.budget_exceeded = verdict.warned
+        call.admission = verdict.admission
 
 
 # --- 2. a refused call --------------------------------------------------------------------------------
@@ -89,10 +91,11 @@ async def settle_async(call: LLMCall) -> Any:
 
 
 def accept(call: LLMCall, fallback: Any) -> Any:
-    """``None`` from ``on_exceed``: the call goes ahead (span marked). Anything else is the answer."""
+    """``None`` from ``on_exceed`` (or a breaker's ``fallback``): the call goes ahead (a budget's span
+    marked). Anything else is the answer."""
     if fallback is None:
-        call.refusal = None
-        call.budget_exceeded = True
+        refusal, call.refusal = call.refusal, None
+        call.budget_exceeded = refusal is not None and refusal.reason == REASON_BUDGET
         return PROCEED
     call.refuse(None)
     return fallback

@@ -16,7 +16,8 @@ from opentelemetry.trace import Status, StatusCode
 from llmwatch import _semconv as sc
 from llmwatch._core._messages import content_attributes
 from llmwatch._health import HEALTH, record_internal_error
-from llmwatch._policy._budget import REASON_BUDGET
+from llmwatch._policy._budget import REASON_BUDGET, REASON_CIRCUIT
+from llmwatch._policy._outcomes import outcome
 from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
 if TYPE_CHECKING:
@@ -187,6 +188,9 @@ class Pipeline:
                 record_internal_error(f"pipeline step {getattr(step, '__name__', type(step).__name__)}", exc)
         if call.budget_exceeded:
             attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True
+        admission = call.admission
+        if admission is not None:
+            attrs[sc.LLMWATCH_CIRCUIT_STATE] = admission.state
         span = call.span
         error = call.error
         if error is not None:
@@ -197,6 +201,11 @@ class Pipeline:
             span.record_exception(error, attributes=exception_event_overrides(error))
         span.end()
         HEALTH.spans_ended.add()
+        if admission is not None:
+            try:
+                admission.record(outcome(error, call.stream_completed))
+            except Exception as exc:
+                record_internal_error("circuit outcome", exc)
         duration_s = (end_ns - call.start_ns) / 1e9
         if self.metrics is not None:
             self._record_metrics(call, attrs, duration_s)
@@ -218,15 +227,19 @@ class Pipeline:
         except Exception as exc:
             record_internal_error("pipeline step fingerprint_step", exc)
         span = call.span
+        circuit = refusal is not None and refusal.reason == REASON_CIRCUIT
         if refusal is not None:
             if refusal.reason == REASON_BUDGET:
                 attrs[sc.LLMWATCH_BUDGET_EXCEEDED] = True
+            elif circuit:
+                attrs[sc.LLMWATCH_CIRCUIT_STATE] = getattr(refusal.error, "state", sc.CIRCUIT_OPEN)
+                attrs[sc.LLMWATCH_CIRCUIT_SCOPE] = refusal.scope
+            scope_key = sc.LLMWATCH_CIRCUIT_SCOPE if circuit else sc.LLMWATCH_BUDGET_SCOPE
             span.add_event(
-                sc.LLMWATCH_REFUSED_EVENT,
-                {sc.LLMWATCH_REFUSAL_REASON: refusal.reason, sc.LLMWATCH_BUDGET_SCOPE: refusal.scope},
+                sc.LLMWATCH_REFUSED_EVENT, {sc.LLMWATCH_REFUSAL_REASON: refusal.reason, scope_key: refusal.scope}
             )
         if call.error is None:
-            attrs[sc.LLMWATCH_BUDGET_FALLBACK] = True
+            attrs[sc.LLMWATCH_CIRCUIT_FALLBACK if circuit else sc.LLMWATCH_BUDGET_FALLBACK] = True
         else:
             attrs[sc.ERROR_TYPE] = error_type(call.error)
             span.set_status(Status(StatusCode.ERROR, error_description(call.error)))

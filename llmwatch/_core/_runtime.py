@@ -69,6 +69,7 @@ class Runtime:
                 user_dimension=settings.metrics_user_dimension,
                 budget_state=RULES.state,
                 naming=self.naming,
+                circuit_state=RULES.circuits_state,
             )
             if meter_provider is not None
             else None

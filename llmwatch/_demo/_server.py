@@ -89,6 +89,7 @@ Token formulas (deterministic, so tests can state expected numbers):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import re
@@ -96,6 +97,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -146,6 +148,18 @@ _PATTERN_ROUTES = [
 ]
 
 
+def model_of(path: str, body: Any) -> str | None:
+    """The model a request asks for: the body's ``model``, else Bedrock's ``/model/{id}/`` or
+    Gemini's ``/models/{model}:`` path segment."""
+    if isinstance(body, dict) and isinstance(body.get("model"), str):
+        return str(body["model"])
+    found = _PATH_MODEL.search(path.split("?", 1)[0])
+    return urllib.parse.unquote(found.group(1)) if found else None
+
+
+_PATH_MODEL = re.compile(r"/models?/([^/:]+)")
+
+
 def _route(method: str, path: str) -> Route | None:
     path = path.split("?", 1)[0]
     exact = _EXACT_ROUTES.get((method, path))
@@ -173,6 +187,7 @@ class FakeLLMServer:
         self._retry_keys: set[str] = set()
         self._connections: set[socket.socket] = set()
         self._store: dict[str, Any] = {}  # what the routes keep between requests (uploaded files, batches)
+        self._behaviours: dict[str, tuple[frozenset[str], float]] = {}  # model -> (scenarios, delay)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -231,6 +246,23 @@ class FakeLLMServer:
             self._requests.clear()
             self._retry_keys.clear()
 
+    def behave(self, model: str, *scenarios: str, delay_s: float = 0.0) -> None:
+        """Every later request for ``model`` gets ``scenarios`` as if its ``x-fake-scenario`` named them
+        (``"error-500"``, ``"error-429"``, ``"cut-stream"``...), after ``delay_s`` seconds (a slow
+        model: the client's timeout fires first). No scenarios and no delay: healthy again."""
+        unknown = set(scenarios) - SCENARIOS
+        if unknown:
+            raise ValueError(f"Unknown fake scenario(s) {sorted(unknown)}; known: {sorted(SCENARIOS)}")
+        with self._lock:
+            if scenarios or delay_s:
+                self._behaviours[model] = (frozenset(scenarios), delay_s)
+            else:
+                self._behaviours.pop(model, None)
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        """The requests received so far that asked for ``model`` (body, Bedrock or Gemini path)."""
+        return [request for request in self.requests if model_of(request.path, request.body) == model]
+
     def __enter__(self) -> FakeLLMServer:
         return self.start()
 
@@ -262,6 +294,11 @@ class FakeLLMServer:
         if not isinstance(body, dict):
             return error(route.error_body, 400, "The request body is not a JSON object.", route.error_headers)
         request = read_request(path, headers, body, method, self._store)
+        behaviour = self._behaviours.get(model_of(path, body) or "") if self._behaviours else None
+        if behaviour is not None:
+            scenarios, delay_s = behaviour
+            request = dataclasses.replace(request, scenarios=request.scenarios | scenarios)
+            time.sleep(delay_s)
         unknown = request.scenarios - SCENARIOS
         if unknown:
             message = f"Unknown fake scenario(s) {sorted(unknown)}; known: {sorted(SCENARIOS)}"

@@ -69,6 +69,7 @@ class Metrics:
         user_dimension: bool,
         budget_state: Callable[[], Mapping[str, Mapping[str, Any]]],
         naming: sc.Naming = _DEFAULT_NAMING,
+        circuit_state: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self.token_usage = (
             meter.create_histogram(
@@ -130,6 +131,19 @@ class Metrics:
             unit="USD",
             description="The limit of each llmwatch budget scope.",
         )
+        if circuit_state is not None:
+            meter.create_observable_gauge(
+                sc.METRIC_CIRCUIT_STATE,
+                callbacks=[_circuit_gauge(circuit_state)],
+                unit="1",
+                description="State of each llmwatch circuit breaker scope: 0 closed, 1 half-open, 2 open.",
+            )
+            meter.create_observable_counter(
+                sc.METRIC_CIRCUIT_TRANSITIONS,
+                callbacks=[_circuit_transitions(circuit_state)],
+                unit="{transition}",
+                description="Transitions of llmwatch circuit breakers, by the state entered.",
+            )
         self.user_cap = UserCap() if user_dimension else None
 
     def record_refusal(self, attributes: dict[str, Any], reason: str) -> None:
@@ -333,6 +347,51 @@ def _budget_gauge(
             observations.append(
                 Observation(value, {sc.LLMWATCH_BUDGET_SCOPE: scope, sc.LLMWATCH_BUDGET_WINDOW: window})
             )
+        return observations
+
+    return observe
+
+
+_CIRCUIT_LABELS: Final = {
+    "provider": sc.GEN_AI_PROVIDER_NAME,
+    "model": sc.GEN_AI_REQUEST_MODEL,
+    "feature": sc.LLMWATCH_FEATURE,
+}
+
+
+def _circuit_attributes(key: str, state: Mapping[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {sc.LLMWATCH_CIRCUIT_SCOPE: key}
+    for label, name in _CIRCUIT_LABELS.items():
+        if label in state:
+            attributes[name] = state[label]
+    return attributes
+
+
+def _circuit_gauge(
+    circuit_state: Callable[[], Mapping[str, Mapping[str, Any]]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """``llmwatch.circuit.state`` for every circuit (read at export time, off the hot path)."""
+
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(sc.CIRCUIT_GAUGE_VALUES.get(state["state"], 0), _circuit_attributes(key, state))
+            for key, state in circuit_state().items()
+        ]
+
+    return observe
+
+
+def _circuit_transitions(
+    circuit_state: Callable[[], Mapping[str, Mapping[str, Any]]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """``llmwatch.circuit.transitions``: each circuit's running count of transitions into each state."""
+
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        observations = []
+        for key, state in circuit_state().items():
+            for entered, count in state.get("transitions", {}).items():
+                attributes = {**_circuit_attributes(key, state), sc.LLMWATCH_CIRCUIT_TO: entered}
+                observations.append(Observation(count, attributes))
         return observations
 
     return observe

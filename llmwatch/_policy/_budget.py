@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 from llmwatch import _config
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled
+from llmwatch._policy._breakers import Admission, CircuitBreaker, Fallback, check_circuits
 from llmwatch._policy._switches import EACH as EACH
 from llmwatch._policy._switches import Switches
 from llmwatch._policy._windows import _WINDOWS as _WINDOWS
@@ -55,6 +56,7 @@ logger = logging.getLogger("llmwatch")
 
 REASON_BUDGET: Final = "budget"
 REASON_KILL_SWITCH: Final = "kill_switch"
+REASON_CIRCUIT: Final = "circuit_open"
 
 
 # --- the rules the hot path reads --------------------------------------------------------------------
@@ -63,7 +65,7 @@ class Refusal:
 
     __slots__ = ("error", "on_exceed", "reason", "scope")
 
-    def __init__(self, reason: str, scope: str, error: Exception, on_exceed: OnExceed) -> None:
+    def __init__(self, reason: str, scope: str, error: Exception, on_exceed: OnExceed | Fallback) -> None:
         self.reason = reason
         self.scope = scope
         self.error = error
@@ -74,27 +76,39 @@ class Verdict:
     """What the rules say about one call, decided before it is sent.
 
     ``refusal``: the call may not go ahead as asked (None: it may). ``budget_keys``: the budgets (and
-    scope keys) its cost counts against when it ends. ``warned``: a "warn" budget it is over."""
+    scope keys) its cost counts against when it ends. ``warned``: a "warn" budget it is over.
+    ``admission``: the circuits it goes through, told its outcome when it ends."""
 
-    __slots__ = ("budget_keys", "refusal", "warned")
+    __slots__ = ("admission", "budget_keys", "refusal", "warned")
 
-    def __init__(self, refusal: Refusal | None, budget_keys: Sequence[tuple[Budget, str]], warned: bool) -> None:
+    def __init__(
+        self,
+        refusal: Refusal | None,
+        budget_keys: Sequence[tuple[Budget, str]],
+        warned: bool,
+        admission: Admission | None = None,
+    ) -> None:
         self.refusal = refusal
         self.budget_keys = budget_keys
         self.warned = warned
+        self.admission = admission
 
 
 class Rules:
-    """All budgets and switches. Writers take a lock and publish new tuples; readers never lock."""
+    """All budgets, switches and circuit breakers. Writers take a lock and publish new tuples; readers
+    never lock."""
 
     def __init__(self) -> None:
         self.budgets: tuple[Budget, ...] = ()
+        self.breakers: tuple[CircuitBreaker, ...] = ()
         self.switches = Switches()
         self.active = False  # the hot path's one read when nothing is set
         self._code_features: set[str] = set()
         self._code_models: set[str] = set()
         self._lifted_features: set[str] = set()
         self._lifted_models: set[str] = set()
+        # Where circuits tell their transitions (the fleet's queue, with a store; set by ``_shared``).
+        self.on_circuit_transition: Any = None
         # Engaged fleet-wide (the store's switch hash, with a store): replaced whole by the fleet worker.
         self._fleet_features: frozenset[str] = frozenset()
         self._fleet_models: frozenset[str] = frozenset()
@@ -119,6 +133,24 @@ class Rules:
             self._publish()
         budget.share_fleet(time.time())
         return budget
+
+    def set_breaker(self, breaker: CircuitBreaker) -> CircuitBreaker:
+        """Add ``breaker``, or update the one already set for its scope (keeping its circuits' state)."""
+        with self._lock:
+            for existing in self.breakers:
+                if existing.rule == breaker.rule:
+                    existing.update(breaker.thresholds, breaker.fallback)
+                    return existing
+            breaker.rules = self
+            breaker.on_transition = self.on_circuit_transition
+            self.breakers = (*self.breakers, breaker)
+            self._publish()
+        return breaker
+
+    def remove_breaker(self, breaker: CircuitBreaker) -> None:
+        with self._lock:
+            self.breakers = tuple(b for b in self.breakers if b.rule != breaker.rule)
+            self._publish()
 
     def remove_budget(self, budget: Budget) -> None:
         """Lift the budget of ``budget``'s scope and window (a no-op when it is not set)."""
@@ -168,12 +200,13 @@ class Rules:
         self._publish()
 
     def _publish(self) -> None:
-        self.active = bool(self.budgets) or bool(self.switches)
+        self.active = bool(self.budgets) or bool(self.switches) or bool(self.breakers)
 
     def reset(self) -> None:
         """Forget every budget and switch (tests)."""
         with self._lock:
             self.budgets = ()
+            self.breakers = ()
             self._code_features.clear()
             self._code_models.clear()
             self._lifted_features.clear()
@@ -195,14 +228,30 @@ class Rules:
             if scope is not None:
                 switched = Refusal(REASON_KILL_SWITCH, scope, FeatureDisabled(scope, feature, model), "raise")
                 return Verdict(switched, (), False)
-        budgets = self.budgets
-        if not budgets:
-            return None
+        verdict = self._check_budgets(attribution, provider, model, request) if self.budgets else None
+        breakers = self.breakers
+        if not breakers or (verdict is not None and verdict.refusal is not None):
+            return verdict
+        admission, breaker, circuit = check_circuits(breakers, provider, model, feature)
+        if breaker is not None and circuit is not None:
+            refused = breaker.refusal(circuit, provider, model, feature)
+            refused.request = request
+            return Verdict(Refusal(REASON_CIRCUIT, circuit.key, refused, breaker.fallback or "raise"), (), False)
+        if admission is None:
+            return verdict
+        if verdict is None:
+            return Verdict(None, (), False, admission)
+        verdict.admission = admission
+        return verdict
+
+    def _check_budgets(
+        self, attribution: Attribution, provider: str, model: str, request: Mapping[str, Any]
+    ) -> Verdict | None:
         now = time.time()
         matched: list[tuple[Budget, str]] = []
         refusal: Refusal | None = None
         warned = False
-        for budget in budgets:
+        for budget in self.budgets:
             key = budget.key_for(attribution, model)
             if key is None:
                 continue
@@ -218,6 +267,13 @@ class Rules:
         if not matched:
             return None
         return Verdict(refusal, matched, warned)  # the list, owned by this verdict from here
+
+    def circuits_state(self) -> dict[str, Any]:
+        """``stats()["circuits"]``: every circuit of every breaker, by its scope."""
+        result: dict[str, Any] = {}
+        for breaker in self.breakers:
+            result.update(breaker.state())
+        return result
 
     def state(self) -> dict[str, Any]:
         now = time.time()

@@ -1,0 +1,208 @@
+"""Circuit breakers: the rule ``llmwatch.circuit_breaker()`` returns, and the check before every call.
+
+A breaker covers the calls of a provider, a model and/or a feature (``None``: any; ``"*"``: each value
+on its own circuit, so ``circuit_breaker(model="*")`` trips per model). Each scope it covers is a
+:class:`~llmwatch._policy._circuit.Circuit`. The rules (``_budget.Rules``) hold the breakers and call
+:func:`check_circuits` after the budgets; the call's outcome comes back through
+:meth:`Admission.record` when it ends (``_core/_pipeline``).
+
+An open circuit refuses with :class:`~llmwatch._errors.CircuitOpen`, before any I/O; with a
+``fallback``, ``fallback(exc)`` answers instead (sync or async, exactly as a budget's ``on_exceed``:
+its return value is the caller's answer; None lets the call go ahead after all).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from llmwatch._errors import CircuitOpen, ConfigurationError
+from llmwatch._policy._circuit import Circuit, Thresholds, TransitionSink
+from llmwatch._policy._switches import EACH
+
+Fallback = Callable[[CircuitOpen], Any]
+MAX_CIRCUITS_PER_BREAKER: Final = 1_000  # "*" scopes past this share one overflow circuit
+
+
+class CircuitBreaker:
+    """One breaker rule. Returned by ``llmwatch.circuit_breaker()``; ``remove()`` lifts it."""
+
+    def __init__(
+        self,
+        provider: str | None,
+        model: str | None,
+        feature: str | None,
+        thresholds: Thresholds,
+        fallback: Fallback | None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.feature = feature
+        self.thresholds = thresholds
+        self.fallback = fallback
+        self.scope = circuit_scope(provider, model, feature)
+        self._per_value = EACH in (provider, model, feature)
+        self._circuits: dict[str, Circuit] = {}
+        self._lock = threading.Lock()
+        self.on_transition: TransitionSink | None = None  # set by the rules: the fleet's queue
+        self.rules: Any = None  # the rules holding this breaker: remove() asks them
+
+    @property
+    def rule(self) -> tuple[str | None, str | None, str | None]:
+        return self.provider, self.model, self.feature
+
+    def update(self, thresholds: Thresholds, fallback: Fallback | None) -> None:
+        """New thresholds and fallback for this scope; the circuits keep their state."""
+        self.thresholds = thresholds
+        self.fallback = fallback
+        for circuit in self.circuits():
+            circuit.thresholds = thresholds
+
+    def remove(self) -> None:
+        """Lift this breaker: its circuits are forgotten and calls go ahead."""
+        if self.rules is not None:
+            self.rules.remove_breaker(self)
+
+    def circuits(self) -> list[Circuit]:
+        with self._lock:
+            return list(self._circuits.values())
+
+    # --- hot path -------------------------------------------------------------------------------------
+    def circuit_for(self, provider: str, model: str, feature: str | None) -> Circuit | None:
+        """The circuit this call goes through, or None when the breaker does not cover it."""
+        want = self.provider
+        if want is not None and want != EACH and want != provider:
+            return None
+        want = self.model
+        if want is not None and want != EACH and want != model:
+            return None
+        want = self.feature
+        if want is not None and (feature is None or (want != EACH and want != feature)):
+            return None
+        key = self.scope
+        if self._per_value:
+            key = circuit_scope(
+                provider if self.provider is not None else None,
+                model if self.model is not None else None,
+                feature if self.feature is not None else None,
+            )
+        circuit = self._circuits.get(key)
+        return circuit if circuit is not None else self._new_circuit(key, provider, model, feature)
+
+    def _new_circuit(self, key: str, provider: str, model: str, feature: str | None) -> Circuit:
+        with self._lock:
+            circuit = self._circuits.get(key)
+            if circuit is not None:
+                return circuit
+            labels = {
+                name: value
+                for name, wanted, value in (
+                    ("provider", self.provider, provider),
+                    ("model", self.model, model),
+                    ("feature", self.feature, feature),
+                )
+                if wanted is not None and value is not None
+            }
+            if len(self._circuits) >= MAX_CIRCUITS_PER_BREAKER:  # unbounded values (models named by user input)
+                key = self.scope + "|other"
+                labels = {}  # one circuit for all the values past the cap: no single value to name
+                circuit = self._circuits.get(key)
+                if circuit is not None:
+                    return circuit
+            circuit = Circuit(self.scope, key, self.thresholds, self.on_transition, labels)
+            self._circuits[key] = circuit
+            return circuit
+
+    def refusal(self, circuit: Circuit, provider: str, model: str, feature: str | None) -> CircuitOpen:
+        reopens = dt.datetime.fromtimestamp(circuit.reopens_at, tz=dt.UTC) if circuit.reopens_at else None
+        return CircuitOpen(circuit.key, circuit.state, reopens, provider, model, feature, circuit.last_failure_rate)
+
+    def state(self) -> dict[str, Any]:
+        return {circuit.key: circuit.snapshot() for circuit in self.circuits()}
+
+
+class Admission:
+    """A call that went through circuits: the outcome goes to each when the call ends."""
+
+    __slots__ = ("circuits", "probes", "state")
+
+    def __init__(self, circuits: Sequence[Circuit], probes: Sequence[bool], state: str) -> None:
+        self.circuits = circuits
+        self.probes = probes
+        self.state = state  # what the span says: closed, or half_open for a probe
+
+    def record(self, result: str) -> None:
+        for circuit, probe in zip(self.circuits, self.probes, strict=True):
+            circuit.record(result, probe)
+
+    def release(self) -> None:
+        """The call was refused by another rule after all: free the probes it took."""
+        for circuit, probe in zip(self.circuits, self.probes, strict=True):
+            if probe:
+                circuit.release_probe()
+
+
+def check_circuits(
+    breakers: Sequence[CircuitBreaker], provider: str, model: str, feature: str | None
+) -> tuple[Admission | None, CircuitBreaker | None, Circuit | None]:
+    """(the admission, or None when no breaker covers the call; the breaker and circuit refusing it)."""
+    circuits: list[Circuit] = []
+    probes: list[bool] = []
+    for breaker in breakers:
+        circuit = breaker.circuit_for(provider, model, feature)
+        if circuit is None:
+            continue
+        admitted = circuit.admit()
+        if admitted is False:
+            Admission(circuits, probes, "").release()
+            return None, breaker, circuit
+        circuits.append(circuit)
+        probes.append(admitted is True)
+    if not circuits:
+        return None, None, None
+    return Admission(circuits, probes, "half_open" if any(probes) else "closed"), None, None
+
+
+def circuit_scope(provider: str | None, model: str | None, feature: str | None) -> str:
+    """``provider=openai/model=gpt-4o``: the fields a breaker (or one of its circuits) pins."""
+    parts = [f"{name}={value}" for name, value in (("provider", provider), ("model", model), ("feature", feature))]
+    pinned = [part for part, value in zip(parts, (provider, model, feature), strict=True) if value is not None]
+    return "/".join(pinned) or "all"
+
+
+def breaker_from_args(
+    provider: str | None,
+    model: str | None,
+    feature: str | None,
+    failure_rate: float,
+    min_calls: int,
+    window_s: float,
+    open_s: float,
+    fallback: Fallback | None,
+    half_open_probes: int,
+) -> CircuitBreaker:
+    """Validate ``circuit_breaker()``'s arguments (``ConfigurationError`` saying how to fix one)."""
+    where = "llmwatch.circuit_breaker()"
+    for name, value in (("provider", provider), ("model", model), ("feature", feature)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigurationError(f"{where}: {name} must be a non-empty string, '*' or None, got {value!r}")
+    if isinstance(failure_rate, bool) or not isinstance(failure_rate, int | float) or not 0 < failure_rate <= 1:
+        raise ConfigurationError(f"{where}: failure_rate must be a fraction in (0, 1], e.g. 0.5, got {failure_rate!r}")
+    for name, count in (("min_calls", min_calls), ("half_open_probes", half_open_probes)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigurationError(f"{where}: {name} must be a whole number of calls >= 1, got {count!r}")
+    for name, seconds in (("window_s", window_s), ("open_s", open_s)):
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+            raise ConfigurationError(f"{where}: {name} must be a number of seconds > 0, got {seconds!r}")
+        if seconds <= 0:
+            raise ConfigurationError(f"{where}: {name} must be a number of seconds > 0, got {seconds!r}")
+    if fallback is not None and not callable(fallback):
+        raise ConfigurationError(
+            f"{where}: fallback must be a callable fn(exc) (sync or async) or None (raise CircuitOpen), "
+            f"got {fallback!r}"
+        )
+    thresholds = Thresholds(float(failure_rate), min_calls, float(window_s), float(open_s), half_open_probes)
+    return CircuitBreaker(provider, model, feature, thresholds, fallback)
