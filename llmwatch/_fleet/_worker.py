@@ -1,8 +1,9 @@
 """The fleet worker: the one thread that talks to the store, so no user request ever waits on it.
 
 Every tick (50 ms) it reports spend and refills the leases of the shares that changed (the budget
-marks a share when a call's cost lands on it), drains the kill-switch channel, and every second
-re-reads every share and the switch hash (the polling fallback when a pub/sub message is lost).
+marks a share when a call's cost lands on it), writes circuit transitions and reports circuit outcomes
+(``_circuits``), drains the kill-switch channel, and every second re-reads every share, the switch hash
+and the circuit hash (the polling fallback when a pub/sub message is lost).
 A failure marks the store down (the hot path then applies ``store_failure``), is counted and logged
 at most once a minute, and the worker reconnects with backoff (0.25 s doubling to 5 s); spend made
 meanwhile stays in the shares and is reported when the store is back. At shutdown the unused leases
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from llmwatch import _forking
+from llmwatch._fleet._circuits import CircuitSource, CircuitSync
 from llmwatch._fleet._redis import FEATURE, MODEL, RedisStore
 from llmwatch._fleet._shares import LEASE_WAITS, Share, SyncRequest, lease_for
 from llmwatch._health import HEALTH, Counter
@@ -38,7 +40,14 @@ SwitchSink = Callable[[frozenset[str], frozenset[str]], None]
 class Fleet:
     """The shares of this process and the worker syncing them with the store."""
 
-    def __init__(self, store: RedisStore, lease_usd: float | None, fail_closed: bool, on_switches: SwitchSink) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        lease_usd: float | None,
+        fail_closed: bool,
+        on_switches: SwitchSink,
+        circuits: CircuitSource = tuple,
+    ) -> None:
         self.store = store
         self.lease_usd = lease_usd
         self.fail_closed = fail_closed
@@ -47,6 +56,7 @@ class Fleet:
         self.last_sync: float | None = None
         self.last_error: str | None = None
         self._on_switches = on_switches
+        self.circuits = CircuitSync(circuits)
         self._shares: dict[tuple[str, float], Share] = {}
         self.dirty: set[Share] = set()  # marked by the budget after a call; popped by the worker
         self._pending_switches: list[tuple[str, str, bool]] = []
@@ -113,6 +123,12 @@ class Fleet:
             self._remote = (features, models)
             self._on_switches(features, models)
 
+    # --- circuit breakers ---------------------------------------------------------------------------
+    def circuit_changed(self, circuit_id: str, state: str, reopens_at: float, changed_at: float) -> None:
+        """A circuit of this process changed state: written to the store within a tick."""
+        self.circuits.changed(circuit_id, state, reopens_at, changed_at)
+        self._wake.set()
+
     # --- the worker -----------------------------------------------------------------------------------
     def start(self) -> None:
         self._stop.clear()
@@ -144,9 +160,12 @@ class Fleet:
 
     def _sync_once(self, now: float) -> None:
         self._push_switches()
+        self.circuits.push_transitions(self.store)
         sweep = now - self._last_sweep >= FULL_SWEEP_S or self._failures > 0
         if self._drain_channel() or sweep:
             self._refresh_switches()
+            self.circuits.refresh(self.store)
+        self.circuits.report_outcomes(self.store)
         if sweep:  # every share (the marks cleared first: a share made meanwhile is marked again)
             self._last_sweep = now
             self.dirty.clear()
@@ -214,6 +233,7 @@ class Fleet:
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
         self._pubsub = None
+        self.circuits.after_fork()
         self.store.forget_connection()
         for share in self._shares.values():
             share.forget_parent()
@@ -230,6 +250,7 @@ class Fleet:
             thread.join(timeout_s)
         try:
             self._push_switches()
+            self.circuits.push_transitions(self.store)
             shares = list(self._shares.values())
             returned = [share.give_back() for share in shares]
             requests = [SyncRequest.report_only(share) for share in shares]

@@ -47,8 +47,21 @@ class CircuitBreaker:
         self._per_value = EACH in (provider, model, feature)
         self._circuits: dict[str, Circuit] = {}
         self._lock = threading.Lock()
-        self.on_transition: TransitionSink | None = None  # set by the rules: the fleet's queue
+        self._on_transition: TransitionSink | None = None
         self.rules: Any = None  # the rules holding this breaker: remove() asks them
+        if not self._per_value:  # made now: a transition the fleet made applies before this process calls
+            self._new_circuit(self.scope, provider or "", model or "", feature)
+
+    @property
+    def on_transition(self) -> TransitionSink | None:
+        return self._on_transition
+
+    @on_transition.setter
+    def on_transition(self, sink: TransitionSink | None) -> None:
+        """Where this breaker's circuits tell their transitions (set by the rules: the fleet's queue)."""
+        self._on_transition = sink
+        for circuit in self.circuits():
+            circuit.on_transition = sink
 
     @property
     def rule(self) -> tuple[str | None, str | None, str | None]:
@@ -112,7 +125,7 @@ class CircuitBreaker:
                 circuit = self._circuits.get(key)
                 if circuit is not None:
                     return circuit
-            circuit = Circuit(self.scope, key, self.thresholds, self.on_transition, labels)
+            circuit = Circuit(self.scope, key, self.thresholds, self._on_transition, labels)
             self._circuits[key] = circuit
             return circuit
 

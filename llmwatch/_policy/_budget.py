@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 from llmwatch import _config
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled
+from llmwatch._policy import _windows
 from llmwatch._policy._breakers import Admission, CircuitBreaker, Fallback, check_circuits
+from llmwatch._policy._circuit import Circuit
 from llmwatch._policy._switches import EACH as EACH
 from llmwatch._policy._switches import Switches
 from llmwatch._policy._windows import _WINDOWS as _WINDOWS
@@ -107,8 +109,6 @@ class Rules:
         self._code_models: set[str] = set()
         self._lifted_features: set[str] = set()
         self._lifted_models: set[str] = set()
-        # Where circuits tell their transitions (the fleet's queue, with a store; set by ``_shared``).
-        self.on_circuit_transition: Any = None
         # Engaged fleet-wide (the store's switch hash, with a store): replaced whole by the fleet worker.
         self._fleet_features: frozenset[str] = frozenset()
         self._fleet_models: frozenset[str] = frozenset()
@@ -142,10 +142,21 @@ class Rules:
                     existing.update(breaker.thresholds, breaker.fallback)
                     return existing
             breaker.rules = self
-            breaker.on_transition = self.on_circuit_transition
+            breaker.on_transition = self._circuit_changed
             self.breakers = (*self.breakers, breaker)
             self._publish()
         return breaker
+
+    @staticmethod
+    def _circuit_changed(circuit: Circuit, old: str, new: str) -> None:
+        """A circuit's transition made here: with a store, the fleet is told (written by its worker)."""
+        fleet = _windows.FLEET
+        if fleet is not None:
+            fleet.circuit_changed(circuit.fleet_id, new, circuit.reopens_at, circuit.changed_at)
+
+    def all_circuits(self) -> list[Circuit]:
+        """Every circuit of every breaker (the fleet worker syncs them)."""
+        return [circuit for breaker in self.breakers for circuit in breaker.circuits()]
 
     def remove_breaker(self, breaker: CircuitBreaker) -> None:
         with self._lock:

@@ -138,6 +138,10 @@ class Circuit:
         self._probe_started = 0.0
         self._lock = threading.Lock()
 
+    @property
+    def window_s(self) -> float:
+        return self.thresholds.window_s
+
     # --- before a call (hot path) --------------------------------------------------------------------
     def admit(self) -> bool | None:
         """None: closed, the call goes ahead. True: it goes ahead as a probe. False: refuse it."""

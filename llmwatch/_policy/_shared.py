@@ -1,8 +1,8 @@
 """The fleet wired into the rules: started by ``configure(store=...)``, stopped by ``shutdown()``.
 
 Budgets read ``_windows.FLEET`` (their windows get shares of the fleet's budget); the fleet worker
-hands the store's kill switches to ``RULES``; ``kill_switch()`` in code goes to the store through
-the worker. See ``_fleet`` and docs/fleet.md.
+hands the store's kill switches to ``RULES`` and syncs every circuit breaker's circuits;
+``kill_switch()`` in code goes to the store through the worker. See ``_fleet`` and docs/fleet.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ def prepare(settings: Settings) -> Fleet | None:
     if settings.store is None:
         return None
     store = RedisStore(settings.store, settings.service_name)
-    return Fleet(store, settings.lease_usd, settings.store_failure == "closed", _budget.RULES.set_fleet_switches)
+    rules = _budget.RULES
+    return Fleet(
+        store, settings.lease_usd, settings.store_failure == "closed", rules.set_fleet_switches, rules.all_circuits
+    )
 
 
 def start(fleet: Fleet | None) -> None:
