@@ -383,8 +383,10 @@ def test_a_fault_inside_the_breaker_never_reaches_the_call(
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(500, "failure"), (503, "failure"), (529, "failure"), (429, "failure"), (408, "failure")]
-    + [(400, "ignored"), (401, "ignored"), (403, "ignored"), (404, "ignored"), (422, "ignored")],
+    [
+        *((status, "failure") for status in (500, 503, 529, 429, 408)),
+        *((status, "ignored") for status in (400, 401, 403, 404, 422)),
+    ],
 )
 def test_outcomes_by_status(status: int, expected: str) -> None:
     class StatusError(Exception):
@@ -400,7 +402,9 @@ def test_outcomes_by_kind() -> None:
 
     class APIStatusError(Exception):  # an Anthropic stream's error event: status 200, the type in the body
         status_code = 200
-        body = {"type": "error", "error": {"type": "overloaded_error"}}
+
+        def __init__(self) -> None:
+            self.body = {"type": "error", "error": {"type": "overloaded_error"}}
 
     assert _outcomes.outcome(None) == "ok"
     assert _outcomes.outcome(None, stream_completed=False) == "ignored"
