@@ -9,13 +9,17 @@ import datetime as _dt
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, CircuitOpen, ConfigurationError
 from llmwatch._instrument import _openai_batch_results
 from llmwatch._policy import _breakers, _budget, _pricing, _run_budget, _shared, _tokens
+from llmwatch._recovery import _health as _recovery_health
+
+if TYPE_CHECKING:
+    from llmwatch._recovery._health_app import HealthApp
 
 ClientT = TypeVar("ClientT")
 _lock = threading.Lock()
@@ -183,6 +187,34 @@ def stats() -> dict[str, Any]:
         return result
     except Exception as exc:  # stats() is what you call when things look wrong: it must not fail too
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def health() -> dict[str, Any]:
+    """Whether llmwatch and the LLM calls it watches work right now, for a health endpoint or a probe.
+
+    ``{"status": "ok"|"degraded"|"failing", "service": ..., "time": ..., "checks": {name: {"status",
+    "reason", ...}}}``; the status is the worst check's. Checks: ``exporter`` (the last export's result
+    and age), ``store``, ``circuits`` (open ones), ``budgets`` (scopes at 90 % or more), ``prices``,
+    ``encodings`` and ``providers`` (each one's last success, error rate and latency over 5 minutes).
+    Reads memory only: cheap enough for a probe every second. Never raises. See docs/health.md.
+    """
+    try:
+        return _recovery_health.health()
+    except Exception as exc:
+        return {
+            "status": "failing",
+            "checks": {"health": {"status": "failing", "reason": f"{type(exc).__name__}: {exc}"}},
+        }
+
+
+def health_app(path: str = "/healthz") -> HealthApp:
+    """``health()`` as JSON at ``path``: one object that is both a WSGI and an ASGI app, no framework
+    needed. 200 when ok or degraded, 503 when failing; ``?strict=1`` makes degraded 503 too.
+    ``app.mount("/healthz", llmwatch.health_app())`` in FastAPI or Starlette; docs/health.md for
+    Flask, Django and Kubernetes probes."""
+    from llmwatch._recovery._health_app import HealthApp  # asyncio: ~30 ms no `import llmwatch` should pay
+
+    return HealthApp(health, path)
 
 
 def _prices_stats() -> dict[str, Any]:

@@ -111,6 +111,11 @@ class Health:
         self.content_hook_dropped = Counter()  # content records the hook's full queue refused
         self.stream_usage_rejected = StreamUsageRejections()
         self.last_export_error: str | None = None
+        # When span exports last succeeded and failed, and metric exports last failed (time.time()):
+        # what ``llmwatch.health()`` judges the exporter by.
+        self.last_export_ok_at: float | None = None
+        self.last_export_failed_at: float | None = None
+        self.last_metric_export_failed_at: float | None = None
         self.last_internal_error: str | None = None
         self._logged_places: set[str] = set()
         self._last_logged: dict[str, float] = {}
@@ -153,6 +158,7 @@ class Health:
             counter.reset()
         self.stream_usage_rejected.reset()
         self.last_export_error = None
+        self.last_export_ok_at = self.last_export_failed_at = self.last_metric_export_failed_at = None
         self.last_internal_error = None
         with self._lock:
             self._logged_places.clear()

@@ -5,7 +5,9 @@ where they are used; this module is their list and their one reset:
 
 - the runtime the calls read (tracer, metrics, prices, content policy, pipeline): ``_core/_runtime.CURRENT``,
   swapped whole by ``configure()``/``shutdown()`` (``_api``);
-- budgets and kill switches: ``_policy/_budget.RULES``;
+- budgets, kill switches and circuit breakers: ``_policy/_budget.RULES``;
+- each provider's recent calls (last success, error rate, latency) behind ``health()``:
+  ``_core/_provider_stats.PROVIDERS``;
 - which clients are traced, and the installed SDK hooks: ``_instrument`` (``REGISTRY``, the hook table);
 - counters behind ``stats()``: ``_health.HEALTH``, and the unpriced calls ``_policy/_pricing.UNPRICED``;
 - where each OpenAI-SDK client's base URL leads (provider, host): ``_instrument/_endpoints``, a cache;
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
+from llmwatch._core._provider_stats import PROVIDERS
 from llmwatch._instrument import _anthropic, _endpoints, _frameworks, _openai_batch, _openai_batch_results
 from llmwatch._instrument._base import REGISTRY
 from llmwatch._policy import _shared
@@ -44,6 +47,7 @@ def reset_for_tests() -> None:
     _runtime.swap(_runtime.default_runtime())
     _anthropic.restore_sdk_tracer()  # a test that left llmwatch's provider global must not leak it on
     _health.HEALTH.reset()
+    PROVIDERS.reset()
     UNPRICED.clear()
     _endpoints.forget()
     _openai_batch.MEMORY.clear()

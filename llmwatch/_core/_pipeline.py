@@ -15,6 +15,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from llmwatch import _semconv as sc
 from llmwatch._core._messages import content_attributes
+from llmwatch._core._provider_stats import PROVIDERS
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._policy._budget import REASON_BUDGET, REASON_CIRCUIT
 from llmwatch._policy._outcomes import outcome
@@ -201,12 +202,15 @@ class Pipeline:
             span.record_exception(error, attributes=exception_event_overrides(error))
         span.end()
         HEALTH.spans_ended.add()
-        if admission is not None:
-            try:
-                admission.record(outcome(error, call.stream_completed))
-            except Exception as exc:
-                record_internal_error("circuit outcome", exc)
         duration_s = (end_ns - call.start_ns) / 1e9
+        try:
+            result = outcome(error, call.stream_completed)  # what the call says of its provider
+            if admission is not None:
+                admission.record(result)
+            if call.service_tier != "batch":  # a batch result ran hours ago, on the provider's clock
+                PROVIDERS.record(call.provider, result, duration_s)
+        except Exception as exc:
+            record_internal_error("call outcome", exc)
         if self.metrics is not None:
             self._record_metrics(call, attrs, duration_s)
         for hook in self.after_end:

@@ -348,9 +348,11 @@ class LlmwatchSpanProcessor(SpanProcessor):
             batch.settled = True
         if failure is None:
             HEALTH.exports_succeeded.add()
+            HEALTH.last_export_ok_at = time.time()
             self._handoff_waits = True
             return True
         HEALTH.exports_failed.add()
+        HEALTH.last_export_failed_at = time.time()
         for _ in batch.spans:
             HEALTH.spans_dropped.add()
         HEALTH.last_export_error = failure

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -124,6 +125,7 @@ class ForkSafeMetricExporter(MetricExporter):
 def _metric_export_failed(reason: str) -> None:
     HEALTH.metric_exports_failed.add()
     HEALTH.exports_failed.add()
+    HEALTH.last_metric_export_failed_at = time.time()
     HEALTH.last_export_error = f"metrics: {reason}"
     if HEALTH.due(_METRIC_EXPORT_FAILED):
         logger.warning(

@@ -253,6 +253,8 @@ class Circuit:
             calls, failures = self.window.totals(now)
             state = self.state
             reopens_at = self.reopens_at
+        if state is OPEN and now >= reopens_at:  # the next call is a probe: half-open in all but name
+            state = HALF_OPEN
         return {
             "state": state,
             "calls": calls,

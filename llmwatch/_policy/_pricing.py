@@ -231,10 +231,19 @@ def _finish_import_before_fork() -> None:
 _forking.before_fork(_finish_import_before_fork)
 
 
+_import_error: str | None = None  # why genai-prices could not be imported (``health()`` says so)
+
+
+def genai_prices_error() -> str | None:
+    return _import_error
+
+
 def _import_genai_prices() -> None:
+    global _import_error
     try:
         import genai_prices  # noqa: F401
     except Exception as exc:
+        _import_error = f"{type(exc).__name__}: {exc}"
         logger.warning("llmwatch: genai-prices could not be imported; calls get no cost: %s", exc)
 
 
@@ -274,6 +283,12 @@ def genai_prices_freshness(today: str) -> dict[str, Any]:
         return {}
     past = [d for d in dates if d <= today]
     return {"latest_price_change": past[-1] if past else None, "scheduled_price_changes": len(dates) - len(past)}
+
+
+def genai_prices_loading() -> bool:
+    """The background import started by ``configure()`` is still running."""
+    thread = _import_thread
+    return thread is not None and thread.is_alive()
 
 
 def genai_prices_loaded() -> bool:

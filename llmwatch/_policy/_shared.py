@@ -60,3 +60,9 @@ def state() -> dict[str, Any] | None:
     """``stats()["store"]``: None without a store."""
     fleet = _windows.FLEET
     return fleet.state() if fleet is not None else None
+
+
+def last_sync() -> float | None:
+    """When the fleet worker last synced with the store (``time.time()``); None without a store or sync."""
+    fleet = _windows.FLEET
+    return fleet.last_sync if fleet is not None else None

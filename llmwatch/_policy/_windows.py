@@ -221,6 +221,7 @@ class Budget:
                 ).isoformat(),
                 "window": self.per,
                 "on_exceed": self.on_exceed if isinstance(self.on_exceed, str) else "callable",
+                "per_value": self._per_value,  # one of a "*" budget's scopes (a user's own cap, say)
             }
             for key, window in windows
         }

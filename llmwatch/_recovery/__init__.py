@@ -1,0 +1,1 @@
+"""Recovery: circuit breakers' health view, the health endpoint and alert drills."""
