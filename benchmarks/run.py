@@ -37,6 +37,7 @@ SCENARIOS = (
     "streaming",
     "observe",
     "fleet",
+    "breakers",
     "load",
     "exporters",
     "memory",

@@ -16,11 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from llmwatch._errors import CircuitOpen, ConfigurationError
-from llmwatch._policy._circuit import Circuit, Thresholds, TransitionSink
+from llmwatch._policy._circuit import CLOSED, HALF_OPEN, Circuit, Thresholds, TransitionSink
+from llmwatch._policy._outcomes import IGNORED
 from llmwatch._policy._switches import EACH
 
 Fallback = Callable[[CircuitOpen], Any]
@@ -45,12 +47,19 @@ class CircuitBreaker:
         self.fallback = fallback
         self.scope = circuit_scope(provider, model, feature)
         self._per_value = EACH in (provider, model, feature)
+        # The values a call must have (None: any value, the breaker's own None or "*"), read per call.
+        self._want_provider = None if provider in (None, EACH) else provider
+        self._want_model = None if model in (None, EACH) else model
+        self._want_feature = None if feature in (None, EACH) else feature
+        self._needs_feature = feature is not None
         self._circuits: dict[str, Circuit] = {}
+        self._by_values: dict[tuple[str, str, str | None], Circuit] = {}  # per-value circuits, by the call's values
+        self._single: Circuit | None = None
         self._lock = threading.Lock()
         self._on_transition: TransitionSink | None = None
         self.rules: Any = None  # the rules holding this breaker: remove() asks them
         if not self._per_value:  # made now: a transition the fleet made applies before this process calls
-            self._new_circuit(self.scope, provider or "", model or "", feature)
+            self._single = self._new_circuit(self.scope, provider or "", model or "", feature)
 
     @property
     def on_transition(self) -> TransitionSink | None:
@@ -86,24 +95,30 @@ class CircuitBreaker:
     # --- hot path -------------------------------------------------------------------------------------
     def circuit_for(self, provider: str, model: str, feature: str | None) -> Circuit | None:
         """The circuit this call goes through, or None when the breaker does not cover it."""
-        want = self.provider
-        if want is not None and want != EACH and want != provider:
+        want = self._want_provider
+        if want is not None and want != provider:
             return None
-        want = self.model
-        if want is not None and want != EACH and want != model:
+        want = self._want_model
+        if want is not None and want != model:
             return None
-        want = self.feature
-        if want is not None and (feature is None or (want != EACH and want != feature)):
+        if self._needs_feature and (
+            feature is None or (self._want_feature is not None and self._want_feature != feature)
+        ):
             return None
-        key = self.scope
-        if self._per_value:
+        single = self._single
+        if single is not None:
+            return single
+        circuit = self._by_values.get((provider, model, feature))
+        if circuit is None:
             key = circuit_scope(
                 provider if self.provider is not None else None,
                 model if self.model is not None else None,
                 feature if self.feature is not None else None,
             )
-        circuit = self._circuits.get(key)
-        return circuit if circuit is not None else self._new_circuit(key, provider, model, feature)
+            circuit = self._new_circuit(key, provider, model, feature)
+            if len(self._by_values) < 4 * MAX_CIRCUITS_PER_BREAKER:
+                self._by_values[(provider, model, feature)] = circuit
+        return circuit
 
     def _new_circuit(self, key: str, provider: str, model: str, feature: str | None) -> Circuit:
         with self._lock:
@@ -138,45 +153,80 @@ class CircuitBreaker:
 
 
 class Admission:
-    """A call that went through circuits: the outcome goes to each when the call ends."""
+    """A call that went through circuits: the outcome goes to each when the call ends.
+
+    ``probes``: None when no circuit let it through as a probe (the usual case), else one flag per circuit."""
 
     __slots__ = ("circuits", "probes", "state")
 
-    def __init__(self, circuits: Sequence[Circuit], probes: Sequence[bool], state: str) -> None:
+    def __init__(self, circuits: Sequence[Circuit], probes: Sequence[bool] | None) -> None:
         self.circuits = circuits
         self.probes = probes
-        self.state = state  # what the span says: closed, or half_open for a probe
+        self.state = CLOSED if probes is None else HALF_OPEN  # what the span says
 
     def record(self, result: str) -> None:
-        for circuit, probe in zip(self.circuits, self.probes, strict=True):
-            circuit.record(result, probe)
+        probes = self.probes
+        if probes is None:  # the usual case: closed circuits, each counts the outcome
+            if result != IGNORED:  # a caller error, a cancel: nothing to count
+                now = time.time()
+                for circuit in self.circuits:
+                    circuit.record(result, False, now)
+            return
+        now = time.time()
+        for circuit, probe in zip(self.circuits, probes, strict=True):
+            circuit.record(result, probe, now)
 
     def release(self) -> None:
         """The call was refused by another rule after all: free the probes it took."""
-        for circuit, probe in zip(self.circuits, self.probes, strict=True):
-            if probe:
-                circuit.release_probe()
+        if self.probes is not None:
+            for circuit, probe in zip(self.circuits, self.probes, strict=True):
+                if probe:
+                    circuit.release_probe()
+
+
+class Refused:
+    """A call an open circuit refuses: which breaker, which circuit."""
+
+    __slots__ = ("breaker", "circuit")
+
+    def __init__(self, breaker: CircuitBreaker, circuit: Circuit) -> None:
+        self.breaker = breaker
+        self.circuit = circuit
 
 
 def check_circuits(
     breakers: Sequence[CircuitBreaker], provider: str, model: str, feature: str | None
-) -> tuple[Admission | None, CircuitBreaker | None, Circuit | None]:
-    """(the admission, or None when no breaker covers the call; the breaker and circuit refusing it)."""
+) -> Admission | Refused | None:
+    """The circuits a call goes through (None: no breaker covers it), or the one that refuses it.
+
+    Closed circuits (nearly always) cost a state read each; only an open or half-open one takes the
+    slow path (its lock, the clock)."""
+    if len(breakers) == 1:  # the common setup, without the lists
+        circuit = breakers[0].circuit_for(provider, model, feature)
+        if circuit is None:
+            return None
+        if circuit.state is CLOSED:
+            return Admission((circuit,), None)
     circuits: list[Circuit] = []
-    probes: list[bool] = []
+    probes: list[bool] | None = None
     for breaker in breakers:
         circuit = breaker.circuit_for(provider, model, feature)
         if circuit is None:
             continue
-        admitted = circuit.admit()
-        if admitted is False:
-            Admission(circuits, probes, "").release()
-            return None, breaker, circuit
+        if circuit.state is not CLOSED:
+            admitted = circuit.admit()
+            if admitted is False:
+                Admission(circuits, probes).release()
+                return Refused(breaker, circuit)
+            if admitted is True:
+                probes = probes if probes is not None else [False] * len(circuits)
+                circuits.append(circuit)
+                probes.append(True)
+                continue
         circuits.append(circuit)
-        probes.append(admitted is True)
-    if not circuits:
-        return None, None, None
-    return Admission(circuits, probes, "half_open" if any(probes) else "closed"), None, None
+        if probes is not None:
+            probes.append(False)
+    return Admission(circuits, probes) if circuits else None
 
 
 def circuit_scope(provider: str | None, model: str | None, feature: str | None) -> str:

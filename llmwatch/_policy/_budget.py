@@ -43,7 +43,7 @@ from llmwatch import _config
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled
 from llmwatch._policy import _windows
-from llmwatch._policy._breakers import Admission, CircuitBreaker, Fallback, check_circuits
+from llmwatch._policy._breakers import Admission, CircuitBreaker, Fallback, Refused, check_circuits
 from llmwatch._policy._circuit import Circuit
 from llmwatch._policy._switches import EACH as EACH
 from llmwatch._policy._switches import Switches
@@ -243,13 +243,14 @@ class Rules:
         breakers = self.breakers
         if not breakers or (verdict is not None and verdict.refusal is not None):
             return verdict
-        admission, breaker, circuit = check_circuits(breakers, provider, model, feature)
-        if breaker is not None and circuit is not None:
+        admission = check_circuits(breakers, provider, model, feature)
+        if admission is None:
+            return verdict
+        if isinstance(admission, Refused):
+            breaker, circuit = admission.breaker, admission.circuit
             refused = breaker.refusal(circuit, provider, model, feature)
             refused.request = request
             return Verdict(Refusal(REASON_CIRCUIT, circuit.key, refused, breaker.fallback or "raise"), (), False)
-        if admission is None:
-            return verdict
         if verdict is None:
             return Verdict(None, (), False, admission)
         verdict.admission = admission

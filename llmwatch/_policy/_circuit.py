@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from llmwatch import _semconv as sc
-from llmwatch._policy._outcomes import FAILURE, OK
+from llmwatch._policy._outcomes import FAILURE, IGNORED, OK
 
 logger = logging.getLogger("llmwatch")
 
@@ -170,17 +170,18 @@ class Circuit:
             self._probes_in_flight = 0
 
     # --- after a call ---------------------------------------------------------------------------------
-    def record(self, result: str, probe: bool) -> None:
+    def record(self, result: str, probe: bool, now: float) -> None:
         """A call this circuit admitted ended with ``result`` (``_outcomes``: ok, failure or ignored)."""
-        now = time.time()
-        with self._lock:
-            if probe:
+        if probe:
+            with self._lock:
                 self._record_probe(result, now)
-                return
-            if self.state is not CLOSED or result not in (OK, FAILURE):
-                return  # late outcomes of calls sent before the circuit opened decide nothing
-            failed = result == FAILURE
-            self.window.add(now, failed)
+            return
+        if self.state is not CLOSED or result == IGNORED:
+            return  # late outcomes of calls sent before the circuit opened decide nothing
+        failed = result == FAILURE
+        window = self.window
+        with self._lock:
+            window.add(now, failed)
             self.delta_calls += 1
             if failed:
                 self.delta_failures += 1
