@@ -114,6 +114,29 @@ def test_the_fallback_answers_and_its_own_call_to_another_model_is_traced(
     assert fallback.attributes["llmwatch.cost.usd"] > 0  # traced and priced as usual
 
 
+def test_a_fallback_to_another_provider_is_one_line_and_priced_as_that_provider(
+    fake: FakeLLMServer, model: str, captured: Captured
+) -> None:
+    import openai
+
+    client = openai_client(fake)
+    groq = llmwatch.instrument(
+        openai.OpenAI(api_key="gsk-test", base_url=fake.openai_base_url, max_retries=0), provider="groq"
+    )
+    llmwatch.circuit_breaker(
+        provider="openai",
+        min_calls=2,
+        fallback=lambda exc: groq.chat.completions.create(**{**exc.request, "model": "llama-3.3-70b-versatile"}),
+    )
+    fake.behave(model, "error-500")
+    fail_n(client, model, 2, openai.InternalServerError)
+    answer = chat(client, model)
+    assert answer.choices and len(fake.requests_for("llama-3.3-70b-versatile")) == 1
+    fallback = captured.spans[-2]
+    assert fallback.attributes["gen_ai.provider.name"] == "groq"
+    assert fallback.attributes["llmwatch.cost.usd"] > 0
+
+
 def test_an_async_fallback_is_awaited(fake: FakeLLMServer, model: str) -> None:
     import openai
 

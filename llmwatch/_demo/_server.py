@@ -31,7 +31,9 @@ pieces in ``_wire.py``), by method and path:
 Bodies are JSON, or ``multipart/form-data`` (fields, with files as ``_wire.Upload``); a GET has none.
 
 Scenarios are chosen per request by the header ``x-fake-scenario: name[,name]`` (the SDKs'
-``extra_headers``) or by ``[[scenario:name]]`` in the last user message; ``[[chunks:N]]`` there sets
+``extra_headers``), by ``[[scenario:name]]`` in the last user message, or per model with
+``server.behave(model, *scenarios, delay_s=...)`` (a model that fails, is slow or cuts its streams
+until ``server.behave(model)`` heals it; ``server.requests_for(model)`` counts what reached it); ``[[chunks:N]]`` there sets
 how many content chunks a stream has (default 5). An unknown scenario name is a 400, so a typo
 cannot pass a test silently; a scenario that does not apply to a route is ignored.
 
