@@ -1,10 +1,12 @@
-"""The ``llmwatch`` command: ``report [FILE ...]``, ``demo``, ``serve-fake``, ``switch set|clear|list``.
+"""The ``llmwatch`` command: ``report [FILE ...]``, ``demo``, ``serve-fake``, ``switch set|clear|list``,
+``drill SCENARIO``.
 
 ``main`` returns the exit code instead of exiting (the console script and ``python -m llmwatch``
 pass it to ``sys.exit``), so tests call it directly. Exit codes: 0 done (an empty file included),
 2 a usage error, a span file that cannot be read, an address ``serve-fake`` cannot listen on, or a
 missing optional dependency (the message says what to do); 1 when stdout was closed early
-(``llmwatch report | head``). ``serve-fake`` exits 0 when stopped by Ctrl-C or SIGTERM.
+(``llmwatch report | head``), or when ``drill`` could not export all it sent. ``serve-fake`` exits 0
+when stopped by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import IO
 from llmwatch import _config
 from llmwatch._export._file import SPAN_FILE_DEFAULT
 from llmwatch._fleet import _cli as _fleet_cli
+from llmwatch._recovery import _drill
 from llmwatch._report import (
     MissingExtraError,
     Report,
@@ -56,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve_fake(args)
         if args.command == "switch":
             return _fleet_cli.run(args)
+        if args.command == "drill":
+            import llmwatch  # the public API the drill configures and flushes
+
+            return _drill.run(args, llmwatch)
         return run_report(args.files or [default_span_file()], top=args.top, as_json=args.json, html_out=args.html)
     except BrokenPipeError:
         # `llmwatch report --json | head`: the reader left. Point stdout at devnull so the interpreter's
@@ -75,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmwatch", description="Observe LLM calls: local report, demo, and a fake provider for local trials."
     )
-    commands = parser.add_subparsers(dest="command", metavar="{report,demo,serve-fake,switch}")
+    commands = parser.add_subparsers(dest="command", metavar="{report,demo,serve-fake,switch,drill}")
     report = commands.add_parser(
         "report",
         help="cost, tokens, latency and errors by feature, user and model, from a JSON Lines span file",
@@ -121,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ttft", type=_seconds, default=0.0, metavar="S", help="delay to a stream's first token")
     serve.add_argument("--chunk-delay", type=_seconds, default=0.0, metavar="S", help="delay between stream chunks")
     _fleet_cli.add_parser(commands)
+    _drill.add_parser(commands)
     return parser
 
 
