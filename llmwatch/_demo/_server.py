@@ -34,8 +34,8 @@ Scenarios are chosen per request by the header ``x-fake-scenario: name[,name]`` 
 ``extra_headers``), by ``[[scenario:name]]`` in the last user message, or per model with
 ``server.behave(model, *scenarios, delay_s=...)`` (a model that fails, is slow or cuts its streams
 until ``server.behave(model)`` heals it; ``server.requests_for(model)`` counts what reached it);
-``[[chunks:N]]`` in the message sets how many content chunks a stream has (default 5). An unknown scenario name is a 400, so a typo
-cannot pass a test silently; a scenario that does not apply to a route is ignored.
+``[[chunks:N]]`` in the message sets how many content chunks a stream has (default 5). An unknown
+scenario name is a 400, so a typo cannot pass a test silently; a scenario that does not apply to a route is ignored.
 
 - ``error-400``, ``error-429``, ``error-500``, ``error-529``: the provider's own error body and headers.
 - ``error-429-once``: 429 for the first request with a given ``x-fake-retry-key`` (or, without the
