@@ -20,7 +20,7 @@ import pytest
 import llmwatch
 from llmwatch import _health
 from llmwatch._demo._server import FakeLLMServer
-from llmwatch._policy import _outcomes
+from llmwatch._policy import _budget, _outcomes
 from llmwatch.testing import Captured
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -439,3 +439,32 @@ def test_outcomes_by_kind() -> None:
     assert _outcomes.outcome(ClientError("ValidationException", 400)) == "ignored"
     assert _outcomes.outcome(ClientError("modelStreamErrorException", 200)) == "failure"
     assert _outcomes.outcome(APIStatusError()) == "failure"
+
+
+def test_a_forked_child_gets_fresh_circuit_locks_and_keeps_the_parents_state(fake: FakeLLMServer, model: str) -> None:
+    import os
+
+    import openai
+
+    llmwatch.circuit_breaker(model=model, min_calls=2, open_s=30)
+    client = openai_client(fake)
+    fake.behave(model, "error-500")
+    fail_n(client, model, 2, openai.InternalServerError)
+    circuit = _budget.RULES.breakers[0].circuits()[0]
+    with circuit._lock:  # as if a thread of the parent held it at the fork
+        pid = os.fork()
+        if pid == 0:  # the child: the lock it inherited held is replaced, the open state kept
+            try:
+                refused = circuit.admit() is False
+                circuit.record(_outcomes.OK, True, time.time())
+                os._exit(0 if refused and circuit.state == "open" else 1)
+            except BaseException:
+                os._exit(2)
+    deadline = time.monotonic() + 10
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the child deadlocked on the circuit's lock")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(waited[1]) == 0

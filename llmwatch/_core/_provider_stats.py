@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Final
 
+from llmwatch import _forking
 from llmwatch._policy._outcomes import FAILURE, IGNORED
 
 WINDOW_S: Final = 300.0
@@ -108,5 +109,12 @@ class Providers:
         with self._lock:
             self._stats.clear()
 
+    def after_fork(self) -> None:
+        """In a forked child: fresh locks (a parent thread may have held one at the fork)."""
+        self._lock = threading.Lock()
+        for stats in self._stats.values():
+            stats._lock = threading.Lock()
+
 
 PROVIDERS = Providers()
+_forking.after_fork_in_child(PROVIDERS.after_fork)

@@ -88,6 +88,12 @@ class CircuitBreaker:
         if self.rules is not None:
             self.rules.remove_breaker(self)
 
+    def after_fork(self) -> None:
+        """In a forked child: fresh locks for this breaker and its circuits."""
+        self._lock = threading.Lock()
+        for circuit in self._circuits.values():
+            circuit.after_fork()
+
     def circuits(self) -> list[Circuit]:
         with self._lock:
             return list(self._circuits.values())

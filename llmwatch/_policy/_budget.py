@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from llmwatch._attribution import Attribution
 
-from llmwatch import _config
+from llmwatch import _config, _forking
 from llmwatch._errors import BudgetExceeded as BudgetExceeded  # re-exported: its old home
 from llmwatch._errors import FeatureDisabled as FeatureDisabled
 from llmwatch._policy import _windows
@@ -297,6 +297,14 @@ class Rules:
 
 RULES = Rules()
 RULES.reload_env()  # switches set in the environment hold from import on, even before configure()
+
+
+def _breakers_after_fork() -> None:
+    for breaker in RULES.breakers:
+        breaker.after_fork()
+
+
+_forking.after_fork_in_child(_breakers_after_fork)
 
 
 # --- after the call ---------------------------------------------------------------------------------

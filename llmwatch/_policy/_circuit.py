@@ -138,6 +138,12 @@ class Circuit:
         self._probe_started = 0.0
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock, and the parent's uncounted outcomes stay the parent's."""
+        self._lock = threading.Lock()
+        self.delta_calls = self.delta_failures = 0
+        self._probes_in_flight = 0  # the parent's probe is not in flight here
+
     @property
     def window_s(self) -> float:
         return self.thresholds.window_s
