@@ -98,8 +98,8 @@ def _result(samples: dict[str, list[dict[str, Any]]], calls: int, rounds: int, f
     figures: dict[str, Any] = {"calls_per_round": calls, "rounds": rounds, "not_measured": failed}
     rows = []
     for kind in KINDS:
-        figures[kind] = {key: _median(samples, kind, key) for key in ("median_us", "check_us", "record_us")}
-        row = figures[kind]
+        row = {key: _median(samples, kind, key) for key in ("median_us", "check_us", "record_us")}
+        figures[kind] = {key: value for key, value in row.items() if not math.isnan(value)}  # none records nothing
         rows.append(
             [kind, _stats.fmt(row["median_us"], 2), _stats.fmt(row["check_us"], 3), _stats.fmt(row["record_us"], 3)]
         )

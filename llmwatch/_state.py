@@ -10,6 +10,7 @@ where they are used; this module is their list and their one reset:
   ``_core/_provider_stats.PROVIDERS``;
 - which clients are traced, and the installed SDK hooks: ``_instrument`` (``REGISTRY``, the hook table);
 - counters behind ``stats()``: ``_health.HEALTH``, and the unpriced calls ``_policy/_pricing.UNPRICED``;
+- metric measurements queued for the drainer: ``_export/_metrics`` (dropped by the reset);
 - where each OpenAI-SDK client's base URL leads (provider, host): ``_instrument/_endpoints``, a cache;
 - the completion index behind ``score()``: ``_core/_completions.COMPLETIONS``;
 - what the Batch API hooks saw (batch -> submitting span, file -> batch) and the result counts:
@@ -26,6 +27,7 @@ from __future__ import annotations
 from llmwatch import _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._core._provider_stats import PROVIDERS
+from llmwatch._export import _metrics
 from llmwatch._instrument import _anthropic, _endpoints, _frameworks, _openai_batch, _openai_batch_results
 from llmwatch._instrument._base import REGISTRY
 from llmwatch._policy import _shared
@@ -46,6 +48,7 @@ def reset_for_tests() -> None:
     REGISTRY.clear()
     _runtime.swap(_runtime.default_runtime())
     _anthropic.restore_sdk_tracer()  # a test that left llmwatch's provider global must not leak it on
+    _metrics.forget_pending()  # before the counters reset: measurements queued by the last test go nowhere
     _health.HEALTH.reset()
     PROVIDERS.reset()
     UNPRICED.clear()

@@ -19,7 +19,7 @@ from tests.fleet.redis_server import redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
-    *("overhead", "streaming", "observe", "fleet", "load"),
+    *("overhead", "streaming", "observe", "fleet", "breakers", "load"),
     *("exporters", "memory", "import_time", "configure_time"),
 )
 HEADLINES = {  # scenario -> path to one figure that must always be a number
@@ -27,6 +27,7 @@ HEADLINES = {  # scenario -> path to one figure that must always be a number
     "streaming": ("openai", "overhead_us_per_chunk", "median"),
     "observe": ("observe_over_bare_us", "median"),
     "fleet": ("store", "healthy", "check_us"),
+    "breakers": ("one", "check_us"),
     "load": ("threads", "llmwatch", "calls_per_s", "median"),
     "exporters": ("stalled", "p99_us", "median"),
     "memory": ("rss", "rss_growth_mb"),

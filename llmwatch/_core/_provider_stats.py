@@ -1,9 +1,10 @@
 """Each provider's recent health, as the calls saw it: the last success, the error rate, the latency.
 
 Fed by the pipeline when a call ends (``record``: a dict lookup, a lock held for a few additions, a
-``deque.append``), read by ``llmwatch.health()`` (``snapshot``). Counts are kept in one-minute buckets
-over the last ``WINDOW_S``; latencies are the last ``LATENCY_SAMPLES`` calls' durations, for the
-median and p95. What a failure is comes from ``_policy/_outcomes``: caller errors do not count.
+``deque.append``), read by ``llmwatch.health()`` (``snapshot``). Counts are kept in a sliding window
+over the last ``WINDOW_S`` (the circuits' own, ``_policy/_circuit.SlidingWindow``); latencies are the
+last ``LATENCY_SAMPLES`` answers' durations, for the median and p95. What a failure is comes from
+``_policy/_outcomes``: caller errors do not count.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import time
 from typing import Any, Final
 
 from llmwatch import _forking
+from llmwatch._policy._circuit import SlidingWindow
 from llmwatch._policy._outcomes import FAILURE, IGNORED
 
 WINDOW_S: Final = 300.0
-_BUCKET_S: Final = 60.0
-_BUCKETS: Final = int(WINDOW_S / _BUCKET_S)
 LATENCY_SAMPLES: Final = 256
 MAX_PROVIDERS: Final = 256  # provider names come from code and config, but a bound costs nothing
 
@@ -26,10 +26,10 @@ MAX_PROVIDERS: Final = 256  # provider names come from code and config, but a bo
 class ProviderStats:
     """One provider's recent calls."""
 
-    __slots__ = ("_lock", "_slots", "durations", "last_failure_at", "last_success_at")
+    __slots__ = ("_lock", "_window", "durations", "last_failure_at", "last_success_at")
 
     def __init__(self) -> None:
-        self._slots = [[-1, 0, 0] for _ in range(_BUCKETS)]  # [minute, calls, failures]
+        self._window = SlidingWindow(WINDOW_S)
         self._lock = threading.Lock()
         self.durations: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
         self.last_success_at: float | None = None
@@ -39,14 +39,8 @@ class ProviderStats:
         if result == IGNORED:
             return
         failed = result == FAILURE
-        minute = int(now / _BUCKET_S)
         with self._lock:
-            slot = self._slots[minute % _BUCKETS]
-            if slot[0] != minute:
-                slot[0], slot[1], slot[2] = minute, 0, 0
-            slot[1] += 1
-            if failed:
-                slot[2] += 1
+            self._window.add(now, failed)
         if failed:
             self.last_failure_at = now
         else:
@@ -54,11 +48,8 @@ class ProviderStats:
             self.durations.append(duration_s)  # latency of answers only: a refused connection is not slow
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        minute = int(now / _BUCKET_S)
         with self._lock:
-            kept = [slot for slot in self._slots if minute - slot[0] < _BUCKETS]
-        calls = sum(slot[1] for slot in kept)
-        failures = sum(slot[2] for slot in kept)
+            calls, failures = self._window.totals(now)
         durations = sorted(self.durations)
         return {
             "calls": calls,
