@@ -15,7 +15,7 @@ from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, CircuitOpen, ConfigurationError
 from llmwatch._instrument import _openai_batch_results
-from llmwatch._policy import _breakers, _budget, _pricing, _run_budget, _shared, _tokens
+from llmwatch._policy import _breakers, _budget, _pricing, _rollouts, _run_budget, _shared, _tokens
 from llmwatch._recovery import _health as _recovery_health
 
 if TYPE_CHECKING:
@@ -180,6 +180,7 @@ def stats() -> dict[str, Any]:
         result["budgets"] = _budget_stats()
         result["kill_switches"] = _budget.RULES.switches.names()
         result["circuits"] = _budget.RULES.circuits_state()
+        result["rollouts"] = _rollouts.ROLLOUTS.state()
         store = _shared.state()
         if store is not None:
             result["store"] = store
@@ -290,6 +291,47 @@ def circuit_breaker(
         provider, model, feature, failure_rate, min_calls, window_s, open_s, fallback, half_open_probes
     )
     return _budget.RULES.set_breaker(breaker)
+
+
+def rollout(
+    name: str,
+    *,
+    champion: Mapping[str, Any] | None = None,
+    challenger: Mapping[str, Any],
+    share: float = 0.05,
+    mode: str = "canary",
+    feature: str | None = None,
+    guard: Mapping[str, float] | None = None,
+    min_calls: int = 200,
+    alpha: float = 0.05,
+    on_rollback: Callable[[dict[str, Any]], Any] | None = None,
+    auto_promote: bool = False,
+) -> _rollouts.Rollout:
+    """Send a sticky ``share`` of ``feature``'s users (every call's, with ``feature=None``) to the
+    ``challenger``'s request overrides (``{"model": "gpt-4o-mini"}``, any keyword arguments of the
+    call), the others to the ``champion``'s (none: the call as written), and judge the arms live.
+
+    A user's arm is a stable hash of ``name`` and the user (``llmwatch.attributes(user=...)``); calls
+    without a user draw at random (or get what ``rollout_arm(name)`` drew in their context). Spans and
+    metrics carry ``llmwatch.rollout.name`` and ``.arm``. ``guard`` bounds how much worse the challenger
+    may be (default ``{"error_rate": 0.02, "p95_latency_ratio": 1.5, "cost_per_call_ratio": 1.2}``, and
+    ``"score:<name>": -0.1`` for a score); once both arms have ``min_calls``, a sequential test valid
+    under continuous monitoring (false alarms at most ``alpha``) rolls a worse challenger back
+    automatically: share 0, the ``llmwatch.rollout.rollback`` span event with the evidence, the
+    ``llmwatch.rollout.rollbacks`` counter, a log line and ``on_rollback(report)``. ``auto_promote``:
+    a challenger not worse on any guard becomes every call's. Returns the rollout: ``set_share()``,
+    ``stop()``, ``report()``. See docs/rollouts.md.
+    """
+    made = _rollouts.rollout_from_args(
+        name, champion, challenger, share, mode, feature, guard, min_calls, alpha, on_rollback, auto_promote
+    )
+    return _rollouts.ROLLOUTS.add(made)
+
+
+def rollout_arm(name: str) -> str:
+    """``"champion"`` or ``"challenger"``: the arm the current user's (or context's) calls of rollout
+    ``name`` get, for code that picks a prompt version itself. ``"champion"`` for an unknown rollout."""
+    return _rollouts.pin_arm(name)
 
 
 def kill_switch(feature: str | None = None, model: str | None = None, enabled: bool = True) -> None:

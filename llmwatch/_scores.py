@@ -27,6 +27,7 @@ from llmwatch import _semconv as sc
 from llmwatch._core import _runtime
 from llmwatch._core._completions import COMPLETIONS, MAX_REMEMBERED
 from llmwatch._health import HEALTH, record_internal_error
+from llmwatch._policy import _rollouts
 
 logger = logging.getLogger("llmwatch")
 
@@ -58,6 +59,8 @@ def score(
         raise ValueError("llmwatch.score(): name must be a non-empty string")
     try:
         context, response_id = _resolve(target)
+        if response_id is not None and _rollouts.ROLLOUTS.active and _is_number(value):
+            _rollouts.record_score(response_id, name, float(value))  # the arm it was made in counts it
         if context is None:
             _report_unknown(target, response_id)
             return None
@@ -65,6 +68,10 @@ def score(
     except Exception as exc:
         record_internal_error("score", exc)
         return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _report_unknown(target: Any, response_id: str | None) -> None:

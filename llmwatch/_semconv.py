@@ -227,6 +227,13 @@ CIRCUIT_CLOSED: Final = "closed"
 CIRCUIT_HALF_OPEN: Final = "half_open"
 CIRCUIT_OPEN: Final = "open"
 CIRCUIT_GAUGE_VALUES: Final = {CIRCUIT_CLOSED: 0, CIRCUIT_HALF_OPEN: 1, CIRCUIT_OPEN: 2}
+# Rollouts (``rollout()``): the rollout a call was sent in and its arm (spans and metrics).
+LLMWATCH_ROLLOUT_NAME: Final = "llmwatch.rollout.name"
+LLMWATCH_ROLLOUT_ARM: Final = "llmwatch.rollout.arm"  # champion | challenger
+LLMWATCH_ROLLOUT_SHADOW: Final = "llmwatch.rollout.shadow"  # a shadow call: its answer was discarded
+LLMWATCH_ROLLOUT_ROLLBACK_EVENT: Final = "llmwatch.rollout.rollback"
+LLMWATCH_ROLLOUT_PROMOTE_EVENT: Final = "llmwatch.rollout.promote"
+LLMWATCH_ROLLOUT_EVIDENCE: Final = "llmwatch.rollout.evidence"  # the event's figures, as JSON
 # Synthetic telemetry from ``llmwatch drill``: every span and metric point carries it.
 LLMWATCH_DRILL: Final = "llmwatch.drill"
 LLMWATCH_DRILL_SCENARIO: Final = "llmwatch.drill.scenario"
@@ -305,6 +312,7 @@ METRIC_BUDGET_SPENT: Final = "llmwatch.budget.spent"
 METRIC_BUDGET_LIMIT: Final = "llmwatch.budget.limit"
 METRIC_CIRCUIT_STATE: Final = "llmwatch.circuit.state"  # gauge: 0 closed, 1 half-open, 2 open
 METRIC_CIRCUIT_TRANSITIONS: Final = "llmwatch.circuit.transitions"
+METRIC_ROLLOUT_ROLLBACKS: Final = "llmwatch.rollout.rollbacks"
 # The GenAI conventions repo's token metrics (gen_ai_latest_experimental): counters per modality
 # (for each call, failed ones too: 0 with modality ``unknown`` when no usage came back) and per-call
 # histograms.

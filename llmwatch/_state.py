@@ -5,7 +5,8 @@ where they are used; this module is their list and their one reset:
 
 - the runtime the calls read (tracer, metrics, prices, content policy, pipeline): ``_core/_runtime.CURRENT``,
   swapped whole by ``configure()``/``shutdown()`` (``_api``);
-- budgets, kill switches and circuit breakers: ``_policy/_budget.RULES``;
+- budgets, kill switches and circuit breakers: ``_policy/_budget.RULES``; rollouts and the responses
+  made in them: ``_policy/_rollouts.ROLLOUTS``, ``SCORED``;
 - each provider's recent calls (last success, error rate, latency) behind ``health()``:
   ``_core/_provider_stats.PROVIDERS``;
 - which clients are traced, and the installed SDK hooks: ``_instrument`` (``REGISTRY``, the hook table);
@@ -33,6 +34,7 @@ from llmwatch._instrument._base import REGISTRY
 from llmwatch._policy import _shared
 from llmwatch._policy._budget import RULES
 from llmwatch._policy._pricing import UNPRICED
+from llmwatch._policy._rollouts import ROLLOUTS, SCORED
 
 
 def reset_for_tests() -> None:
@@ -42,6 +44,8 @@ def reset_for_tests() -> None:
     _openai_batch_results.wait_idle(5.0)  # a file still being read would record into the next test
     _shared.stop(1.0)
     RULES.reset()
+    ROLLOUTS.reset()
+    SCORED.clear()
     _instrument.uninstall_all()
     _frameworks.uninstall_all()  # a bridge installed by one test's instrument_all() must not trace the next
     REGISTRY.global_enabled = False

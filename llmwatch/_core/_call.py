@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
 
 from llmwatch import _attribution
 from llmwatch import _semconv as sc
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from llmwatch._policy._breakers import Admission
     from llmwatch._policy._budget import Budget, Refusal
     from llmwatch._policy._content import ContentPolicy
+    from llmwatch._policy._rollouts import Mark
 
 
 class Handler(Protocol):
@@ -113,6 +114,7 @@ class LLMCall:
         "response_attributes",
         "response_id",
         "response_model",
+        "rollout",
         "runtime",
         "service_tier",
         "span",
@@ -155,6 +157,7 @@ class LLMCall:
         self.budget_keys: Sequence[tuple[Budget, str]] = ()
         self.refusal: Refusal | None = None
         self.admission: Admission | None = None  # the circuits it went through (circuit breakers)
+        self.rollout: Mark | None = None  # the rollout it was sent in, its arm, a shadow to send
         self.refused = False
         self.stream_completed: bool | None = None
         self.response_id: str | None = None
@@ -297,6 +300,7 @@ def start_call(
     request_attributes: dict[str, Any],
     *,
     stream: bool,
+    links: Sequence[Link] | None = None,
 ) -> LLMCall:
     """Open the span and the record for one call (raises only on an llmwatch bug; callers guard).
 
@@ -313,6 +317,8 @@ def start_call(
     if runtime.emit_deprecated_system:
         attrs[sc.GEN_AI_SYSTEM_DEPRECATED] = provider
     attrs.update(attribution.span_attributes)
-    span = runtime.tracer.start_span(f"{handler.operation} {request_model}", kind=SpanKind.CLIENT, attributes=attrs)
+    span = runtime.tracer.start_span(
+        f"{handler.operation} {request_model}", kind=SpanKind.CLIENT, attributes=attrs, links=links
+    )
     HEALTH.spans_started.add()
     return LLMCall(runtime, handler, request, request_model, span, stream, attribution, provider)

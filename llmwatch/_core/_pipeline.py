@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import Status, StatusCode
 
 from llmwatch import _semconv as sc
+from llmwatch._core import _rollout_step
 from llmwatch._core._messages import content_attributes
 from llmwatch._core._provider_stats import PROVIDERS
 from llmwatch._health import HEALTH, record_internal_error
 from llmwatch._policy._budget import REASON_BUDGET, REASON_CIRCUIT
-from llmwatch._policy._outcomes import outcome
+from llmwatch._policy._outcomes import IGNORED, outcome
 from llmwatch._text import clean, clean_value, error_description, exception_event_overrides
 
 if TYPE_CHECKING:
@@ -198,19 +199,22 @@ class Pipeline:
         error = call.error
         if error is not None:
             attrs[sc.ERROR_TYPE] = error_type(error)
+        duration_s = (end_ns - call.start_ns) / 1e9
+        result = _outcome(error, call.stream_completed)  # what the call says of its provider
+        decided = _record_rollout(call, attrs, result, duration_s) if call.rollout is not None else None
         span.set_attributes(attrs)
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, error_description(error)))
             span.record_exception(error, attributes=exception_event_overrides(error))
         span.end()
         HEALTH.spans_ended.add()
-        duration_s = (end_ns - call.start_ns) / 1e9
         try:
-            result = outcome(error, call.stream_completed)  # what the call says of its provider
             if admission is not None:
                 admission.record(result)
             if call.service_tier != "batch":  # a batch result ran hours ago, on the provider's clock
                 PROVIDERS.record(call.provider, result, duration_s)
+            if decided is not None:
+                _rollout_step.announce(call, decided)
         except Exception as exc:
             record_internal_error("call outcome", exc)
         if self.metrics is not None:
@@ -267,6 +271,9 @@ class Pipeline:
         }
         if call.attribution.feature is not None:
             metric_attrs[sc.LLMWATCH_FEATURE] = call.attribution.feature
+        if call.rollout is not None:  # dashboards compare the arms by these two
+            metric_attrs[sc.LLMWATCH_ROLLOUT_NAME] = call.rollout.rollout.name
+            metric_attrs[sc.LLMWATCH_ROLLOUT_ARM] = call.rollout.arm
         return metric_attrs
 
     def _record_metrics(self, call: LLMCall, attrs: dict[str, Any], duration_s: float) -> None:
@@ -300,6 +307,22 @@ def _token_details(call: LLMCall) -> TokenDetails:
 
     inputs, outputs = call.modalities or ((), ())
     return TokenDetails(call.cache_read_tokens, call.cache_write_tokens, call.reasoning_tokens, inputs, outputs)
+
+
+def _outcome(error: BaseException | None, stream_completed: bool | None) -> str:
+    try:
+        return outcome(error, stream_completed)
+    except Exception as exc:
+        record_internal_error("call outcome", exc)
+        return IGNORED
+
+
+def _record_rollout(call: LLMCall, attrs: dict[str, Any], result: str, duration_s: float) -> dict[str, Any] | None:
+    try:
+        return _rollout_step.record(call, attrs, result, duration_s)
+    except Exception as exc:
+        record_internal_error("rollout", exc)
+        return None
 
 
 def error_type(error: BaseException) -> str:

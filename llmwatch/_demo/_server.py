@@ -94,6 +94,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import random
 import re
 import socket
 import sys
@@ -189,7 +190,8 @@ class FakeLLMServer:
         self._retry_keys: set[str] = set()
         self._connections: set[socket.socket] = set()
         self._store: dict[str, Any] = {}  # what the routes keep between requests (uploaded files, batches)
-        self._behaviours: dict[str, tuple[frozenset[str], float]] = {}  # model -> (scenarios, delay)
+        # model -> (scenarios, delay, the share of requests they apply to, its generator)
+        self._behaviours: dict[str, tuple[frozenset[str], float, float, random.Random]] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -248,16 +250,18 @@ class FakeLLMServer:
             self._requests.clear()
             self._retry_keys.clear()
 
-    def behave(self, model: str, *scenarios: str, delay_s: float = 0.0) -> None:
+    def behave(self, model: str, *scenarios: str, delay_s: float = 0.0, share: float = 1.0, seed: int = 0) -> None:
         """Every later request for ``model`` gets ``scenarios`` as if its ``x-fake-scenario`` named them
         (``"error-500"``, ``"error-429"``, ``"cut-stream"``...), after ``delay_s`` seconds (a slow
-        model: the client's timeout fires first). No scenarios and no delay: healthy again."""
+        model: the client's timeout fires first). ``share``: only that fraction of the requests get the
+        scenarios (drawn from a ``seed``ed generator: a model failing 40 % of its calls, reproducibly).
+        No scenarios and no delay: healthy again."""
         unknown = set(scenarios) - SCENARIOS
         if unknown:
             raise ValueError(f"Unknown fake scenario(s) {sorted(unknown)}; known: {sorted(SCENARIOS)}")
         with self._lock:
             if scenarios or delay_s:
-                self._behaviours[model] = (frozenset(scenarios), delay_s)
+                self._behaviours[model] = (frozenset(scenarios), delay_s, share, random.Random(seed))
             else:
                 self._behaviours.pop(model, None)
 
@@ -298,8 +302,11 @@ class FakeLLMServer:
         request = read_request(path, headers, body, method, self._store)
         behaviour = self._behaviours.get(model_of(path, body) or "") if self._behaviours else None
         if behaviour is not None:
-            scenarios, delay_s = behaviour
-            request = dataclasses.replace(request, scenarios=request.scenarios | scenarios)
+            scenarios, delay_s, share, draw = behaviour
+            with self._lock:
+                chosen = share >= 1.0 or draw.random() < share
+            if chosen:
+                request = dataclasses.replace(request, scenarios=request.scenarios | scenarios)
             time.sleep(delay_s)
         unknown = request.scenarios - SCENARIOS
         if unknown:

@@ -20,13 +20,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import Link
 
+from llmwatch import _attribution
+from llmwatch import _semconv as sc
 from llmwatch._config import Settings
 from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import Handler, LLMCall, start_call
 from llmwatch._health import record_internal_error
-from llmwatch._instrument import _stream_usage
+from llmwatch._instrument import _shadow, _stream_usage
 from llmwatch._policy._budget import RULES
+from llmwatch._policy._rollout_guard import CHALLENGER, CHAMPION
+from llmwatch._policy._rollouts import ROLLOUTS, Mark
 
 # OTel's "do not instrument" switches: the SDK's own key (set by exporters while they export), the
 # plain-string key opentelemetry-instrumentation also sets, and the language-model one some use.
@@ -123,15 +128,69 @@ def begin_call(
         return None, kwargs
     try:
         rt = _runtime.CURRENT
-        handler, attrs, send_kwargs, stream, hide_usage = prepare(instance, kwargs, rt.settings)
-        call = start_call(rt, handler, kwargs, attrs, stream=stream)
+        request, rollout = kwargs, None
+        if ROLLOUTS.active:
+            request, rollout = _rollout_request(prepare, kwargs)
+        handler, attrs, send_kwargs, stream, hide_usage = prepare(instance, request, rt.settings)
+        links = None
+        if rollout is not None:
+            attrs[sc.LLMWATCH_ROLLOUT_NAME], attrs[sc.LLMWATCH_ROLLOUT_ARM] = rollout.rollout.name, rollout.arm
+            if rollout.shadow:
+                attrs[sc.LLMWATCH_ROLLOUT_SHADOW] = True
+                shadowing = _shadow.SHADOWING.get()
+                links = [Link(shadowing[1])] if shadowing is not None else None
+        call = start_call(rt, handler, request, attrs, stream=stream, links=links)
     except Exception as exc:
         record_internal_error("call start", exc)
         return None, kwargs
+    call.rollout = rollout
     call.hide_usage_chunk = hide_usage
     if RULES.active:
         _lifecycle.check(call)
     return call, send_kwargs
+
+
+def _rollout_request(prepare: Prepare, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Mark | None]:
+    """The request as the call's rollout arm sends it (its overrides merged in), and its mark.
+
+    Only generation calls take part (chat, messages, responses, generate_content, converse): an
+    embeddings call in the same feature is not a candidate for a chat model's override. A shadow call
+    (sent by ``_shadow``) is already the challenger's request: it is only marked."""
+    handler = getattr(prepare, "__self__", None)
+    if getattr(handler, "operation", None) not in ROLLOUT_OPERATIONS and not getattr(handler, "takes_rollouts", False):
+        return kwargs, None
+    shadowing = _shadow.SHADOWING.get()
+    if shadowing is not None:
+        return kwargs, Mark(shadowing[0], CHALLENGER, shadow=True)
+    attribution = _attribution.current()
+    rollout = ROLLOUTS.for_feature(attribution.feature)
+    if rollout is None:
+        return kwargs, None
+    arm = rollout.arm_for(attribution.user)
+    if rollout.mode == "shadow":  # the caller always gets the champion; the share is shadowed
+        request = {**kwargs, **rollout.champion} if rollout.champion else kwargs
+        shadow = _shadow.shadow_request(kwargs, rollout.challenger) if arm == CHALLENGER else None
+        return request, Mark(rollout, CHAMPION, shadow)
+    overrides = rollout.overrides(arm)
+    return ({**kwargs, **overrides} if overrides else kwargs), Mark(rollout, arm)
+
+
+# Generation calls; a handler of another operation that generates text says so (``takes_rollouts``:
+# Gemini's generate_content, whose operation name images and audio share).
+ROLLOUT_OPERATIONS = frozenset({sc.OP_CHAT, sc.OP_TEXT_COMPLETION})
+
+
+def _start_shadow(call: LLMCall, send: Callable[[], Any], *, is_async: bool) -> None:
+    """Send the rollout's shadow call in the background (guarded: the caller's call is unaffected)."""
+    assert call.rollout is not None
+    try:
+        champion = call.span.get_span_context()
+        if is_async:
+            _shadow.start_async(send, call.rollout.rollout, champion)
+        else:
+            _shadow.start_sync(send, call.rollout.rollout, champion)
+    except Exception as exc:
+        record_internal_error("shadow call", exc)
 
 
 def _stream_usage_retry(instance: Any) -> _lifecycle.Retry:
@@ -151,11 +210,14 @@ def sync_wrapper(
         call, send_kwargs = begin_call(prepare, instance, kwargs, client_attribute)
         if call is None:
             return wrapped(*args, **kwargs)
+        if call.rollout is not None and call.rollout.shadow_request is not None:
+            shadow = call.rollout.shadow_request
+            _start_shadow(call, lambda: wrapper(wrapped, instance, args, shadow), is_async=False)
         if not call.hide_usage_chunk:
             return _lifecycle.run_sync(call, wrapped, args, send_kwargs, watch_parsing=watch_parsing)
         retry = _stream_usage_retry(instance)  # llmwatch added stream_options: a refusal of it is ours
         return _lifecycle.run_sync(
-            call, wrapped, args, send_kwargs, watch_parsing=watch_parsing, retry=retry, as_written=kwargs
+            call, wrapped, args, send_kwargs, watch_parsing=watch_parsing, retry=retry, as_written=dict(call.request)
         )
 
     return wrapper
@@ -170,11 +232,14 @@ def async_wrapper(
         call, send_kwargs = begin_call(prepare, instance, kwargs, client_attribute)
         if call is None:
             return await wrapped(*args, **kwargs)
+        if call.rollout is not None and call.rollout.shadow_request is not None:
+            shadow = call.rollout.shadow_request
+            _start_shadow(call, lambda: wrapper(wrapped, instance, args, shadow), is_async=True)
         if not call.hide_usage_chunk:
             return await _lifecycle.run_async(call, wrapped, args, send_kwargs, watch_parsing=watch_parsing)
         retry = _stream_usage_retry(instance)
         return await _lifecycle.run_async(
-            call, wrapped, args, send_kwargs, watch_parsing=watch_parsing, retry=retry, as_written=kwargs
+            call, wrapped, args, send_kwargs, watch_parsing=watch_parsing, retry=retry, as_written=dict(call.request)
         )
 
     return wrapper

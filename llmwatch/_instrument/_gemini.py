@@ -224,6 +224,7 @@ class GenerateContent:
 
     provider = GEMINI
     operation = sc.OP_GENERATE_CONTENT
+    takes_rollouts = True  # a text generation: a rollout's overrides apply (see _base._rollout_request)
     parses = False
 
     def __init__(self, *, stream: bool) -> None:
