@@ -15,7 +15,7 @@ from llmwatch import _config, _health, _instrument
 from llmwatch._core import _runtime
 from llmwatch._errors import BudgetExceeded, CircuitOpen, ConfigurationError
 from llmwatch._instrument import _openai_batch_results
-from llmwatch._policy import _breakers, _budget, _pricing, _rollouts, _run_budget, _shared, _tokens
+from llmwatch._policy import _breakers, _budget, _pricing, _rollout_config, _rollouts, _run_budget, _shared, _tokens
 from llmwatch._recovery import _health as _recovery_health
 
 if TYPE_CHECKING:
@@ -322,7 +322,7 @@ def rollout(
     a challenger not worse on any guard becomes every call's. Returns the rollout: ``set_share()``,
     ``stop()``, ``report()``. See docs/rollouts.md.
     """
-    made = _rollouts.rollout_from_args(
+    made = _rollout_config.rollout_from_args(
         name, champion, challenger, share, mode, feature, guard, min_calls, alpha, on_rollback, auto_promote
     )
     return _rollouts.ROLLOUTS.add(made)

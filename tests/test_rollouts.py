@@ -298,6 +298,15 @@ def test_the_arm_is_on_the_metrics(fake: FakeLLMServer, challenger: str) -> None
             for point in metric.data.data_points
         }
         assert arms == {"champion", "challenger"}
+        rollbacks = [
+            (point.attributes, point.value)
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "llmwatch.rollout.rollbacks"
+            for point in metric.data.data_points
+        ]
+        assert rollbacks == [({"llmwatch.rollout.name": "metrics"}, 0)]
     finally:
         llmwatch.shutdown(timeout_s=2)
 

@@ -33,6 +33,7 @@ from llmwatch._export._metrics import Metrics
 from llmwatch._policy._budget import RULES
 from llmwatch._policy._content import ContentPolicy
 from llmwatch._policy._pricing import PriceBook
+from llmwatch._policy._rollouts import ROLLOUTS
 
 logger = logging.getLogger("llmwatch")
 
@@ -70,6 +71,7 @@ class Runtime:
                 budget_state=RULES.state,
                 naming=self.naming,
                 circuit_state=RULES.circuits_state,
+                rollout_state=ROLLOUTS.state,
             )
             if meter_provider is not None
             else None

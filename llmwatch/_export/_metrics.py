@@ -70,6 +70,7 @@ class Metrics:
         budget_state: Callable[[], Mapping[str, Mapping[str, Any]]],
         naming: sc.Naming = _DEFAULT_NAMING,
         circuit_state: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+        rollout_state: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self.token_usage = (
             meter.create_histogram(
@@ -131,6 +132,13 @@ class Metrics:
             unit="USD",
             description="The limit of each llmwatch budget scope.",
         )
+        if rollout_state is not None:
+            meter.create_observable_counter(
+                sc.METRIC_ROLLOUT_ROLLBACKS,
+                callbacks=[_rollout_rollbacks(rollout_state)],
+                unit="{rollback}",
+                description="Rollouts rolled back automatically, by llmwatch.rollout.name.",
+            )
         if circuit_state is not None:
             meter.create_observable_gauge(
                 sc.METRIC_CIRCUIT_STATE,
@@ -399,5 +407,19 @@ def _circuit_transitions(
                 attributes = {**_circuit_attributes(key, state), sc.LLMWATCH_CIRCUIT_TO: entered}
                 observations.append(Observation(count, attributes))
         return observations
+
+    return observe
+
+
+def _rollout_rollbacks(
+    rollout_state: Callable[[], Mapping[str, Mapping[str, Any]]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """``llmwatch.rollout.rollbacks``: 1 for each rollout rolled back, 0 for one still running."""
+
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(1 if state["state"] == "rolled_back" else 0, {sc.LLMWATCH_ROLLOUT_NAME: name})
+            for name, state in rollout_state().items()
+        ]
 
     return observe

@@ -9,6 +9,8 @@ own budgets and switches:
   every change is published on the channel of the same name;
 - ``llmwatch:{service}:circuits``: a hash circuit id -> ``state|reopens_at|changed_at`` (the last
   transition anywhere in the fleet), each change also published on the switches channel;
+- ``llmwatch:{service}:rollouts``: a hash rollout name -> ``state|share|changed_at``, each change
+  also published on the switches channel;
 - ``llmwatch:{service}:circuit:{id}``: a circuit's outcomes, a hash ``{bucket}:c`` / ``{bucket}:f`` of
   calls and failures per time bucket, pruned and summed by :data:`OUTCOME_SCRIPT`.
 
@@ -108,6 +110,7 @@ class RedisStore:
         self.prefix = f"llmwatch:{service}:"
         self.switches_key = self.prefix + "switches"
         self.circuits_key = self.prefix + "circuits"
+        self.rollouts_key = self.prefix + "rollouts"
         self._timeout_s = timeout_s
         self._redis_module = _import_redis()
         self._client: redis.Redis | None = None
@@ -252,3 +255,21 @@ class RedisStore:
                 str(ttl),
             )
         return [(int(calls), int(failures)) for calls, failures in pipe.execute()]
+
+    # --- rollouts -----------------------------------------------------------------------------------
+    def rollout_states(self) -> dict[str, tuple[str, float, float]]:
+        """Every rollout's last change in the fleet: name -> (state, share, changed_at)."""
+        states: dict[str, tuple[str, float, float]] = {}
+        for field, value in self.client.hgetall(self.rollouts_key).items():
+            state, _, rest = str(value).partition("|")
+            share, _, changed = rest.partition("|")
+            with contextlib.suppress(ValueError):
+                states[str(field)] = (state, float(share), float(changed))
+        return states
+
+    def set_rollout_states(self, changes: Sequence[tuple[str, str, float, float]]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for name, state, share, changed_at in changes:
+            pipe.hset(self.rollouts_key, name, f"{state}|{share!r}|{changed_at!r}")
+            pipe.publish(self.switches_key, f"rollout:{name}")
+        pipe.execute()

@@ -23,6 +23,7 @@ from typing import Any, Final
 from llmwatch import _forking
 from llmwatch._fleet._circuits import CircuitSource, CircuitSync
 from llmwatch._fleet._redis import FEATURE, MODEL, RedisStore
+from llmwatch._fleet._rollouts import RolloutSource, RolloutSync
 from llmwatch._fleet._shares import LEASE_WAITS, Share, SyncRequest, lease_for
 from llmwatch._health import HEALTH, Counter
 
@@ -47,6 +48,7 @@ class Fleet:
         fail_closed: bool,
         on_switches: SwitchSink,
         circuits: CircuitSource = tuple,
+        rollouts: RolloutSource = tuple,
     ) -> None:
         self.store = store
         self.lease_usd = lease_usd
@@ -57,6 +59,7 @@ class Fleet:
         self.last_error: str | None = None
         self._on_switches = on_switches
         self.circuits = CircuitSync(circuits)
+        self.rollouts = RolloutSync(rollouts)
         self._shares: dict[tuple[str, float], Share] = {}
         self.dirty: set[Share] = set()  # marked by the budget after a call; popped by the worker
         self._pending_switches: list[tuple[str, str, bool]] = []
@@ -129,6 +132,11 @@ class Fleet:
         self.circuits.changed(circuit_id, state, reopens_at, changed_at)
         self._wake.set()
 
+    def rollout_changed(self, name: str, state: str, share: float, changed_at: float) -> None:
+        """A rollout of this process changed (share, stop, rollback, promotion): written within a tick."""
+        self.rollouts.changed(name, state, share, changed_at)
+        self._wake.set()
+
     # --- the worker -----------------------------------------------------------------------------------
     def start(self) -> None:
         self._stop.clear()
@@ -161,10 +169,12 @@ class Fleet:
     def _sync_once(self, now: float) -> None:
         self._push_switches()
         self.circuits.push_transitions(self.store)
+        self.rollouts.push(self.store)
         sweep = now - self._last_sweep >= FULL_SWEEP_S or self._failures > 0
         if self._drain_channel() or sweep:
             self._refresh_switches()
             self.circuits.refresh(self.store)
+            self.rollouts.refresh(self.store)
         self.circuits.report_outcomes(self.store)
         if sweep:  # every share (the marks cleared first: a share made meanwhile is marked again)
             self._last_sweep = now
@@ -234,6 +244,7 @@ class Fleet:
         self._wake = threading.Event()
         self._pubsub = None
         self.circuits.after_fork()
+        self.rollouts.after_fork()
         self.store.forget_connection()
         for share in self._shares.values():
             share.forget_parent()
@@ -251,6 +262,7 @@ class Fleet:
         try:
             self._push_switches()
             self.circuits.push_transitions(self.store)
+            self.rollouts.push(self.store)
             shares = list(self._shares.values())
             returned = [share.give_back() for share in shares]
             requests = [SyncRequest.report_only(share) for share in shares]

@@ -38,6 +38,7 @@ from typing import Any, Final, NamedTuple
 from llmwatch import _attribution
 from llmwatch._errors import ConfigurationError
 from llmwatch._policy import _rollout_guard as guards
+from llmwatch._policy import _windows
 from llmwatch._policy._rollout_guard import CHALLENGER, CHAMPION, ArmStats
 from llmwatch._policy._sequential import NOT_WORSE, WORSE
 
@@ -107,6 +108,7 @@ class Rollout:
         self.decision: dict[str, Any] | None = None  # the rollback's or promotion's report
         self.decided_at: float | None = None
         self.shadow_dropped = 0  # shadow calls not sent: too many in flight
+        self.changed_at = 0.0  # time.time() of the last share or state change, here or in the fleet
         self.last_evidence: dict[str, Any] = {}
         self._units: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -114,15 +116,35 @@ class Rollout:
 
     # --- control ------------------------------------------------------------------------------------
     def set_share(self, share: float) -> None:
-        """Change the challenger's share live (0 sends nobody; users already in stay in while it grows)."""
-        self.share = _valid_share(share)
+        """Change the challenger's share live (0 sends nobody; users already in stay in while it grows).
+        With a store, every process of the fleet follows within a second."""
+        self.share = valid_share(share)
+        self.changed_at = time.time()
+        _tell_fleet(self)
 
     def stop(self) -> None:
         """End the rollout: every call goes out as written again (the figures stay in ``report()``)."""
         with self._lock:
             if self.state == RUNNING:
                 self.state = STOPPED
+            self.changed_at = time.time()
+        _tell_fleet(self)
         if self.rules is not None:
+            self.rules.remove(self)
+
+    def apply_remote(self, state: str, share: float, changed_at: float) -> None:
+        """A change made elsewhere in the fleet, applied when it is newer than this rollout's last."""
+        if state not in (RUNNING, ROLLED_BACK, PROMOTED, STOPPED) or not 0 <= share <= 1:
+            return
+        with self._lock:
+            if changed_at <= self.changed_at:
+                return
+            self.state, self.share, self.changed_at = state, share, changed_at
+        if state in (ROLLED_BACK, PROMOTED):
+            logger.warning(
+                "llmwatch: rollout %r %s by another process of the fleet", self.name, state.replace("_", " ")
+            )
+        if state == STOPPED and self.rules is not None:
             self.rules.remove(self)
 
     # --- before a call (hot path) --------------------------------------------------------------------
@@ -179,7 +201,7 @@ class Rollout:
             self.state = PROMOTED
         else:
             return None
-        self.decided_at = time.time()
+        self.decided_at = self.changed_at = time.time()
         self.decision = self._report_locked()
         return self.decision
 
@@ -233,6 +255,10 @@ class Rollouts:
             self.rollouts = tuple(r for r in self.rollouts if r is not rollout)
             self._ended[rollout.name] = rollout
             self.active = bool(self.rollouts)
+
+    def running(self) -> tuple[Rollout, ...]:
+        """The rollouts running here (the fleet worker applies the fleet's changes to them)."""
+        return self.rollouts
 
     def named(self, name: str) -> Rollout | None:
         for rollout in self.rollouts:
@@ -315,8 +341,15 @@ def pin_arm(name: str) -> str:
     return arm
 
 
+def _tell_fleet(rollout: Rollout) -> None:
+    fleet = _windows.FLEET
+    if fleet is not None:
+        fleet.rollout_changed(rollout.name, rollout.state, rollout.share, rollout.changed_at)
+
+
 def announce(rollout: Rollout, report: dict[str, Any]) -> None:
-    """A rollback or promotion decided: the log line and the user's callback (never raising)."""
+    """A rollback or promotion decided: the fleet told, the log line and the user's callback (never raising)."""
+    _tell_fleet(rollout)
     arms = report["arms"]
     if report["state"] == ROLLED_BACK:
         worse = [name for name, item in report["evidence"].items() if item["verdict"] == WORSE]
@@ -337,54 +370,7 @@ def announce(rollout: Rollout, report: dict[str, Any]) -> None:
             logger.warning("llmwatch: the on_rollback callback of rollout %r raised", rollout.name, exc_info=True)
 
 
-def _valid_share(share: float) -> float:
+def valid_share(share: float) -> float:
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1 or math.isnan(share):
         raise ConfigurationError(f"llmwatch.rollout(): share must be a fraction in [0, 1], e.g. 0.05, got {share!r}")
     return float(share)
-
-
-def rollout_from_args(
-    name: str,
-    champion: Mapping[str, Any] | None,
-    challenger: Mapping[str, Any],
-    share: float,
-    mode: str,
-    feature: str | None,
-    guard: Mapping[str, float] | None,
-    min_calls: int,
-    alpha: float,
-    on_rollback: OnRollback | None,
-    auto_promote: bool,
-) -> Rollout:
-    """Validate ``rollout()``'s arguments (``ConfigurationError`` saying how to fix one)."""
-    where = "llmwatch.rollout()"
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigurationError(f"{where}: name must be a non-empty string, got {name!r}")
-    for arm, overrides in (("champion", champion or {}), ("challenger", challenger)):
-        if not isinstance(overrides, Mapping) or not all(isinstance(key, str) for key in overrides):
-            raise ConfigurationError(f"{where}: {arm} must be a dict of request keyword arguments, got {overrides!r}")
-    if not challenger:
-        raise ConfigurationError(f"{where}: challenger must override something, e.g. {{'model': 'gpt-4o-mini'}}")
-    if mode not in MODES:
-        raise ConfigurationError(f"{where}: mode must be 'canary' or 'shadow', got {mode!r}")
-    if feature is not None and (not isinstance(feature, str) or not feature):
-        raise ConfigurationError(f"{where}: feature must be a non-empty string or None (every call), got {feature!r}")
-    if isinstance(min_calls, bool) or not isinstance(min_calls, int) or min_calls < 2:
-        raise ConfigurationError(f"{where}: min_calls must be a whole number of calls >= 2, got {min_calls!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 0.5:
-        raise ConfigurationError(f"{where}: alpha must be a false-alarm rate in (0, 0.5), e.g. 0.05, got {alpha!r}")
-    if on_rollback is not None and not callable(on_rollback):
-        raise ConfigurationError(f"{where}: on_rollback must be a callable fn(report) or None, got {on_rollback!r}")
-    return Rollout(
-        name,
-        champion or {},
-        challenger,
-        _valid_share(share),
-        mode,
-        feature,
-        guards.parse_guard(guard),
-        min_calls,
-        float(alpha),
-        on_rollback,
-        bool(auto_promote),
-    )

@@ -13,7 +13,7 @@ from typing import Any
 from llmwatch._config import Settings
 from llmwatch._fleet._redis import RedisStore
 from llmwatch._fleet._worker import Fleet
-from llmwatch._policy import _budget, _windows
+from llmwatch._policy import _budget, _rollouts, _windows
 
 
 def prepare(settings: Settings) -> Fleet | None:
@@ -23,9 +23,9 @@ def prepare(settings: Settings) -> Fleet | None:
         return None
     store = RedisStore(settings.store, settings.service_name)
     rules = _budget.RULES
-    return Fleet(
-        store, settings.lease_usd, settings.store_failure == "closed", rules.set_fleet_switches, rules.all_circuits
-    )
+    fail_closed = settings.store_failure == "closed"
+    rollouts = _rollouts.ROLLOUTS.running
+    return Fleet(store, settings.lease_usd, fail_closed, rules.set_fleet_switches, rules.all_circuits, rollouts)
 
 
 def start(fleet: Fleet | None) -> None:
