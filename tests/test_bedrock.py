@@ -985,3 +985,14 @@ def test_docs_list_every_operation_traced() -> None:
     for operation in _bedrock.OPERATIONS:
         method = botocore.xform_name(operation)
         assert f"`client.{method}`" in covered, method
+
+
+def test_a_rollout_sends_its_arms_model_id_to_converse(client: Any, server: FakeLLMServer, captured: Captured) -> None:
+    challenger = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    llmwatch.rollout("bedrock-canary", challenger={"modelId": challenger}, share=1.0, feature="search")
+    with llmwatch.attributes(user="u1", feature="search"):
+        client.converse(modelId="anthropic.claude-3-haiku-20240307-v1:0", messages=ask())
+    assert server.requests_for(challenger), [r.path for r in server.requests[-2:]]
+    span = captured.spans[-1]
+    assert span.attributes["gen_ai.request.model"] == challenger
+    assert span.attributes["llmwatch.rollout.arm"] == "challenger"

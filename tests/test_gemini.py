@@ -708,3 +708,12 @@ def test_configure_does_not_import_the_sdk_and_hooks_it_when_the_app_does(
 
 def test_the_sdk_is_listed_as_installed() -> None:
     assert "google.genai" in _instrument.installed_sdks()
+
+
+def test_a_rollout_sends_its_arms_model_to_gemini(api: Api, captured: Captured) -> None:
+    llmwatch.rollout("gemini-canary", challenger={"model": "gemini-2.5-pro"}, share=1.0)
+    with llmwatch.attributes(user="u1"):
+        asyncio.run(api.generate())
+    assert api.server.requests_for("gemini-2.5-pro")
+    assert captured.spans[-1].attributes["llmwatch.rollout.arm"] == "challenger"
+    assert captured.spans[-1].attributes["gen_ai.request.model"] == "gemini-2.5-pro"
