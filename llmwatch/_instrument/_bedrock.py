@@ -123,7 +123,7 @@ def _make_api_call(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, 
     operation = OPERATIONS.get(name) if type(name) is str else None
     if operation is None or type(args[1]) is not dict or not _is_runtime(instance):
         return wrapped(*args, **kwargs)
-    call, params = begin_call(operation.prepare, instance, args[1], client=instance)
+    call, _ = begin_call(operation.prepare, instance, args[1], client=instance)
     if call is None:
         return wrapped(*args, **kwargs)
     if call.rollout is not None:  # Converse in a rollout: the arm's parameters (its modelId, say) are sent
