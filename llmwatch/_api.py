@@ -297,7 +297,7 @@ def rollout(
     name: str,
     *,
     champion: Mapping[str, Any] | None = None,
-    challenger: Mapping[str, Any],
+    challenger: Mapping[str, Any] | None = None,
     share: float = 0.05,
     mode: str = "canary",
     feature: str | None = None,
@@ -309,7 +309,8 @@ def rollout(
 ) -> _rollouts.Rollout:
     """Send a sticky ``share`` of ``feature``'s users (every call's, with ``feature=None``) to the
     ``challenger``'s request overrides (``{"model": "gpt-4o-mini"}``, any keyword arguments of the
-    call), the others to the ``champion``'s (none: the call as written), and judge the arms live.
+    call; none: a prompt-only rollout, the arm told by ``rollout_arm()``), the others to the
+    ``champion``'s (none: the call as written), and judge the arms live.
 
     A user's arm is a stable hash of ``name`` and the user (``llmwatch.attributes(user=...)``); calls
     without a user draw at random (or get what ``rollout_arm(name)`` drew in their context). Spans and
@@ -323,7 +324,7 @@ def rollout(
     ``stop()``, ``report()``. See docs/rollouts.md.
     """
     made = _rollout_config.rollout_from_args(
-        name, champion, challenger, share, mode, feature, guard, min_calls, alpha, on_rollback, auto_promote
+        name, champion, challenger or {}, share, mode, feature, guard, min_calls, alpha, on_rollback, auto_promote
     )
     return _rollouts.ROLLOUTS.add(made)
 

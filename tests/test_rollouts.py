@@ -315,7 +315,7 @@ def test_the_arm_is_on_the_metrics(fake: FakeLLMServer, challenger: str) -> None
     ("kwargs", "message"),
     [
         ({"name": "", "challenger": {"model": "x"}}, "name must be a non-empty string"),
-        ({"name": "r", "challenger": {}}, "challenger must override something"),
+        ({"name": "r", "challenger": ["model"]}, "challenger must be a dict"),
         ({"name": "r", "challenger": {"model": "x"}, "share": 1.5}, "share must be a fraction"),
         ({"name": "r", "challenger": {"model": "x"}, "mode": "blue-green"}, "mode must be 'canary' or 'shadow'"),
         ({"name": "r", "challenger": {"model": "x"}, "guard": {"latency": 2}}, "unknown bound 'latency'"),

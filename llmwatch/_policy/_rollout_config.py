@@ -30,8 +30,6 @@ def rollout_from_args(
     for arm, overrides in (("champion", champion or {}), ("challenger", challenger)):
         if not isinstance(overrides, Mapping) or not all(isinstance(key, str) for key in overrides):
             raise ConfigurationError(f"{where}: {arm} must be a dict of request keyword arguments, got {overrides!r}")
-    if not challenger:
-        raise ConfigurationError(f"{where}: challenger must override something, e.g. {{'model': 'gpt-4o-mini'}}")
     if mode not in MODES:
         raise ConfigurationError(f"{where}: mode must be 'canary' or 'shadow', got {mode!r}")
     if feature is not None and (not isinstance(feature, str) or not feature):
