@@ -180,7 +180,7 @@ def _rollout_request(prepare: Prepare, kwargs: dict[str, Any]) -> tuple[dict[str
 ROLLOUT_OPERATIONS = frozenset({sc.OP_CHAT, sc.OP_TEXT_COMPLETION})
 
 
-def _start_shadow(call: LLMCall, send: Callable[[], Any], *, is_async: bool) -> None:
+def start_shadow(call: LLMCall, send: Callable[[], Any], *, is_async: bool) -> None:
     """Send the rollout's shadow call in the background (guarded: the caller's call is unaffected)."""
     assert call.rollout is not None
     try:
@@ -212,7 +212,7 @@ def sync_wrapper(
             return wrapped(*args, **kwargs)
         if call.rollout is not None and call.rollout.shadow_request is not None:
             shadow = call.rollout.shadow_request
-            _start_shadow(call, lambda: wrapper(wrapped, instance, args, shadow), is_async=False)
+            start_shadow(call, lambda: wrapper(wrapped, instance, args, shadow), is_async=False)
         if not call.hide_usage_chunk:
             return _lifecycle.run_sync(call, wrapped, args, send_kwargs, watch_parsing=watch_parsing)
         retry = _stream_usage_retry(instance)  # llmwatch added stream_options: a refusal of it is ours
@@ -234,7 +234,7 @@ def async_wrapper(
             return await wrapped(*args, **kwargs)
         if call.rollout is not None and call.rollout.shadow_request is not None:
             shadow = call.rollout.shadow_request
-            _start_shadow(call, lambda: wrapper(wrapped, instance, args, shadow), is_async=True)
+            start_shadow(call, lambda: wrapper(wrapped, instance, args, shadow), is_async=True)
         if not call.hide_usage_chunk:
             return await _lifecycle.run_async(call, wrapped, args, send_kwargs, watch_parsing=watch_parsing)
         retry = _stream_usage_retry(instance)

@@ -43,7 +43,7 @@ from llmwatch._core import _lifecycle, _runtime
 from llmwatch._core._call import LLMCall
 from llmwatch._instrument import _litellm_calls as calls
 from llmwatch._instrument import _stream_usage
-from llmwatch._instrument._base import TRACED_ABOVE, begin_call
+from llmwatch._instrument._base import TRACED_ABOVE, begin_call, start_shadow
 
 FRAMEWORK_MODULE = "litellm"
 
@@ -134,9 +134,13 @@ def _sync_wrapper(original: Callable[..., Any], handler: Any, litellm: ModuleTyp
         call, send_kwargs = begin_call(handler.prepare, None, request, client=litellm)
         if call is None:
             return original(*args, **kwargs)
+        if call.rollout is not None and call.rollout.shadow_request is not None:
+            shadow = call.rollout.shadow_request
+            start_shadow(call, lambda: wrapper(**shadow), is_async=False)
         if not call.hide_usage_chunk:
             return _lifecycle.run_sync(call, send, (), send_kwargs)
-        return _lifecycle.run_sync(call, send, (), send_kwargs, retry=_retry(request), as_written=request)
+        as_written = dict(call.request)  # the call as its rollout arm wrote it (the caller's, without one)
+        return _lifecycle.run_sync(call, send, (), send_kwargs, retry=_retry(request), as_written=as_written)
 
     setattr(wrapper, _MARK, True)
     return wrapper
@@ -158,9 +162,13 @@ def _async_wrapper(original: Callable[..., Any], handler: Any, litellm: ModuleTy
         call, send_kwargs = begin_call(handler.prepare, None, request, client=litellm)
         if call is None:
             return await original(*args, **kwargs)
+        if call.rollout is not None and call.rollout.shadow_request is not None:
+            shadow = call.rollout.shadow_request
+            start_shadow(call, lambda: wrapper(**shadow), is_async=True)
         if not call.hide_usage_chunk:
             return await _lifecycle.run_async(call, send, (), send_kwargs)
-        return await _lifecycle.run_async(call, send, (), send_kwargs, retry=_retry(request), as_written=request)
+        as_written = dict(call.request)
+        return await _lifecycle.run_async(call, send, (), send_kwargs, retry=_retry(request), as_written=as_written)
 
     setattr(wrapper, _MARK, True)
     return wrapper
