@@ -384,7 +384,9 @@ def test_content_only_under_the_content_rules(fresh: FakeLLMServer, instrumented
     assert reply.choices[0].message.content in attrs["gen_ai.output.messages"].replace('\\"', '"')
 
 
-def test_a_rollout_sends_its_arms_model_through_litellm(fresh: FakeLLMServer, captured: Any, instrumented: None) -> None:
+def test_a_rollout_sends_its_arms_model_through_litellm(
+    fresh: FakeLLMServer, captured: Any, instrumented: None
+) -> None:
     llmwatch.rollout("litellm-canary", challenger={"model": "openai/gpt-4o"}, share=1.0)
     with llmwatch.attributes(user="u1"):
         litellm.completion(**route(fresh, "openai"))
