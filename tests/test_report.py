@@ -543,7 +543,9 @@ def test_json_schema(tmp_path: Path) -> None:
     assert set(doc) == {
         "schema_version", "file", "files", "skipped_lines", "other_spans", "totals",
         "by_feature", "by_user", "other_users", "by_provider", "by_model", "by_run", "runs", "by_agent",
+        "rollouts",
     }  # fmt: skip
+    assert doc["rollouts"] == []  # no call was sent in a rollout: the key is there, empty
     assert doc["schema_version"] == 2 and doc["file"] == str(path) and doc["files"] == [str(path)]
     assert set(doc["totals"]) == GROUP_KEYS | {
         "users", "features", "models", "first_start_unix_nano", "last_end_unix_nano", "duration_s",

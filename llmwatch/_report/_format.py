@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmwatch._report._groups import GroupStats
 
 DASH = "-"
+UNKNOWN_COST_MARK = " +?"
 
 
 def usd(value: float | None) -> str:
@@ -66,3 +71,15 @@ def clean(text: str, limit: int = 80) -> str:
         return printable
     half = (limit - 1) // 2
     return printable[:half] + "\N{HORIZONTAL ELLIPSIS}" + printable[-half:]
+
+
+def cost_cell(group: GroupStats) -> str:
+    """The cost, flagged when some calls in the group have no known price."""
+    if group.unknown_cost_calls and not group.priced_calls:
+        return "unknown"
+    return usd(group.cost_usd) + (UNKNOWN_COST_MARK if group.unknown_cost_calls else "")
+
+
+def error_rate_cell(group: GroupStats) -> str:
+    """Errors over the calls sent; "-" when every call was refused."""
+    return percent(group.error_rate) if group.sent else DASH

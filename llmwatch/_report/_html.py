@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from llmwatch._report import _format as fmt
-from llmwatch._report._aggregate import OTHERS_LABEL, GroupStats, Report
+from llmwatch._report import _rollout_view as rv
+from llmwatch._report._aggregate import OTHERS_LABEL, Report
+from llmwatch._report._groups import GroupStats
 from llmwatch._report._load import CallSpan, LoadResult
+from llmwatch._report._rollouts import RolloutStats
 from llmwatch._report._terminal import (
     COLUMNS,
     NO_CALLS,
@@ -184,6 +187,8 @@ def _page(report: Report, charts: list[str]) -> str:
             body.append(_table(run_table_title(report), "run", report.by_run, 0))
         if report.by_agent:
             body.append(_table("By agent", "agent", report.by_agent, 0))
+        if report.rollouts:
+            body.append(_rollouts(report.rollouts))
     return _TEMPLATE.format(csp=_CSP, style=_STYLE, body="\n".join(body))
 
 
@@ -207,6 +212,28 @@ def _table(title: str, key_name: str, groups: list[GroupStats], other_users: int
     return f"<h2>{html.escape(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _rollouts(rollouts: list[RolloutStats]) -> str:
+    """The rollouts section: per rollout, its arms side by side, then its decisions."""
+    parts = [f"<h2>{rv.SECTION_TITLE}</h2>"]
+    for rollout in rollouts:
+        head = "".join(f"<th>{html.escape(name)}</th>" for name in ("", *rv.headers(rollout)))
+        body = "".join(
+            f'<tr><td class="key">{html.escape(line.label.strip())}</td>'
+            + "".join(f'<td class="num">{html.escape(cell)}</td>' for cell in [*line.cells, line.difference])
+            + "</tr>"
+            for line in rv.rows(rollout)
+        )
+        decisions = "".join(f"<li>{html.escape(line)}</li>" for line in rv.decision_lines(rollout))
+        parts.append(
+            f"<h3>{html.escape(rv.title(rollout))}</h3>"
+            f'<p class="meta">{html.escape(rv.period_line(rollout))}</p>'
+            f'<table class="rollout"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f'<ul class="decisions">{decisions}</ul>'
+        )
+    parts.append(f'<p class="meta">{html.escape(rv.LEGEND)}</p>')
+    return "\n".join(parts)
+
+
 _STYLE = """
 html { overflow-y: scroll; }  /* a scrollbar appearing after plotly sized the charts would clip them */
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px auto; padding: 0 24px;
@@ -220,6 +247,7 @@ th { white-space: nowrap; } th:first-child { text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.key { min-width: 14em; max-width: 28em; overflow-wrap: anywhere; }
 .snap { color: #6b7280; font-size: 0.9em; padding-left: 1em; }
+table.rollout { margin-bottom: 8px; } table.rollout td.key { min-width: 8em; } .decisions { margin-top: 0; }
 """
 
 _TEMPLATE = """<!DOCTYPE html>

@@ -1,10 +1,17 @@
-"""The ``--json`` document: a plain dict with stable keys (documented in docs/report.md)."""
+"""The ``--json`` document: a plain dict with stable keys (documented in docs/report.md).
+
+``rollouts`` (a key added within schema 2: new keys do not bump it) is always present, ``[]`` when
+no span was sent in a rollout.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from llmwatch._report._aggregate import GroupStats, Report
+from llmwatch._report._aggregate import Report
+from llmwatch._report._decisions import WORSE, Decision
+from llmwatch._report._groups import GroupStats
+from llmwatch._report._rollouts import ArmStats, RolloutStats
 
 # 2: refusals counted apart ("refused", "sent"; errors, error_rate and latency over sent calls);
 # by_model grouped by the request model, with its response models in "snapshots".
@@ -37,6 +44,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "by_run": [group_to_dict(group) for group in report.by_run],
         "runs": report.runs,
         "by_agent": [group_to_dict(group) for group in report.by_agent],
+        "rollouts": [rollout_to_dict(rollout) for rollout in report.rollouts],
     }
 
 
@@ -68,6 +76,54 @@ def _model_to_dict(group: GroupStats) -> dict[str, Any]:
     provider, _, model = group.key.partition("/")
     snapshots = [{"model": snap.model, "calls": snap.calls, "cost_usd": snap.cost_usd} for snap in group.snapshots]
     return {**group_to_dict(group), "provider": provider, "model": model, "snapshots": snapshots}
+
+
+def rollout_to_dict(rollout: RolloutStats) -> dict[str, Any]:
+    """One rollout: its arms by name, the challenger against the champion, its decisions (oldest first)."""
+    compared = rollout.comparison
+    latest = rollout.decision
+    return {
+        "name": rollout.name,
+        "calls": rollout.calls,
+        "first_start_unix_nano": rollout.first_start_ns,
+        "last_end_unix_nano": rollout.last_end_ns,
+        "decision": latest.action if latest is not None else None,  # the latest one's
+        "arms": {arm.arm: _arm_to_dict(arm) for arm in rollout.arms},
+        "challenger_vs_champion": {
+            "error_rate_difference": compared.error_rate_difference,
+            "latency_p50_ratio": compared.latency_p50_ratio,
+            "latency_p95_ratio": compared.latency_p95_ratio,
+            "cost_per_call_ratio": compared.cost_per_call_ratio,
+            "score_differences": dict(compared.score_differences),
+        },
+        "decisions": [_decision_to_dict(item) for item in rollout.decisions],
+    }
+
+
+def _arm_to_dict(arm: ArmStats) -> dict[str, Any]:
+    scores = {name: {"mean": mean.mean, "count": mean.count} for name, mean in arm.scores.items()}
+    return {**group_to_dict(arm.stats), "shadow_calls": arm.shadow, "scores": scores}
+
+
+def _decision_to_dict(item: Decision) -> dict[str, Any]:
+    guards = {
+        guard.guard: {
+            "verdict": guard.verdict,
+            "difference": guard.difference,
+            "bound": guard.bound,
+            "log_likelihood_ratio": guard.log_likelihood_ratio,
+            "threshold": guard.threshold,
+        }
+        for guard in item.guards
+    }
+    return {
+        "action": item.action,
+        "time_unix_nano": item.time_ns,
+        "evidence_readable": item.readable,
+        "worse": item.with_verdict(WORSE),
+        "guards": guards,
+        "arms_at_decision": item.arms,  # the deciding process's own figures at that moment
+    }
 
 
 def _duration_s(report: Report) -> float | None:

@@ -9,6 +9,12 @@ lines are skipped and counted, never fatal, so the report always says how much i
 A call refused by a budget or kill switch (the ``llmwatch.call.refused`` event) is kept and marked
 ``refused``: it never reached the provider, so it has no response model, latency or tokens worth
 reporting, and the aggregation counts it apart from the calls that were sent.
+
+Rollouts: a call sent in one carries ``llmwatch.rollout.name`` / ``.arm`` (and ``.shadow``); only such
+calls have their span id kept (to link scores to them) and their events read for the rollout's
+decisions (:mod:`._decisions`), so the thousands of calls outside rollouts cost nothing more. Score
+spans (``evaluate {name}``, children of the call they score, :mod:`llmwatch._scores`) are kept as
+(parent span id, name, numeric value): the aggregation links them to the rollout calls.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from llmwatch import _semconv as sc
+from llmwatch._report._decisions import PROMOTED, ROLLED_BACK, Decision, decision
 
 NONE_LABEL = "(none)"
+_DECISION_EVENTS = {sc.LLMWATCH_ROLLOUT_ROLLBACK_EVENT: ROLLED_BACK, sc.LLMWATCH_ROLLOUT_PROMOTE_EVENT: PROMOTED}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,6 +59,10 @@ class CallSpan:
     ttft_ms: float | None
     run: str | None = None  # llmwatch.run.id: the outermost observe span (agent run) it ran in
     agent: str | None = None  # llmwatch.agent.name: the innermost agent it ran in
+    rollout: str | None = None  # llmwatch.rollout.name: the rollout it was sent in
+    arm: str | None = None  # llmwatch.rollout.arm (champion, challenger); NONE_LABEL in a rollout without one
+    shadow: bool = False  # a shadow call: sent in its arm, its answer discarded
+    span_id: str | None = None  # kept for rollout calls only: the scores' link to them
 
     @property
     def latency_ms(self) -> float:
@@ -74,6 +86,17 @@ class LoadResult:
     run_names: dict[str, str] = dataclasses.field(default_factory=dict)  # run id -> its root span's name
     # run id -> (start, parent span id) of the span named in run_names: the run's earliest span so far
     run_roots: dict[str, tuple[int, object]] = dataclasses.field(default_factory=dict, repr=False)
+    scores: list[ScoreRecord] = dataclasses.field(default_factory=list)  # numeric scores, any call's
+    decisions: list[Decision] = dataclasses.field(default_factory=list)  # rollbacks and promotions, as read
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScoreRecord:
+    """One numeric score (``llmwatch.score()``'s ``evaluate {name}`` span) and the span it scores."""
+
+    span_id: str  # the scored call's span id: the score span's parent
+    name: str
+    value: float
 
 
 def load_spans(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
@@ -108,12 +131,41 @@ def _load_line(line: bytes, result: LoadResult) -> None:
         run = _text(attrs.get(sc.LLMWATCH_RUN_ID))
         if run is not None:
             _note_run_span(record, run, result)
+        if sc.GEN_AI_EVALUATION_NAME in attrs:
+            _note_score(record, attrs, result)
         return
     call = call_from_record(record)
     if call is None:
         result.skipped_lines += 1
-    else:
-        result.spans.append(call)
+        return
+    result.spans.append(call)
+    if call.rollout is not None:  # the decision events are on calls sent in the rollout
+        _note_decisions(record, call, result)
+
+
+def _note_score(record: Mapping[str, Any], attrs: Mapping[str, Any], result: LoadResult) -> None:
+    # A label-only score (good/bad, True) has no value to average: the rollout guards skip it too.
+    name = _text(attrs[sc.GEN_AI_EVALUATION_NAME])
+    number = _number(attrs.get(sc.GEN_AI_EVALUATION_SCORE_VALUE))
+    parent = record.get("parent_span_id")
+    if name is not None and number is not None and isinstance(parent, str) and parent:
+        result.scores.append(ScoreRecord(parent, name, number))
+
+
+def _note_decisions(record: Mapping[str, Any], call: CallSpan, result: LoadResult) -> None:
+    events = record.get("events")
+    if not isinstance(events, list):
+        return
+    for event in events:
+        name = event.get("name") if isinstance(event, dict) else None
+        action = _DECISION_EVENTS.get(name) if isinstance(name, str) else None  # a junk name may be unhashable
+        if action is None:
+            continue
+        attrs = event.get("attributes")
+        attrs = attrs if isinstance(attrs, dict) else {}
+        rollout = _text(attrs.get(sc.LLMWATCH_ROLLOUT_NAME)) or call.rollout or NONE_LABEL
+        when = _timestamp(event.get("time_unix_nano")) or call.end_ns
+        result.decisions.append(decision(rollout, action, when, attrs.get(sc.LLMWATCH_ROLLOUT_EVIDENCE)))
 
 
 def _note_run_span(record: Mapping[str, Any], run: str, result: LoadResult) -> None:
@@ -146,6 +198,9 @@ def call_from_record(record: Mapping[str, Any]) -> CallSpan | None:
     request_model = _text(attrs.get(sc.GEN_AI_REQUEST_MODEL))
     response_model = _text(attrs.get(sc.GEN_AI_RESPONSE_MODEL))
     refused = _is_refused(record, attrs)
+    rollout = _text(attrs.get(sc.LLMWATCH_ROLLOUT_NAME))
+    in_rollout = rollout is not None
+    span_id = record.get("span_id") if in_rollout else None
     return CallSpan(
         start_ns=start,
         end_ns=end,
@@ -168,6 +223,10 @@ def call_from_record(record: Mapping[str, Any]) -> CallSpan | None:
         ttft_ms=ttft if ttft is not None and ttft >= 0 else None,
         run=_text(attrs.get(sc.LLMWATCH_RUN_ID)),
         agent=_text(attrs.get(sc.LLMWATCH_AGENT_NAME)),
+        rollout=rollout,
+        arm=(_text(attrs.get(sc.LLMWATCH_ROLLOUT_ARM)) or NONE_LABEL) if in_rollout else None,
+        shadow=in_rollout and attrs.get(sc.LLMWATCH_ROLLOUT_SHADOW) is True,
+        span_id=span_id if isinstance(span_id, str) and span_id else None,
     )
 
 

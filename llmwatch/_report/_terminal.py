@@ -1,4 +1,5 @@
-"""The terminal rendering: a totals line and rich tables by feature, user and model.
+"""The terminal rendering: a totals line, rich tables by feature, user and model, then the rollouts
+(:mod:`._rollout_view`).
 
 Every label in the tables comes from the user's data, so it is passed to rich as ``Text`` (never as
 markup: a feature named ``[bold red]`` must print as typed) after :func:`_format.clean` has replaced
@@ -20,14 +21,16 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from llmwatch._report import _format as fmt
-from llmwatch._report._aggregate import OTHERS_LABEL, GroupStats, Report
+from llmwatch._report._aggregate import OTHERS_LABEL, Report
+from llmwatch._report._format import UNKNOWN_COST_MARK, cost_cell, error_rate_cell
+from llmwatch._report._groups import GroupStats
+from llmwatch._report._rollout_view import print_rollouts
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-UNKNOWN_COST_MARK = " +?"
 NO_CALLS = "no LLM calls"
 KEY_WIDTH = 40
 KEY_MIN_WIDTH = 16  # the label column folds down to this before a column is left out
@@ -74,6 +77,7 @@ def render_terminal(report: Report, console: Console) -> None:
                 style="yellow",
             )
         )
+    print_rollouts(console, report.rollouts)  # after the tables' legend: it has its own
 
 
 def totals_line(report: Report) -> str:
@@ -122,18 +126,6 @@ def notes(report: Report) -> list[str]:
             "cost unknown, not counted"
         )
     return lines
-
-
-def cost_cell(group: GroupStats) -> str:
-    """The cost, flagged when some calls in the group have no known price."""
-    if group.unknown_cost_calls and not group.priced_calls:
-        return "unknown"
-    return fmt.usd(group.cost_usd) + (UNKNOWN_COST_MARK if group.unknown_cost_calls else "")
-
-
-def error_rate_cell(group: GroupStats) -> str:
-    """Errors over the calls sent; "-" when every call was refused."""
-    return fmt.percent(group.error_rate) if group.sent else fmt.DASH
 
 
 def snapshot_lines(group: GroupStats) -> list[str]:
