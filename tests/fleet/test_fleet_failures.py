@@ -72,7 +72,9 @@ def test_closed_refuses_budgeted_calls_while_the_store_is_down(redis_server: Red
 
 
 def test_a_paused_store_never_slows_the_caller(redis_server: RedisServer) -> None:
-    configure(redis_server)
+    # A lease that covers every call below ($0.00045 each): this test is about time, not refusals; with
+    # the default 1 % lease a loaded machine could spend it before the worker saw the store down.
+    configure(redis_server, lease_usd=1.0)
     healthy = sorted(call() for _ in range(300))
     redis_server.pause()  # accepts nothing, answers nothing: the worker's requests time out
     try:
