@@ -293,14 +293,17 @@ def test_odd_evidence_values_and_events_do_not_crash(tmp_path: Path) -> None:
         {"name": "llmwatch.rollout.rollback", "attributes": "not a dict"},  # no time, no evidence
         {"name": "llmwatch.rollout.rollback", "time_unix_nano": ROLLBACK_AT, "attributes": {
             "llmwatch.rollout.evidence": evidence}},
+        decision_event("promote", {"evidence": {"error_rate": {"verdict": "not_worse"}}}, rollout="elsewhere"),
     ]  # fmt: skip
     records = [rollout_span("challenger", "00000000000000b1", latency_ms=250, events=events)]
     records[0]["attributes"]["llmwatch.rollout.arm"] = 5  # not a string: still an arm
     report = build_report(load_spans([write_spans(tmp_path / "s.jsonl", records)]))
     doc = report_to_dict(report)
     json.dumps(doc, allow_nan=False)  # NaN and Infinity from the evidence are not passed on
-    (rollout,) = doc["rollouts"]
+    rollout, elsewhere = doc["rollouts"]
     assert list(rollout["arms"]) == ["champion", "challenger", "5"]
+    # the event names another rollout than its span: that rollout is listed, with no call of its own
+    assert (elsewhere["name"], elsewhere["calls"], elsewhere["decision"]) == ("elsewhere", 0, "promoted")
     first, second = rollout["decisions"]
     assert first["evidence_readable"] is False and first["time_unix_nano"] == T0 + 250_000_000  # the call's end
     assert second["worse"] == ["error_rate"]
@@ -312,7 +315,9 @@ def test_odd_evidence_values_and_events_do_not_crash(tmp_path: Path) -> None:
         "threshold": None,
     }
     assert second["arms_at_decision"] == {"challenger": {"p95_s": None, "calls": 7}}
-    assert "Rollout checkout (rolled back)" in terminal(report)
+    text = terminal(report)
+    assert "Rollout checkout (rolled back)" in text and "Rollout elsewhere (promoted)" in text
+    assert "no calls of this rollout in these files" in text
 
 
 def test_no_rollouts_no_section(tmp_path: Path) -> None:

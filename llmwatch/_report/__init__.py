@@ -11,7 +11,7 @@ from llmwatch._report._decisions import Decision, GuardVerdict
 from llmwatch._report._groups import GroupStats, percentile
 from llmwatch._report._html import MissingExtraError, write_html
 from llmwatch._report._json import report_to_dict
-from llmwatch._report._load import NONE_LABEL, CallSpan, LoadResult, ScoreRecord, load_spans
+from llmwatch._report._load import NONE_LABEL, CallSpan, LoadResult, RolloutMark, ScoreRecord, load_spans
 from llmwatch._report._rollouts import ArmStats, Comparison, RolloutStats, ScoreMean
 from llmwatch._report._terminal import render_terminal
 
@@ -27,6 +27,7 @@ __all__ = [
     "LoadResult",
     "MissingExtraError",
     "Report",
+    "RolloutMark",
     "RolloutStats",
     "ScoreMean",
     "ScoreRecord",

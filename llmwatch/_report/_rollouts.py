@@ -88,7 +88,7 @@ def build_rollouts(
 ) -> list[RolloutStats]:
     """Every rollout named by a call or a decision, by name."""
     in_rollouts = [call for call in calls if call.rollout is not None]
-    by_rollout = group_by(in_rollouts, lambda call: call.rollout or "")
+    by_rollout = group_by(in_rollouts, lambda call: call.rollout.name if call.rollout else "")
     arm_scores = _arm_scores(in_rollouts, scores) if scores else {}
     decided: dict[str, list[Decision]] = defaultdict(list)
     for item in decisions:
@@ -109,7 +109,7 @@ def _rollout(
     arm_scores: dict[tuple[str, str], dict[str, list[float]]],
     decisions: list[Decision],
 ) -> RolloutStats:
-    by_arm = group_by(calls, lambda call: call.arm or "")
+    by_arm = group_by(calls, lambda call: call.rollout.arm if call.rollout else "")
     # Both arms always, so the table keeps its shape when one got no calls (a 0 % share, a rollback).
     names = [CHAMPION, CHALLENGER, *sorted(set(by_arm) - {CHAMPION, CHALLENGER})]
     arms = [_arm(arm, by_arm.get(arm, []), arm_scores.get((name, arm), {})) for arm in names]
@@ -125,14 +125,16 @@ def _rollout(
 
 def _arm(arm: str, calls: list[CallSpan], scores: dict[str, list[float]]) -> ArmStats:
     means = {name: ScoreMean(math.fsum(values) / len(values), len(values)) for name, values in sorted(scores.items())}
-    return ArmStats(arm=arm, stats=group_stats(arm, calls), shadow=sum(call.shadow for call in calls), scores=means)
+    shadow = sum(call.rollout is not None and call.rollout.shadow for call in calls)
+    return ArmStats(arm=arm, stats=group_stats(arm, calls), shadow=shadow, scores=means)
 
 
 def _arm_scores(
     calls: Sequence[CallSpan], scores: Sequence[ScoreRecord]
 ) -> dict[tuple[str, str], dict[str, list[float]]]:
     """(rollout, arm) -> score name -> the values of the scores whose scored span is in that arm."""
-    arm_of = {call.span_id: (call.rollout or "", call.arm or "") for call in calls if call.span_id is not None}
+    marks = [call.rollout for call in calls if call.rollout is not None and call.rollout.span_id is not None]
+    arm_of = {mark.span_id: (mark.name, mark.arm) for mark in marks}
     found: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for score in scores:
         key = arm_of.get(score.span_id)
